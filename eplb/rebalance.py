@@ -1,0 +1,177 @@
+"""The public entry point, ``rebalance_experts``, and the one validator in front of every policy."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .policies import DEFAULT_POLICY, POLICIES
+from .policies.base import copy_counts
+
+MODES = ("auto", "hierarchical", "global")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where the physical expert slots live.
+
+    num_replicas: physical slots P (logical experts plus redundant copies), spread
+    evenly over num_gpus GPUs, which are spread evenly over num_nodes nodes.
+    num_groups: expert groups (DeepSeek-V3's group-limited routing); hierarchical
+    mode keeps every group on one node.
+    """
+
+    num_replicas: int
+    num_groups: int
+    num_nodes: int
+    num_gpus: int
+
+    @property
+    def slots_per_gpu(self) -> int:
+        return self.num_replicas // self.num_gpus
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.num_gpus // self.num_nodes
+
+    def resolve_mode(self, mode: str) -> str:
+        """"auto" -> "hierarchical" when groups divide evenly over nodes, else "global" (DeepSeek's rule)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        if mode == "auto":
+            return "hierarchical" if self.num_groups % self.num_nodes == 0 else "global"
+        return mode
+
+    def validate(self, num_experts: int, mode: str = "auto") -> str:
+        """Check the topology against num_experts logical experts; return the resolved mode.
+
+        Raises ValueError naming the broken rule and the numbers involved.
+        """
+        for name in ("num_replicas", "num_groups", "num_nodes", "num_gpus"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        resolved = self.resolve_mode(mode)
+        if num_experts % self.num_groups:
+            raise ValueError(
+                f"num_logical_experts ({num_experts}) must be divisible by num_groups ({self.num_groups}): "
+                f"pick a group count that divides {num_experts}"
+            )
+        if self.num_gpus % self.num_nodes:
+            raise ValueError(
+                f"num_gpus ({self.num_gpus}) must be divisible by num_nodes ({self.num_nodes}): "
+                "every node needs the same number of GPUs"
+            )
+        if self.num_replicas % self.num_gpus:
+            raise ValueError(
+                f"num_replicas ({self.num_replicas}) must be divisible by num_gpus ({self.num_gpus}): "
+                f"every GPU needs the same number of slots; try {math.ceil(self.num_replicas / self.num_gpus) * self.num_gpus}"
+            )
+        if self.num_replicas < num_experts:
+            raise ValueError(
+                f"num_replicas ({self.num_replicas}) must be at least num_logical_experts ({num_experts}): "
+                "every expert needs at least one slot"
+            )
+        if resolved == "hierarchical" and self.num_groups % self.num_nodes:
+            raise ValueError(
+                f"hierarchical mode needs num_groups ({self.num_groups}) divisible by num_nodes ({self.num_nodes}): "
+                "use global mode or a node count that divides the group count"
+            )
+        return resolved
+
+
+def validate_weight(weight) -> torch.Tensor:
+    """Check a load matrix [layers, experts]; return it as a tensor (not copied)."""
+    if not isinstance(weight, torch.Tensor):
+        try:
+            weight = torch.as_tensor(weight)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"weight must be a [layers, experts] array of numbers: {exc}") from None
+    if weight.dtype == torch.bool or weight.is_complex():
+        raise ValueError(f"weight must hold real numbers, got dtype {weight.dtype}")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D [layers, experts], got shape {tuple(weight.shape)}")
+    if weight.numel() == 0:
+        raise ValueError(f"weight must have at least one layer and one expert, got shape {tuple(weight.shape)}")
+    if weight.is_floating_point():
+        bad = ~torch.isfinite(weight)
+        if bool(bad.any()):
+            layer, expert = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"weight has {int(bad.sum())} NaN or infinite loads (first at layer {layer}, expert {expert}): "
+                "loads must be finite token counts"
+            )
+    negative = weight < 0
+    if bool(negative.any()):
+        layer, expert = (int(i) for i in negative.nonzero()[0])
+        raise ValueError(
+            f"weight has {int(negative.sum())} negative loads (first at layer {layer}, expert {expert}, "
+            f"value {weight[layer, expert].item()}): loads are token counts, 0 or more"
+        )
+    return weight
+
+
+def log2phy_from_phy2log(phy2log: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Derive the reverse map from a placement.
+
+    phy2log: [L, P] int64. Returns (log2phy [L, E, P - E + 1], logcnt [L, E]); copy k
+    of an expert is its k-th lowest slot, unused columns hold -1.
+    """
+    num_layers, num_replicas = phy2log.shape
+    width = num_replicas - num_experts + 1
+    logcnt = copy_counts(phy2log, num_experts)
+    experts_sorted, slots_sorted = phy2log.sort(dim=-1, stable=True)
+    first_position = logcnt.cumsum(dim=-1) - logcnt  # [L, E]
+    copy_rank = torch.arange(num_replicas, device=phy2log.device) - first_position.gather(-1, experts_sorted)
+    log2phy = torch.full((num_layers, num_experts * width), -1, dtype=torch.int64, device=phy2log.device)
+    log2phy.scatter_(-1, experts_sorted * width + copy_rank, slots_sorted)
+    return log2phy.view(num_layers, num_experts, width), logcnt
+
+
+def rebalance_experts(
+    weight: torch.Tensor,
+    num_replicas: int,
+    num_groups: int,
+    num_nodes: int,
+    num_gpus: int,
+    *,
+    policy: str | None = None,
+    mode: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Place replicated experts onto GPUs so that per-GPU load evens out.
+
+    Parameters:
+        weight: [layers, num_logical_experts] load (token counts) per expert, any real
+            dtype, CPU or CUDA. Never modified.
+        num_replicas: physical expert slots P, a multiple of num_gpus and >= num_logical_experts.
+        num_groups: expert groups; num_logical_experts must be a multiple.
+        num_nodes: server nodes; num_gpus must be a multiple.
+        num_gpus: GPUs in the expert-parallel group.
+        policy: a name in ``eplb.POLICIES``; None means ``eplb.DEFAULT_POLICY``.
+        mode: "hierarchical" (groups packed onto nodes, then replicate and pack inside
+            each node), "global" (ignore groups and nodes) or "auto" (hierarchical when
+            num_groups % num_nodes == 0, else global).
+
+    Returns (all int64, on weight's device):
+        phy2log: [layers, num_replicas] logical expert in each slot; slot p is on GPU
+            p // (num_replicas // num_gpus) and node p // (num_replicas // num_nodes).
+        log2phy: [layers, num_logical_experts, num_replicas - num_logical_experts + 1]
+            slots of each expert's copies, copy k in column k, padded with -1.
+        logcnt: [layers, num_logical_experts] copies per expert, each >= 1, rows sum to P.
+
+    Raises ValueError, naming the broken rule, on invalid input.
+    """
+    weight = validate_weight(weight)
+    name = DEFAULT_POLICY if policy is None else policy
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
+    topology = Topology(num_replicas, num_groups, num_nodes, num_gpus)
+    resolved = topology.validate(weight.shape[1], mode)
+    load = weight.to(torch.float64 if weight.dtype == torch.float64 else torch.float32)
+    if resolved == "global":
+        num_groups, num_nodes = 1, 1
+    phy2log = POLICIES[name].place(load, num_replicas, num_groups, num_nodes, num_gpus)
+    log2phy, logcnt = log2phy_from_phy2log(phy2log, weight.shape[1])
+    return phy2log, log2phy, logcnt
