@@ -20,6 +20,7 @@ Global mode is the same with a single group on a single node.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import torch
 
@@ -94,12 +95,12 @@ class Policy(ABC):
         bins = self.pack(loads, num_bins)
         return phy2item.gather(-1, order_by_pack(bins, loads))
 
-    def place(
+    def steps(
         self, weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int
-    ) -> torch.Tensor:
-        """Hierarchical placement: weight [L, E] float -> phy2log [L, num_replicas] int64.
+    ) -> "PlacementSteps":
+        """Hierarchical placement with every intermediate result kept (see ``PlacementSteps``).
 
-        Inputs are already validated. Global mode calls this with one group and one node.
+        weight: [L, E] float, already validated. Global mode calls this with one group on one node.
         """
         num_layers, num_experts = weight.shape
         group_size = num_experts // num_groups
@@ -110,7 +111,6 @@ class Policy(ABC):
         group_node = self.pack(group_load, num_nodes)
         group_order = order_by_pack(group_node, group_load)  # [L, groups], node-major
         in_group = torch.arange(group_size, device=weight.device)
-        # mlog2log[l, m]: the logical expert at node-major position m.
         mlog2log = (group_order.unsqueeze(-1) * group_size + in_group).flatten(1)  # [L, E]
 
         # Step 2: replicate and pack inside every node at once.
@@ -118,4 +118,38 @@ class Policy(ABC):
         node_phy2mlog = self.replicate_and_pack(node_weight, num_replicas // num_nodes, num_gpus // num_nodes)
         node_offset = torch.arange(num_nodes, device=weight.device).view(1, -1, 1) * experts_per_node
         phy2mlog = (node_phy2mlog.view(num_layers, num_nodes, -1) + node_offset).flatten(1)  # [L, P]
-        return mlog2log.gather(1, phy2mlog)
+        return PlacementSteps(
+            group_load=group_load,
+            group_node=group_node,
+            mlog2log=mlog2log,
+            node_weight=node_weight.view(num_layers, num_nodes, experts_per_node),
+            node_phy2mlog=node_phy2mlog.view(num_layers, num_nodes, -1),
+            phy2log=mlog2log.gather(1, phy2mlog),
+        )
+
+    def place(
+        self, weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int
+    ) -> torch.Tensor:
+        """Hierarchical placement: weight [L, E] float -> phy2log [L, num_replicas] int64."""
+        return self.steps(weight, num_replicas, num_groups, num_nodes, num_gpus).phy2log
+
+
+@dataclass(frozen=True)
+class PlacementSteps:
+    """The intermediate results of one hierarchical placement (L layers, N nodes).
+
+    group_load: [L, groups] summed load of each expert group.
+    group_node: [L, groups] node each group is packed onto.
+    mlog2log: [L, E] logical expert at each node-major position (node n owns
+        positions n * E/N .. (n+1) * E/N - 1).
+    node_weight: [L, N, E/N] load of each node's experts, in node-major order.
+    node_phy2mlog: [L, N, P/N] node-local expert position in each of the node's slots.
+    phy2log: [L, P] the final placement.
+    """
+
+    group_load: torch.Tensor
+    group_node: torch.Tensor
+    mlog2log: torch.Tensor
+    node_weight: torch.Tensor
+    node_phy2mlog: torch.Tensor
+    phy2log: torch.Tensor
