@@ -1,0 +1,524 @@
+"""Read the serving engines' expert-load dumps; write placements they load.
+
+Loads (``read_load``), detected from the content, the file name only a hint:
+
+* plain arrays in CSV, NumPy ``.npy``/``.npz``, JSON list of lists, or a torch ``.pt``
+  holding one tensor: ``[layers, experts]`` load, ``[steps, layers, experts]`` trace,
+  or ``[experts]`` for a single layer;
+* SGLang's expert-distribution recorder, stat mode: a dict with ``logical_count``
+  ``[steps, layers, experts]``;
+* SGLang's per-token mode: ``records`` of ``topk_ids_of_layer [layers, tokens, top_k]``
+  with ``last_physical_to_logical_map``, counted per expert;
+* vLLM's ``expert-load.json``: ``load_history[*].logical_expert_load`` ``[layers, experts]``.
+
+Placements (``write_placement`` / ``read_placement``): SGLang ``--init-expert-location``
+(``physical_to_logical_map`` as JSON or ``.pt``), a vLLM-style JSON with ``phy2log``,
+``log2phy``, ``logcnt`` and the topology, and a CSV of ``phy2log``.
+
+Nothing here runs code from a file: torch files load with ``weights_only=True`` and
+NumPy files with ``allow_pickle=False``; files above ``MAX_BYTES`` are refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .policies.base import copy_counts
+from .rebalance import Topology, log2phy_from_phy2log, validate_weight
+
+MAX_BYTES = 256 * 2**20
+"""Largest file read, in bytes (256 MiB)."""
+
+
+class FormatError(ValueError):
+    """A file that cannot be read; the message names the file, the field, what was expected and what to do."""
+
+
+@dataclass(frozen=True)
+class LoadData:
+    """An expert load read from a file.
+
+    matrix: [layers, experts] float32 load (a trace summed over its steps).
+    trace: [steps, layers, experts] float32 when the file holds one step per row, else None.
+    format: short name of what was detected, e.g. "CSV", "SGLang stat dump".
+    description: one line: shape, dtype and what was understood.
+    """
+
+    matrix: torch.Tensor
+    trace: torch.Tensor | None
+    format: str
+    description: str
+
+
+LOAD_SHAPES = "[layers, experts] load or [steps, layers, experts] trace"
+_LAYER_LABELS = {"", "layer", "layers", "layer_id", "layer_idx", "layer_index", "index", "idx", "#"}
+
+
+def _fail(name: str, field: str, message: str) -> FormatError:
+    where = name or "the file"
+    return FormatError(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+def _shape(t) -> str:
+    return "[" + ", ".join(str(d) for d in t.shape) + "]"
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# ---------------------------------------------------------------- turning values into tensors
+
+
+def _to_tensor(value, name: str, field: str) -> torch.Tensor:
+    """A tensor, NumPy array or nested list of numbers -> tensor (not yet validated)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise _fail(name, field, f"holds {value.dtype} values, expected numbers")
+        return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64 if value.dtype.kind == "u" else None))
+    if isinstance(value, (list, tuple, int, float)) and not isinstance(value, bool):
+        try:
+            return torch.tensor(value)  # int64 for whole numbers, float32 otherwise
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            raise _fail(name, *_locate_bad_element(value, field)) from None
+    raise _fail(name, field, f"is a {type(value).__name__}, expected an array of numbers")
+
+
+def _locate_bad_element(value, field: str) -> tuple[str, str]:
+    """Walk a nested list to the first ragged row or non-number: (field path, message)."""
+
+    def depth_shape(v):
+        shape = []
+        while isinstance(v, (list, tuple)):
+            shape.append(len(v))
+            if not v:
+                break
+            v = v[0]
+        return shape
+
+    shape = depth_shape(value)
+
+    def walk(v, path, level):
+        if level == len(shape):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return path, f"is {v!r}, expected a number"
+            return None
+        if not isinstance(v, (list, tuple)):
+            return path, f"is {v!r}, expected a list of {shape[level]} values (rows must be the same length)"
+        if len(v) != shape[level]:
+            return path, f"has {len(v)} values, expected {shape[level]} like the first (rows must be the same length)"
+        for i, item in enumerate(v):
+            found = walk(item, f"{path}[{i}]", level + 1)
+            if found:
+                return found
+        return None
+
+    return walk(value, field, 0) or (field, "is not a rectangular array of numbers")
+
+
+def _check_load(tensor: torch.Tensor, name: str, field: str) -> torch.Tensor:
+    """Validate a 1-D, 2-D or 3-D load (finite, >= 0) and return it as float32."""
+    if tensor.dim() not in (1, 2, 3):
+        raise _fail(
+            name, field, f"has shape {_shape(tensor)} ({tensor.dim()}-D), expected a {LOAD_SHAPES}; "
+            "select or reshape the data to one of these before saving"
+        )
+    if tensor.numel() == 0:
+        raise _fail(name, field, f"is empty (shape {_shape(tensor)}), expected a {LOAD_SHAPES}")
+    rows = tensor.reshape(-1, tensor.shape[-1])
+    try:
+        validate_weight(rows)
+    except ValueError as exc:
+        raise _fail(name, field, _where_in(str(exc), tensor)) from None
+    return tensor.to(torch.float32)
+
+
+def _where_in(message: str, tensor: torch.Tensor) -> str:
+    """Rewrite validate_weight's message about flattened rows in the tensor's own coordinates."""
+    message = message.replace("weight has", "has", 1)
+    if tensor.dim() == 3:
+        rows = tensor.reshape(-1, tensor.shape[-1])
+        bad = ~torch.isfinite(rows) if rows.is_floating_point() else torch.zeros_like(rows, dtype=torch.bool)
+        bad = bad | (rows < 0)
+        if bool(bad.any()):
+            row, expert = (int(i) for i in bad.nonzero()[0])
+            step, layer = divmod(row, tensor.shape[1])
+            return f"{message.split(' (first at')[0]} (first at step {step}, layer {layer}, expert {expert}): " \
+                "loads must be finite token counts, 0 or more"
+    if tensor.dim() == 1:
+        return message.replace("layer 0, ", "")
+    return message
+
+
+def _load_data(tensor: torch.Tensor, fmt: str, name: str, field: str, understood: str = "") -> LoadData:
+    """Validate a 1-D/2-D/3-D load and package it; 3-D is a trace summed over steps."""
+    dtype = _dtype_name(tensor.dtype)
+    shape = _shape(tensor)
+    load = _check_load(tensor, name, field)
+    if load.dim() == 3:
+        matrix = load.sum(dim=0)
+        text = f"{shape} {dtype}: trace of {load.shape[0]} steps x {load.shape[1]} layers x {load.shape[2]} experts, " \
+            f"summed over steps into a [{matrix.shape[0]}, {matrix.shape[1]}] load"
+        return LoadData(matrix, load, fmt, text + (f"; {understood}" if understood else ""))
+    if load.dim() == 1:
+        text = f"{shape} {dtype}: a 1-D vector, read as one layer of {load.shape[0]} experts"
+        load = load.unsqueeze(0)
+    else:
+        text = f"{shape} {dtype}: {load.shape[0]} layer{'s' if load.shape[0] != 1 else ''} x {load.shape[1]} experts"
+    return LoadData(load, None, fmt, text + (f"; {understood}" if understood else ""))
+
+
+# ---------------------------------------------------------------- the engines' layouts
+
+
+def _from_object(obj, fmt: str, name: str, field: str = "") -> LoadData:
+    """Interpret a loaded object: an array, or a dict in one of the engines' layouts."""
+    if isinstance(obj, dict):
+        keys = set(obj)
+        if "logical_count" in keys:
+            return _load_data(_to_tensor(obj["logical_count"], name, "logical_count"), "SGLang stat dump",
+                              name, "logical_count", "SGLang expert-distribution recorder (stat mode)")
+        if "load_history" in keys:
+            return _from_vllm_history(obj["load_history"], name)
+        if "records" in keys:
+            return _from_sglang_records(obj, name)
+        if keys & {"physical_to_logical_map", "phy2log"}:
+            raise _fail(name, "", "this is a placement (physical_to_logical_map / phy2log), not an expert load; "
+                        "open a load file: a matrix, an SGLang stat dump or vLLM's expert-load.json")
+        arrays = [k for k, v in obj.items() if isinstance(v, (torch.Tensor, np.ndarray, list))]
+        if len(arrays) == 1:
+            key = arrays[0]
+            return _load_data(_to_tensor(obj[key], name, str(key)), fmt, name, str(key), f"the only array, {key!r}")
+        raise _fail(
+            name, "", f"a dict with keys {sorted(map(str, keys))[:8]} is not a known layout; expected 'logical_count' "
+            "(SGLang), 'load_history' (vLLM expert-load.json), 'records' (SGLang per-token) or a single array"
+        )
+    return _load_data(_to_tensor(obj, name, field or "array"), fmt, name, field or "array")
+
+
+def _from_vllm_history(history, name: str) -> LoadData:
+    if not isinstance(history, list) or not history:
+        raise _fail(name, "load_history", "expected a non-empty list of {\"logical_expert_load\": [layers x experts]}")
+    steps = []
+    for i, entry in enumerate(history):
+        field = f"load_history[{i}].logical_expert_load"
+        if not isinstance(entry, dict) or "logical_expert_load" not in entry:
+            raise _fail(name, f"load_history[{i}]", "expected a dict with 'logical_expert_load' [layers x experts]")
+        step = _to_tensor(entry["logical_expert_load"], name, field)
+        if step.dim() != 2:
+            raise _fail(name, field, f"has shape {_shape(step)}, expected [layers, experts]")
+        if steps and step.shape != steps[0].shape:
+            raise _fail(name, field, f"has shape {_shape(step)}, but load_history[0] has {_shape(steps[0])}")
+        steps.append(step)
+    return _load_data(torch.stack(steps), "vLLM expert-load.json", name, "load_history",
+                      "vLLM load history, one entry per logging step")
+
+
+def _from_sglang_records(obj: dict, name: str) -> LoadData:
+    """Count SGLang per-token records: each topk id (a physical slot) mapped to its logical expert."""
+    records = obj["records"]
+    if not isinstance(records, list) or not records:
+        raise _fail(name, "records", "expected a non-empty list of per-forward-pass records with 'topk_ids_of_layer'")
+    ids = []
+    for i, record in enumerate(records):
+        field = f"records[{i}].topk_ids_of_layer"
+        if not isinstance(record, dict) or "topk_ids_of_layer" not in record:
+            raise _fail(name, f"records[{i}]", "expected a dict with 'topk_ids_of_layer' [layers, tokens, top_k]")
+        topk = _to_tensor(record["topk_ids_of_layer"], name, field)
+        if topk.dim() != 3 or (ids and topk.shape[0] != ids[0].shape[0]):
+            raise _fail(name, field, f"has shape {_shape(topk)}, expected [layers, tokens, top_k] with the same "
+                        "layer count in every record")
+        ids.append(topk.long().flatten(1))  # [layers, tokens * top_k]; -1 marks padding
+    num_layers = ids[0].shape[0]
+    mapping = obj.get("last_physical_to_logical_map")
+    if mapping is not None:
+        mapping = _to_tensor(mapping, name, "last_physical_to_logical_map").long()
+        if mapping.dim() != 2 or mapping.shape[0] != num_layers or bool((mapping < 0).any()):
+            raise _fail(name, "last_physical_to_logical_map",
+                        f"has shape {_shape(mapping)}, expected [{num_layers}, physical slots] of expert ids >= 0")
+        num_experts = int(mapping.max()) + 1
+        assumed = f"topk ids are physical slots, mapped through last_physical_to_logical_map ({num_experts} experts)"
+    else:
+        num_experts = max(int(t.max()) for t in ids) + 1
+        assumed = f"no last_physical_to_logical_map: topk ids taken as logical experts, {num_experts} experts " \
+            "assumed (largest id + 1)"
+    counts = []
+    for i, topk in enumerate(ids):
+        valid = topk >= 0
+        if mapping is not None:
+            if bool((topk >= mapping.shape[1]).any()):
+                raise _fail(name, f"records[{i}].topk_ids_of_layer",
+                            f"has slot ids up to {int(topk.max())}, but the map has {mapping.shape[1]} slots")
+            topk = mapping.gather(1, topk.clamp(min=0))
+        count = torch.zeros(num_layers, num_experts, dtype=torch.int64)
+        counts.append(count.scatter_add_(1, topk.clamp(min=0), valid.long()))
+    return _load_data(torch.stack(counts), "SGLang per-token dump", name, "records",
+                      f"one step per record; {assumed}; one rank's tokens only")
+
+
+# ---------------------------------------------------------------- containers
+
+
+def _torch_load(data: bytes, name: str):
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise _fail(
+            name, "", "refused: the file holds Python objects that could run code when loaded "
+            f"({str(exc).splitlines()[0][:160]}); save plain tensors: torch.save(tensor) or a dict of tensors"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError) as exc:
+        raise _fail(name, "", f"not a readable torch.save file (truncated or damaged?): {str(exc).splitlines()[0][:160]}; "
+                    "save it again with torch.save") from None
+
+
+def _numpy_load(data: bytes, name: str):
+    try:
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                return {key: loaded[key] for key in loaded.files}
+        return loaded
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise _fail(name, "", "refused: the array holds Python objects, and loading them could run code; "
+                        "save a numeric array (np.save with a float or int dtype)") from None
+        raise _fail(name, "", f"not a readable NumPy file (truncated or damaged?): {exc}; save it again with np.save") from None
+    except (EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise _fail(name, "", f"not a readable NumPy file (truncated or damaged?): {exc}; save it again with np.save") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(text: str, name: str) -> LoadData:
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise _fail(name, "", "no rows of numbers; expected one row per layer, one column per expert")
+    first = lines[0]
+    delimiter = next((d for d in (",", "\t", ";") if d in first), None)
+    if delimiter is None:
+        rows = [line.split() for line in lines]
+    else:
+        rows = [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
+    notes = []
+    skip_label_column = False
+    if not all(_is_number(cell) for cell in rows[0][1:]) or (rows[0] and rows[0][0].lower() in _LAYER_LABELS):
+        header = rows.pop(0)
+        skip_label_column = header[0].strip().lower() in _LAYER_LABELS
+        notes.append("skipped a header row")
+        if not rows:
+            raise _fail(name, "", "has a header row but no rows of numbers")
+    if not skip_label_column and all(not _is_number(row[0]) for row in rows if row):
+        skip_label_column = True
+    if skip_label_column:
+        rows = [row[1:] for row in rows]
+        notes.append("skipped a first column of layer labels")
+    width = len(rows[0])
+    start = 2 if "skipped a header row" in notes else 1
+    for r, row in enumerate(rows):
+        line_no = r + start
+        if len(row) != width:
+            raise _fail(name, f"row {line_no}", f"has {len(row)} values, expected {width} like the first row "
+                        "(truncated file or ragged rows?)")
+        for c, cell in enumerate(row):
+            if not _is_number(cell):
+                col = c + 1 + skip_label_column
+                raise _fail(name, f"row {line_no}, column {col}", f"{cell!r} is not a number; "
+                            "every cell after the header must be a token count")
+    values = torch.tensor([[float(cell) for cell in row] for row in rows], dtype=torch.float64)
+    if bool((values == values.round()).all()):
+        values = values.long()
+    return _load_data(values, "CSV", name, "values", ", ".join(notes))
+
+
+def _decode_text(data: bytes, name: str) -> str:
+    try:
+        text = data.decode("utf-8-sig")
+        if any(ch in text[:4096] for ch in "\x00\x01\x02\x03\x04\x05\x06\x07\x08"):
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "control characters")
+        return text
+    except UnicodeDecodeError:
+        raise _fail(name, "", "not a recognised format: expected CSV, JSON, NumPy .npy/.npz or a torch .pt file "
+                    "(binary content that is none of these)") from None
+
+
+def _check_size(size: int, name: str) -> None:
+    if size > MAX_BYTES:
+        raise _fail(name, "", f"is {size / 2**20:.1f} MiB, above the {MAX_BYTES / 2**20:.0f} MiB limit; "
+                    "sum or slice the data first (e.g. fewer steps)")
+    if size == 0:
+        raise _fail(name, "", "is empty; expected a load file")
+
+
+def _parse(data: bytes, name: str):
+    """Detect the container from the content -> (format name, loaded object); CSV text is returned as str."""
+    _check_size(len(data), name)
+    if data.startswith(b"\x93NUMPY"):
+        return "NumPy .npy", _numpy_load(data, name)
+    if data.startswith(b"PK"):
+        try:
+            entries = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        except zipfile.BadZipFile:
+            raise _fail(name, "", "a zip archive (torch .pt or .npz) that cannot be opened: truncated or damaged; "
+                        "save it again") from None
+        if entries and all(e.endswith(".npy") for e in entries):
+            return "NumPy .npz", _numpy_load(data, name)
+        return "torch .pt", _torch_load(data, name)
+    if data[:1] == b"\x80":  # a pickle stream: torch's legacy (non-zip) format
+        return "torch .pt", _torch_load(data, name)
+    text = _decode_text(data, name)
+    if not text.strip():
+        raise _fail(name, "", "is empty (only whitespace); expected a load file")
+    if text.lstrip()[:1] in "[{":
+        try:
+            return "JSON", json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _fail(name, f"line {exc.lineno}, column {exc.colno}",
+                        f"invalid JSON ({exc.msg}); truncated file? expected a list of lists or an engine dump") from None
+    return "CSV", text
+
+
+def read_load(data: bytes, filename: str = "") -> LoadData:
+    """Read an expert load from a file's bytes; the format is detected from the content.
+
+    Returns a LoadData with matrix [layers, experts] float32 and, for traces,
+    trace [steps, layers, experts]. Raises FormatError naming the file and field.
+    """
+    name = os.path.basename(filename) if filename else ""
+    fmt, obj = _parse(data, name)
+    if fmt == "CSV":
+        return _read_csv(obj, name)
+    return _from_object(obj, fmt, name)
+
+
+def read_load_file(path) -> LoadData:
+    """``read_load`` on a path; the size limit is checked before the file is read."""
+    name = os.path.basename(str(path))
+    try:
+        _check_size(os.path.getsize(path), name)
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise _fail(str(path), "", f"cannot be read: {exc.strerror or exc}") from None
+    return read_load(data, name)
+
+
+# ---------------------------------------------------------------- placements
+
+
+PLACEMENT_FORMATS: dict[str, tuple[str, str, str]] = {
+    "vllm-json": ("vLLM-style JSON (phy2log, log2phy, logcnt, topology)", ".json", "application/json"),
+    "sglang-json": ("SGLang --init-expert-location (.json)", ".json", "application/json"),
+    "sglang-pt": ("SGLang --init-expert-location (.pt)", ".pt", "application/octet-stream"),
+    "phy2log-csv": ("phy2log as CSV (one row per layer)", ".csv", "text/csv"),
+}
+"""Placement file formats: key -> (download label, file extension, MIME type)."""
+
+
+def _check_phy2log(phy2log, name: str = "", field: str = "phy2log", num_experts: int | None = None) -> torch.Tensor:
+    """phy2log [layers, P] of expert ids, every expert 0..E-1 in every layer -> int64 tensor."""
+    table = _to_tensor(phy2log, name, field)
+    if table.dim() != 2 or table.numel() == 0:
+        raise _fail(name, field, f"has shape {_shape(table)}, expected [layers, physical slots]")
+    if table.is_floating_point():
+        if not bool(torch.isfinite(table).all()) or bool((table != table.round()).any()):
+            raise _fail(name, field, "holds non-integer values, expected logical expert ids 0, 1, ...")
+    table = table.long()
+    if bool((table < 0).any()):
+        raise _fail(name, field, f"holds negative expert ids (min {int(table.min())}), expected ids 0, 1, ...")
+    experts = int(table.max()) + 1 if num_experts is None else num_experts
+    if int(table.max()) >= experts:
+        raise _fail(name, field, f"holds expert id {int(table.max())}, but there are {experts} experts")
+    present = torch.zeros(table.shape[0], experts, dtype=torch.bool).scatter_(1, table, True)
+    if not bool(present.all()):
+        layer, expert = (int(i) for i in (~present).nonzero()[0])
+        raise _fail(name, field, f"layer {layer} has no slot for expert {expert}; every expert needs a slot")
+    return table
+
+
+def write_placement(fmt: str, phy2log, topology: Topology, *, mode: str, policy: str) -> bytes:
+    """Serialize a placement phy2log [layers, P] in one of ``PLACEMENT_FORMATS``.
+
+    The topology is checked against the placement; ``mode`` is stored resolved
+    ("auto" becomes "hierarchical" or "global").
+    """
+    if fmt not in PLACEMENT_FORMATS:
+        raise ValueError(f"unknown placement format {fmt!r}: choose one of {', '.join(PLACEMENT_FORMATS)}")
+    table = _check_phy2log(phy2log)
+    if table.shape[1] != topology.num_replicas:
+        raise ValueError(f"phy2log has {table.shape[1]} slots per layer, but the topology has "
+                         f"num_replicas={topology.num_replicas}")
+    num_experts = int(table.max()) + 1
+    resolved = topology.validate(num_experts, mode)
+    if fmt == "phy2log-csv":
+        out = io.StringIO()
+        out.write(",".join(f"slot_{p}" for p in range(table.shape[1])) + "\n")
+        for row in table.tolist():
+            out.write(",".join(map(str, row)) + "\n")
+        return out.getvalue().encode()
+    if fmt == "sglang-pt":
+        buffer = io.BytesIO()
+        torch.save({"physical_to_logical_map": table.clone()}, buffer)
+        return buffer.getvalue()
+    if fmt == "sglang-json":
+        return json.dumps({"physical_to_logical_map": table.tolist()}).encode()
+    log2phy, logcnt = log2phy_from_phy2log(table, num_experts)
+    document = {
+        "num_layers": table.shape[0],
+        "num_logical_experts": num_experts,
+        "topology": {
+            "num_replicas": topology.num_replicas,
+            "num_groups": topology.num_groups,
+            "num_nodes": topology.num_nodes,
+            "num_gpus": topology.num_gpus,
+        },
+        "mode": resolved,
+        "policy": policy,
+        "phy2log": table.tolist(),
+        "log2phy": log2phy.tolist(),
+        "logcnt": logcnt.tolist(),
+    }
+    return json.dumps(document).encode()
+
+
+def read_placement(data: bytes, filename: str = "") -> torch.Tensor:
+    """Read a placement back: phy2log [layers, P] int64.
+
+    Accepts every ``PLACEMENT_FORMATS`` layout, and a plain [layers, P] integer array.
+    A vLLM-style file's logcnt must agree with its phy2log.
+    """
+    name = os.path.basename(filename) if filename else ""
+    fmt, obj = _parse(data, name)
+    if fmt == "CSV":
+        return _check_phy2log(_read_csv(obj, name).matrix, name, "values")
+    if isinstance(obj, dict):
+        field = next((k for k in ("phy2log", "physical_to_logical_map") if k in obj), None)
+        if field is None:
+            raise _fail(name, "", f"no 'phy2log' or 'physical_to_logical_map' among keys {sorted(map(str, obj))[:8]}; "
+                        "expected a placement file")
+        logcnt = obj.get("logcnt")
+        num_experts = None if logcnt is None else _to_tensor(logcnt, name, "logcnt").shape[-1]
+        table = _check_phy2log(obj[field], name, field, num_experts)
+        if logcnt is not None:
+            if not torch.equal(_to_tensor(logcnt, name, "logcnt").long(), copy_counts(table, num_experts)):
+                raise _fail(name, "logcnt", "does not match the copies counted in phy2log; the file was edited by hand?")
+        return table
+    return _check_phy2log(obj, name, "array")

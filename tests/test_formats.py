@@ -1,0 +1,300 @@
+"""Readers and writers of eplb.formats, on files written here in each engine's layout."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from eplb import Topology, rebalance_experts
+from eplb import formats
+from eplb.formats import FormatError, read_load, read_load_file, read_placement, write_placement
+
+LOAD = torch.tensor([[90, 132, 40, 61, 104, 165], [20, 107, 104, 64, 19, 197]], dtype=torch.float32)
+TRACE = torch.stack([LOAD, LOAD * 2, LOAD + 1])  # [3 steps, 2 layers, 6 experts]
+
+
+def torch_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def csv_bytes(rows, header=None, labels=None) -> bytes:
+    lines = [",".join(header)] if header else []
+    for i, row in enumerate(rows):
+        cells = [str(int(v)) for v in row]
+        lines.append(",".join(([labels[i]] if labels else []) + cells))
+    return ("\n".join(lines) + "\n").encode()
+
+
+# ---------------------------------------------------------------- plain matrices and traces
+
+
+@pytest.mark.parametrize(
+    "data, name, fmt",
+    [
+        (csv_bytes(LOAD.tolist()), "load.csv", "CSV"),
+        (csv_bytes(LOAD.tolist(), header=[f"expert_{e}" for e in range(6)]), "load.csv", "CSV"),
+        (csv_bytes(LOAD.tolist(), header=["layer"] + [f"e{e}" for e in range(6)], labels=["0", "1"]), "l.csv", "CSV"),
+        (csv_bytes(LOAD.tolist(), labels=["layer_a", "layer_b"]), "l.csv", "CSV"),
+        (csv_bytes(LOAD.tolist()).replace(b",", b"\t"), "load.tsv", "CSV"),
+        (npy_bytes(LOAD.numpy()), "load.npy", "NumPy .npy"),
+        (npy_bytes(LOAD.numpy().astype(np.int32)), "load.npy", "NumPy .npy"),
+        (json.dumps(LOAD.tolist()).encode(), "load.json", "JSON"),
+        (torch_bytes(LOAD.to(torch.int64)), "load.pt", "torch .pt"),
+    ],
+)
+def test_plain_matrix_reads_back_exactly(data, name, fmt):
+    loaded = read_load(data, name)
+    assert loaded.format == fmt
+    assert loaded.trace is None
+    assert loaded.matrix.dtype == torch.float32
+    assert torch.equal(loaded.matrix, LOAD)
+    assert "2 layers x 6 experts" in loaded.description
+
+
+def test_pandas_style_csv_skips_index_column():
+    data = b",0,1,2\n0,5,6,7\n1,8,9,10\n"
+    loaded = read_load(data, "pandas.csv")
+    assert loaded.matrix.tolist() == [[5, 6, 7], [8, 9, 10]]
+    assert "header" in loaded.description and "layer labels" in loaded.description
+
+
+@pytest.mark.parametrize(
+    "data", [json.dumps(TRACE.tolist()).encode(), npy_bytes(TRACE.numpy()), torch_bytes(TRACE)]
+)
+def test_plain_trace_is_kept_and_summed(data):
+    loaded = read_load(data)
+    assert torch.equal(loaded.trace, TRACE)
+    assert torch.equal(loaded.matrix, TRACE.sum(0))
+    assert "trace of 3 steps" in loaded.description
+
+
+def test_vector_is_one_layer():
+    loaded = read_load(b"[1, 2, 3]", "v.json")
+    assert loaded.matrix.shape == (1, 3)
+    assert "one layer" in loaded.description
+
+
+def test_content_wins_over_file_name():
+    loaded = read_load(npy_bytes(LOAD.numpy()), "misnamed.csv")
+    assert loaded.format == "NumPy .npy" and torch.equal(loaded.matrix, LOAD)
+
+
+# ---------------------------------------------------------------- the engines' layouts
+
+
+def test_sglang_stat_dump():
+    dump = {
+        "rank": 0,
+        "logical_count": TRACE.to(torch.int32),
+        "average_utilization_rate_over_window": 0.71,
+    }
+    loaded = read_load(torch_bytes(dump), "expert_distribution_recorder_1700000000.pt")
+    assert loaded.format == "SGLang stat dump"
+    assert torch.equal(loaded.trace, TRACE)
+    assert torch.equal(loaded.matrix, TRACE.sum(0))
+    assert "[3, 2, 6] int32" in loaded.description
+
+
+def test_sglang_logical_count_json_matrix():
+    loaded = read_load(json.dumps({"logical_count": LOAD.tolist()}).encode(), "init.json")
+    assert loaded.trace is None and torch.equal(loaded.matrix, LOAD)
+
+
+def test_vllm_expert_load_json():
+    history = {"load_history": [{"step": i, "logical_expert_load": TRACE[i].int().tolist()} for i in range(3)]}
+    loaded = read_load(json.dumps(history).encode(), "expert-load.json")
+    assert loaded.format == "vLLM expert-load.json"
+    assert torch.equal(loaded.trace, TRACE)
+
+
+def test_sglang_per_token_records_counted_through_physical_map():
+    # 2 layers, 4 logical experts, 6 physical slots: slots 4 and 5 are extra copies.
+    mapping = torch.tensor([[0, 1, 2, 3, 0, 1], [3, 2, 1, 0, 3, 3]])
+    topk = [torch.tensor([[[0, 4], [5, -1]], [[0, 4], [2, 3]]]), torch.tensor([[[3, 3], [3, 3]], [[5, 5], [1, 1]]])]
+    dump = {
+        "records": [{"forward_pass_id": i, "rank": 0, "topk_ids_of_layer": t} for i, t in enumerate(topk)],
+        "last_physical_to_logical_map": mapping,
+    }
+    loaded = read_load(torch_bytes(dump), "rank0.pt")
+    assert loaded.format == "SGLang per-token dump"
+    # record 0, layer 0: slots 0,4,5 -> experts 0,0,1 (-1 is padding); layer 1: 0,4,2,3 -> 3,3,1,0
+    assert loaded.trace[0].tolist() == [[2, 1, 0, 0], [1, 1, 0, 2]]
+    assert loaded.trace[1].tolist() == [[0, 0, 0, 4], [0, 0, 2, 2]]
+    assert "last_physical_to_logical_map" in loaded.description
+
+
+def test_sglang_per_token_records_without_map_assume_logical_ids():
+    dump = {"records": [{"topk_ids_of_layer": torch.tensor([[[0, 2], [2, 2]]])}]}
+    loaded = read_load(torch_bytes(dump), "rank0.pt")
+    assert loaded.matrix.tolist() == [[1, 0, 3]]
+    assert "3 experts assumed" in loaded.description
+
+
+# ---------------------------------------------------------------- refusals
+
+
+class RunsCode:
+    """Unpickling this would create a marker file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "ran"
+    data = torch_bytes({"logical_count": TRACE, "payload": RunsCode(marker)})
+    with pytest.raises(FormatError, match="refused.*run code"):
+        read_load(data, "evil.pt")
+    with pytest.raises(FormatError, match="refused"):
+        read_placement(data, "evil.pt")
+    assert not marker.exists()
+    # the same payload as a bare pickle stream (torch's legacy layout)
+    import pickle
+
+    with pytest.raises(FormatError, match="refused"):
+        read_load(pickle.dumps(RunsCode(marker), protocol=2), "evil.pt")
+    assert not marker.exists()
+
+
+def test_numpy_object_array_is_refused():
+    data = npy_bytes(np.array([[1, "a"]], dtype=object))
+    with pytest.raises(FormatError, match="refused"):
+        read_load(data, "objects.npy")
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"", "empty"),
+        (b"  \n\n", "empty"),
+        (b"1,2,3\n4,x,6\n", r"row 2, column 2: 'x' is not a number"),
+        (b"e0,e1\n1,2\n3,oops\n", r"row 3, column 2"),
+        (b"1,2,3\n4,5\n", r"row 2: has 2 values, expected 3"),
+        (b"[[1, 2], [3, ", "invalid JSON"),
+        (b"[[1, 2], [3]]", r"array\[1\]: has 1 values"),
+        (b"[[1, -2]]", "negative"),
+        (b"[[1, NaN]]", "NaN"),
+        (b"[[[[1]]]]", "4-D"),
+        (b'{"logical_count": 7}', "0-D"),
+        (b"[]", "empty"),
+        (b"\x00\x01\x02binary", "not a recognised format"),
+        (b'{"physical_to_logical_map": [[0, 1]]}', "placement.*not an expert load"),
+        (b'{"load_history": [{"other": 1}]}', "logical_expert_load"),
+        (b'{"a": 1, "b": [1]}'.replace(b"1,", b"[1],"), "not a known layout"),
+    ],
+)
+def test_bad_input_gets_a_clear_message(data, match):
+    with pytest.raises(FormatError, match=match) as info:
+        read_load(data, "bad.dat")
+    assert str(info.value).startswith("bad.dat")
+
+
+def test_negative_in_trace_names_the_step():
+    trace = TRACE.clone()
+    trace[2, 1, 4] = -5
+    with pytest.raises(FormatError, match="step 2, layer 1, expert 4"):
+        read_load(torch_bytes(trace))
+
+
+@pytest.mark.parametrize("make", [lambda: torch_bytes(LOAD), lambda: npy_bytes(LOAD.numpy())])
+def test_truncated_binary_file(make):
+    data = make()
+    with pytest.raises(FormatError, match="truncated"):
+        read_load(data[: len(data) // 2], "cut.bin")
+
+
+def test_size_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(formats, "MAX_BYTES", 16)
+    data = csv_bytes(LOAD.tolist())
+    with pytest.raises(FormatError, match="MiB limit"):
+        read_load(data, "big.csv")
+    path = tmp_path / "big.csv"
+    path.write_bytes(data)
+    with pytest.raises(FormatError, match="MiB limit"):
+        read_load_file(path)
+
+
+def test_read_load_file_and_missing_file(tmp_path):
+    path = tmp_path / "load.npy"
+    np.save(path, LOAD.numpy())
+    assert torch.equal(read_load_file(path).matrix, LOAD)
+    with pytest.raises(FormatError, match="cannot be read"):
+        read_load_file(tmp_path / "absent.csv")
+
+
+# ---------------------------------------------------------------- placements
+
+
+def placement():
+    topology = Topology(num_replicas=8, num_groups=2, num_nodes=2, num_gpus=4)
+    phy2log, _, _ = rebalance_experts(LOAD, 8, 2, 2, 4)
+    return phy2log, topology
+
+
+@pytest.mark.parametrize("fmt", sorted(formats.PLACEMENT_FORMATS))
+def test_placement_round_trip(fmt, tmp_path):
+    phy2log, topology = placement()
+    data = write_placement(fmt, phy2log, topology, mode="auto", policy="deepseek")
+    label, ext, mime = formats.PLACEMENT_FORMATS[fmt]
+    path = tmp_path / f"placement{ext}"
+    path.write_bytes(data)
+    assert torch.equal(read_placement(path.read_bytes(), path.name), phy2log)
+    assert label and mime
+
+
+def test_sglang_files_have_the_engine_layout():
+    phy2log, topology = placement()
+    document = json.loads(write_placement("sglang-json", phy2log, topology, mode="auto", policy="deepseek"))
+    assert document == {"physical_to_logical_map": phy2log.tolist()}
+    loaded = torch.load(io.BytesIO(write_placement("sglang-pt", phy2log, topology, mode="auto", policy="deepseek")),
+                        weights_only=True)
+    assert torch.equal(loaded["physical_to_logical_map"], phy2log)
+
+
+def test_vllm_json_holds_reverse_maps_and_topology():
+    phy2log, topology = placement()
+    _, log2phy, logcnt = rebalance_experts(LOAD, 8, 2, 2, 4)
+    document = json.loads(write_placement("vllm-json", phy2log, topology, mode="auto", policy="zigzag"))
+    assert document["log2phy"] == log2phy.tolist()
+    assert document["logcnt"] == logcnt.tolist()
+    assert document["topology"] == {"num_replicas": 8, "num_groups": 2, "num_nodes": 2, "num_gpus": 4}
+    assert document["mode"] == "hierarchical" and document["policy"] == "zigzag"
+
+
+def test_write_placement_checks_its_input():
+    phy2log, topology = placement()
+    with pytest.raises(ValueError, match="unknown placement format"):
+        write_placement("yaml", phy2log, topology, mode="auto", policy="deepseek")
+    with pytest.raises(ValueError, match="num_replicas=16"):
+        write_placement("sglang-json", phy2log, Topology(16, 2, 2, 4), mode="auto", policy="deepseek")
+
+
+@pytest.mark.parametrize(
+    "document, match",
+    [
+        ({"phy2log": [[0, 2, 2]]}, "layer 0 has no slot for expert 1"),
+        ({"physical_to_logical_map": [[0, -1]]}, "negative"),
+        ({"physical_to_logical_map": [[0, 0.5]]}, "non-integer"),
+        ({"phy2log": [[0, 1, 1]], "logcnt": [[2, 1]]}, "logcnt"),
+        ({"weights": [[0, 1]]}, "no 'phy2log'"),
+    ],
+)
+def test_read_placement_refuses_broken_maps(document, match):
+    with pytest.raises(FormatError, match=match):
+        read_placement(json.dumps(document).encode(), "p.json")
