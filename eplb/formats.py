@@ -421,6 +421,73 @@ def read_load_file(path) -> LoadData:
     return read_load(data, name)
 
 
+# ---------------------------------------------------------------- writing loads
+
+
+LOAD_FORMATS: dict[str, tuple[str, str, str]] = {
+    "csv": ("CSV matrix (one row per layer)", ".csv", "text/csv"),
+    "npy": ("NumPy .npy", ".npy", "application/octet-stream"),
+    "pt": ("torch .pt tensor", ".pt", "application/octet-stream"),
+    "json": ("JSON list of lists", ".json", "application/json"),
+    "sglang-count-json": ("SGLang --init-expert-location logical_count (.json)", ".json", "application/json"),
+    "sglang-count-pt": ("SGLang --init-expert-location logical_count (.pt)", ".pt", "application/octet-stream"),
+    "vllm-load-json": ("vLLM expert-load.json (load_history)", ".json", "application/json"),
+}
+"""Load file formats: key -> (download label, file extension, MIME type). Every one reads back with read_load."""
+
+
+def _plain_numbers(load: torch.Tensor):
+    """Nested lists, integers where every value is whole (token counts), floats otherwise."""
+    return (load.long() if bool((load == load.round()).all()) else load.double()).tolist()
+
+
+def write_load(fmt: str, load) -> bytes:
+    """Serialize a load [layers, experts] or trace [steps, layers, experts] in one of ``LOAD_FORMATS``.
+
+    CSV holds one matrix: sum a trace first. vLLM's load history holds a trace;
+    a matrix is written as one step. SGLang's logical_count takes either.
+    """
+    if fmt not in LOAD_FORMATS:
+        raise ValueError(f"unknown load format {fmt!r}: choose one of {', '.join(LOAD_FORMATS)}")
+    load = _check_load(_to_tensor(load, "", "load"), "load", "")
+    if load.dim() == 1:
+        load = load.unsqueeze(0)
+    if fmt == "csv":
+        if load.dim() == 3:
+            raise ValueError(f"CSV holds one [layers, experts] matrix, got a trace {_shape(load)}: "
+                             "sum it over steps first, or write .npy, .pt or .json to keep the steps")
+        out = io.StringIO()
+        out.write(",".join(f"expert_{e}" for e in range(load.shape[1])) + "\n")
+        for row in _plain_numbers(load):
+            out.write(",".join(map(str, row)) + "\n")
+        return out.getvalue().encode()
+    if fmt == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, load.numpy())
+        return buffer.getvalue()
+    if fmt in ("pt", "sglang-count-pt"):
+        buffer = io.BytesIO()
+        torch.save(load.clone() if fmt == "pt" else {"logical_count": load.clone()}, buffer)
+        return buffer.getvalue()
+    if fmt == "json":
+        return json.dumps(_plain_numbers(load)).encode()
+    if fmt == "sglang-count-json":
+        return json.dumps({"logical_count": _plain_numbers(load)}).encode()
+    steps = load if load.dim() == 3 else load.unsqueeze(0)
+    return json.dumps({"load_history": [{"logical_expert_load": step} for step in _plain_numbers(steps)]}).encode()
+
+
+def format_for_path(path, formats: dict[str, tuple[str, str, str]]) -> str:
+    """The first format in ``formats`` whose extension ends ``path``; ValueError if none does."""
+    suffix = os.path.splitext(str(path))[1].lower()
+    for key, (_, ext, _) in formats.items():
+        if ext == suffix:
+            return key
+    known = ", ".join(sorted({ext for _, ext, _ in formats.values()}))
+    raise ValueError(f"cannot tell the format from the name {os.path.basename(str(path))!r}: "
+                     f"use one of the extensions {known}, or pass --format")
+
+
 # ---------------------------------------------------------------- placements
 
 

@@ -1,0 +1,5 @@
+"""``python -m eplb``: see ``eplb.cli``."""
+
+from .cli import main
+
+raise SystemExit(main())
