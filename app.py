@@ -1,0 +1,15 @@
+"""EPLB Explorer: the entry point. It only lists the pages and runs the chosen one.
+
+    streamlit run app.py
+
+Add a page by adding one line to PAGES.
+"""
+
+import streamlit as st
+
+PAGES = [
+    st.Page("pages/explore.py", title="Explore", icon=":material/grid_view:", default=True),
+]
+
+st.set_page_config(page_title="EPLB Explorer", page_icon=":material/hub:", layout="wide")
+st.navigation(PAGES).run()

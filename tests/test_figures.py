@@ -1,0 +1,98 @@
+"""The Plotly builders on data: shapes, one color range for panels side by side, hover text, "no load"."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+import eplb
+from eplb.metrics import evaluate, initial_phy2log, layer_balancedness, slot_loads
+from eplb.presets import DEEPSEEK_README_WEIGHT
+from ui import figures
+
+WEIGHT = torch.tensor(DEEPSEEK_README_WEIGHT, dtype=torch.float32)  # [2, 12]
+TOPOLOGY = eplb.Topology(16, 4, 2, 8)
+
+
+def readme_placements():
+    after, log2phy, logcnt = eplb.rebalance_experts(WEIGHT, 16, 4, 2, 8)
+    before = initial_phy2log(2, 12, 16)
+    return before, after, log2phy, logcnt
+
+
+def test_before_and_after_heatmaps_share_one_color_range():
+    before, after, _, _ = readme_placements()
+    loads_before = evaluate(WEIGHT, before, TOPOLOGY).gpu_loads
+    loads_after = evaluate(WEIGHT, after, TOPOLOGY).gpu_loads
+    fig = figures.gpu_load_heatmaps({"before": loads_before, "after": loads_after})
+    heatmaps = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(heatmaps) == 2
+    assert all(np.asarray(h.z).shape == (2, 8) for h in heatmaps)
+    assert {h.coloraxis for h in heatmaps} == {"coloraxis"}  # one scale, one colorbar
+    peak = float(max(loads_before.max(), loads_after.max()))
+    assert fig.layout.coloraxis.cmin == 0 and math.isclose(fig.layout.coloraxis.cmax, peak)
+    assert peak == float(loads_before.max())  # the unbalanced side sets the top of the shared scale
+    assert [a.text for a in fig.layout.annotations] == ["before", "after"]
+
+
+def test_heatmap_grid_and_explicit_range():
+    loads = {f"p{i}": torch.rand(3, 4) for i in range(5)}
+    fig = figures.gpu_load_heatmaps(loads, columns=2, zmax=10.0)
+    assert len(fig.data) == 5 and fig.layout.coloraxis.cmax == 10.0
+    assert fig.data[4].xaxis == "x5" and fig.layout.height >= 3 * 300
+
+
+def test_placement_heatmap_cells_and_hover_name_expert_copy_and_load():
+    _, after, log2phy, logcnt = readme_placements()
+    loads = slot_loads(WEIGHT, after)
+    layer = 1
+    fig = figures.placement_heatmap(after[layer], loads[layer], 8)
+    heat = fig.data[0]
+    z, text, custom = np.asarray(heat.z), np.asarray(heat.text), np.asarray(heat.customdata)
+    assert z.shape == (8, 2) and text.shape == (8, 2) and custom.shape == (8, 2, 3)
+    assert np.array_equal(text.flatten(), after[layer].numpy())
+    assert np.allclose(z.flatten(), loads[layer].numpy())
+    for slot in range(16):
+        expert, copy, count = custom.reshape(16, 3)[slot]
+        assert int(log2phy[layer, expert, copy - 1]) == slot  # copy k is log2phy's column k-1
+        assert count == int(logcnt[layer, expert])
+    assert "expert %{customdata[0]}" in heat.hovertemplate and "copy %{customdata[1]} of %{customdata[2]}" in \
+        heat.hovertemplate and "load %{z" in heat.hovertemplate
+
+
+def test_replica_heatmap_and_bars():
+    _, after, _, logcnt = readme_placements()
+    fig = figures.replica_heatmap(logcnt)
+    assert np.asarray(fig.data[0].z).shape == (2, 12) and fig.data[0].zmin == 1
+    report = evaluate(WEIGHT, after, TOPOLOGY)
+    bars = figures.gpu_load_bars({"before": torch.arange(8.0), "after": report.gpu_loads[0]})
+    assert [t.name for t in bars.data] == ["before", "after"] and len(bars.data[1].y) == 8
+    mean_line = bars.layout.shapes[0]
+    assert mean_line.y0 == mean_line.y1 == 3.5
+    assert "mean" in bars.layout.annotations[0].text
+
+
+def test_layers_without_load_show_as_no_load():
+    weight = torch.tensor(DEEPSEEK_README_WEIGHT + [[0] * 12], dtype=torch.float32)  # layer 2 has no load
+    phy2log = initial_phy2log(3, 12, 16)
+    per_layer = layer_balancedness(evaluate(weight, phy2log, TOPOLOGY).gpu_loads)
+    assert math.isnan(float(per_layer[2]))
+    fig = figures.balancedness_lines({"before": per_layer})
+    marks = [t for t in fig.data if t.name == figures.NO_LOAD]
+    assert len(marks) == 1 and list(marks[0].x) == [2] and list(marks[0].text) == ["no load"]
+    assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].x0 == 1.5
+    assert figures.format_ratio(None) == "no load" and figures.format_ratio(float("nan")) == "no load"
+    assert figures.format_ratio(0.25) == "0.250"
+    with_load = figures.balancedness_lines({"before": per_layer[:2]})
+    assert not with_load.layout.shapes and all(t.name != figures.NO_LOAD for t in with_load.data)
+
+
+def test_shared_range_and_metric_lines():
+    assert figures.shared_range(np.zeros((2, 2))) == (0.0, 1.0)
+    assert figures.shared_range(np.ones(3), np.full(2, 5.0)) == (0.0, 5.0)
+    fig = figures.metric_lines([0, 8, 16], {"a": [0.5, None, 0.9], "bound": [1, 1, 1]},
+                               xlabel="slots", ylabel="balancedness", dotted=["bound"])
+    assert math.isnan(fig.data[0].y[1]) and fig.data[1].line.dash == "dot"

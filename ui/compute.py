@@ -1,0 +1,110 @@
+"""Cached compute for every page, keyed on a content digest and the topology.
+
+``st.cache_data`` hashes large arrays by sampling, so tensors never go into a
+cached function: ``register(weight)`` stores a load matrix under the SHA-256 of its
+bytes and returns that digest, and the cached functions take the digest. The
+registry is shared by all sessions (equal digest, equal content) and keeps the
+most recently registered matrices; ``ui.state`` registers the current data on
+every rerun, so a session's own matrix is always there.
+
+    digest = compute.register(weight)            # done for you by ui.state.sidebar()
+    result = compute.placement(digest, topology, mode, policy)
+    before = compute.baseline(digest, topology, mode)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+import eplb
+from eplb.metrics import PlacementReport, evaluate, initial_phy2log, slot_loads
+
+_REGISTRY: OrderedDict[str, torch.Tensor] = OrderedDict()
+_REGISTRY_SIZE = 64
+_LOCK = threading.Lock()
+
+
+def digest_of(tensor: torch.Tensor) -> str:
+    """SHA-256 (hex, 24 chars) of a tensor's dtype, shape and bytes."""
+    t = tensor.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def register(tensor: torch.Tensor) -> str:
+    """Keep a tensor (load [L, E] or trace [T, L, E]) under its digest and return the digest."""
+    digest = digest_of(tensor)
+    with _LOCK:
+        _REGISTRY[digest] = tensor
+        _REGISTRY.move_to_end(digest)
+        while len(_REGISTRY) > _REGISTRY_SIZE:
+            _REGISTRY.popitem(last=False)
+    return digest
+
+
+def lookup(digest: str) -> torch.Tensor:
+    """The tensor registered under ``digest``; KeyError if it was never registered or was evicted."""
+    with _LOCK:
+        return _REGISTRY[digest]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One rebalance and its report.
+
+    phy2log [L, P], log2phy [L, E, P-E+1], logcnt [L, E] (int64, as ``eplb.rebalance_experts``);
+    slot_loads [L, P] load each copy carries; report: ``eplb.metrics.evaluate``;
+    runtime_ms: wall time of the rebalance itself when it was computed (not of a cache hit).
+    """
+
+    phy2log: torch.Tensor
+    log2phy: torch.Tensor
+    logcnt: torch.Tensor
+    slot_loads: torch.Tensor
+    report: PlacementReport
+    runtime_ms: float
+    policy: str
+    mode: str  # resolved: "hierarchical" or "global"
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def placement(digest: str, topology: eplb.Topology, mode: str, policy: str) -> Placement:
+    """Rebalance the registered load ``digest`` on ``topology`` with ``policy`` and evaluate it.
+
+    Raises ValueError (eplb's message) on a topology the contract rejects.
+    """
+    weight = lookup(digest)
+    resolved = topology.validate(weight.shape[1], mode)
+    start = time.perf_counter()
+    phy2log, log2phy, logcnt = eplb.rebalance_experts(
+        weight, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus,
+        policy=policy, mode=mode,
+    )
+    runtime_ms = (time.perf_counter() - start) * 1e3
+    return Placement(phy2log, log2phy, logcnt, slot_loads(weight, phy2log),
+                     evaluate(weight, phy2log, topology, mode), runtime_ms, policy, resolved)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def baseline(digest: str, topology: eplb.Topology, mode: str) -> Placement:
+    """The "before" placement: vLLM's initial map (slot i holds expert i % E) on the same slots, evaluated."""
+    weight = lookup(digest)
+    resolved = topology.validate(weight.shape[1], mode)
+    phy2log = initial_phy2log(weight.shape[0], weight.shape[1], topology.num_replicas)
+    log2phy, logcnt = eplb.log2phy_from_phy2log(phy2log, weight.shape[1])
+    return Placement(phy2log, log2phy, logcnt, slot_loads(weight, phy2log),
+                     evaluate(weight, phy2log, topology, mode), 0.0, "vLLM initial map", resolved)
+
+
+def layer_bound_balancedness(report: PlacementReport) -> torch.Tensor:
+    """Best reachable balancedness per layer: mean GPU load / the proven bound. [L], NaN for a layer without load."""
+    mean = report.gpu_loads.mean(dim=-1)
+    return torch.where(report.bound > 0, mean / report.bound, torch.nan)

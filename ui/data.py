@@ -1,0 +1,138 @@
+"""Where a load comes from: built-in samples, the workload generators, or a user's file.
+
+Every source ends in a ``LoadedData``: the matrix [layers, experts], an optional
+trace [steps, layers, experts], a label for the screen and the URL parameters
+that recreate it (empty for an upload: file contents cannot go in a link).
+No Streamlit widgets here; ``ui.state`` wires these to the sidebar.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from eplb.formats import FormatError, read_load, read_load_file
+from eplb.presets import PRESETS
+from eplb.workloads import DEFAULT_SKEW, FAMILIES, generate_load
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+LOAD_EXTENSIONS = ("csv", "txt", "npy", "npz", "pt", "pth", "json")
+DEFAULT_SAMPLE = "deepseek-v3-zipf"
+GENERATE_TOKENS = 8192
+"""Routed tokens per step used when generating (one decode batch), times the preset's top-k."""
+
+__all__ = [
+    "DEFAULT_SAMPLE", "FAMILIES", "FormatError", "LOAD_EXTENSIONS", "LoadedData", "PRESETS", "Sample",
+    "from_upload", "generate", "gpu_loads_csv", "load_sample", "samples",
+]
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """A load ready to balance.
+
+    weight: [layers, experts] float32; trace: [steps, layers, experts] or None;
+    label: what the screen calls it; num_groups: a suggested expert-group count
+    (the model's, else 1); params: URL query parameters that recreate it ({} for uploads).
+    """
+
+    weight: torch.Tensor
+    trace: torch.Tensor | None
+    label: str
+    num_groups: int = 1
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A built-in sample file: name (file stem, used in URLs), label, file, suggested group count."""
+
+    name: str
+    label: str
+    path: Path
+    num_groups: int = 1
+
+
+def samples() -> dict[str, Sample]:
+    """Built-in samples by name: every load file in sample_data/, labelled from samples.json where listed.
+
+    The default sample comes first, then files in name order.
+    """
+    manifest_path = SAMPLE_DIR / "samples.json"
+    manifest = {e["file"]: e for e in json.loads(manifest_path.read_text())} if manifest_path.exists() else {}
+    found = {}
+    for path in sorted(SAMPLE_DIR.iterdir()):
+        if path.suffix.lstrip(".") not in LOAD_EXTENSIONS or path.name == "samples.json":
+            continue
+        entry = manifest.get(path.name, {})
+        found[path.stem] = Sample(path.stem, entry.get("label", path.stem), path, int(entry.get("num_groups", 1)))
+    ordered = sorted(found.values(), key=lambda s: (s.name != DEFAULT_SAMPLE, s.name))
+    return {s.name: s for s in ordered}
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _read_sample(path: str, mtime: float):
+    return read_load_file(path)
+
+
+def load_sample(name: str) -> LoadedData:
+    """A built-in sample by name; ValueError naming the choices if there is none."""
+    available = samples()
+    if name not in available:
+        raise ValueError(f"no built-in sample named {name!r}: choose one of {', '.join(available)}")
+    sample = available[name]
+    data = _read_sample(str(sample.path), sample.path.stat().st_mtime)
+    return LoadedData(data.matrix, data.trace, f"sample: {sample.label}", sample.num_groups,
+                      {"data": "sample", "sample": name})
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _generate(preset: str, family: str, skew: float, seed: int) -> torch.Tensor:
+    shape = PRESETS[preset]
+    return generate_load(family, shape.num_layers, shape.num_experts, seed=seed, skew=skew,
+                         tokens=GENERATE_TOKENS, top_k=shape.top_k)
+
+
+def generate(preset: str, family: str, skew: float | None, seed: int) -> LoadedData:
+    """A synthetic load in a model's shape (``eplb.presets.PRESETS``) from ``eplb.workloads``.
+
+    skew None takes the family's default. Raises ValueError (eplb's message) on bad parameters.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown workload family {family!r}: choose one of {', '.join(FAMILIES)}")
+    skew = DEFAULT_SKEW[family] if skew is None else float(skew)
+    weight = _generate(preset, family, skew, int(seed))
+    return LoadedData(
+        weight, None, f"generated: {preset}, {family} (skew {skew:g}), seed {seed}", PRESETS[preset].num_groups,
+        {"data": "generate", "preset": preset, "family": family, "skew": f"{skew:g}", "seed": str(seed)},
+    )
+
+
+def from_upload(data: bytes, filename: str) -> LoadedData:
+    """Read an uploaded file with ``eplb.formats.read_load``; raises ValueError with the reader's message.
+
+    This is the path st.file_uploader takes in the sidebar; tests call it with bytes.
+    """
+    loaded = read_load(data, filename)
+    return LoadedData(loaded.matrix, loaded.trace, f"upload: {filename} ({loaded.format}, {loaded.description})")
+
+
+def gpu_loads_csv(loads: dict[str, torch.Tensor]) -> bytes:
+    """Per-GPU loads as CSV, one row per (layer, GPU), one column per placement name.
+
+    loads: name -> [layers, GPUs] (e.g. {"before": ..., "after": ...}).
+    """
+    columns = {name: t.double().flatten().numpy() for name, t in loads.items()}
+    num_layers, num_gpus = next(iter(loads.values())).shape
+    index = pd.MultiIndex.from_product([range(num_layers), range(num_gpus)], names=["layer", "gpu"])
+    buffer = io.StringIO()
+    pd.DataFrame(columns, index=index).to_csv(buffer)
+    return buffer.getvalue().encode()

@@ -1,0 +1,206 @@
+"""Plotly figure builders: data in, ``go.Figure`` out. No Streamlit here.
+
+Every builder takes plain arrays (numpy or torch; converted with ``np.asarray``)
+and returns a figure, so pages stay thin and tests check figures without a browser.
+Conventions follow eplb: loads are token counts, ``phy2log`` is [layers, P] with a
+GPU's slots contiguous, layers and GPUs are numbered from 0.
+
+A layer with no load has no balance to speak of: builders draw it as "no load",
+never as balancedness 0 or NaN, and ``format_ratio`` prints it the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+LOAD_SCALE = "Viridis"
+COUNT_SCALE = "Blues"
+NO_LOAD = "no load"
+
+
+def format_ratio(value: float | None, digits: int = 3) -> str:
+    """A balance metric as text; None or NaN (no load) reads "no load"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return NO_LOAD
+    return f"{value:.{digits}f}"
+
+
+def shared_range(*arrays) -> tuple[float, float]:
+    """(zmin, zmax) covering every array, from 0: one color scale for panels shown side by side."""
+    peak = max((float(np.nanmax(np.asarray(a))) for a in arrays if np.asarray(a).size), default=0.0)
+    return 0.0, peak if peak > 0 else 1.0
+
+
+def _grid(num_panels: int, columns: int | None) -> tuple[int, int]:
+    cols = min(num_panels, columns or num_panels)
+    return math.ceil(num_panels / cols), cols
+
+
+def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = None,
+                      zmin: float | None = None, zmax: float | None = None) -> go.Figure:
+    """Per-GPU load heatmaps, one panel per title, all on ONE color scale.
+
+    panels: title -> loads [layers, GPUs] (e.g. ``PlacementReport.gpu_loads``). The
+    scale runs from zmin (default 0) to zmax (default the largest load of any panel),
+    so equal colors mean equal load across panels. columns: panels per row (default all).
+    """
+    arrays = {title: np.asarray(loads, dtype=float) for title, loads in panels.items()}
+    low, high = shared_range(*arrays.values())
+    zmin = low if zmin is None else zmin
+    zmax = high if zmax is None else zmax
+    rows, cols = _grid(len(arrays), columns)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(arrays), horizontal_spacing=0.06,
+                        vertical_spacing=0.12)
+    for i, loads in enumerate(arrays.values()):
+        num_layers, num_gpus = loads.shape
+        fig.add_trace(
+            go.Heatmap(
+                z=loads, x=np.arange(num_gpus), y=np.arange(num_layers), coloraxis="coloraxis",
+                hovertemplate="layer %{y}, GPU %{x}<br>load %{z:,.0f} tokens<extra></extra>",
+            ),
+            row=i // cols + 1, col=i % cols + 1,
+        )
+    fig.update_xaxes(title_text="GPU")
+    fig.update_yaxes(title_text="layer", autorange="reversed")
+    fig.update_layout(
+        coloraxis=dict(colorscale=LOAD_SCALE, cmin=zmin, cmax=zmax, colorbar=dict(title="tokens")),
+        height=max(320, 300 * rows), margin=dict(t=40, b=40, l=50, r=20),
+    )
+    return fig
+
+
+def copy_ranks(phy2log_layer) -> np.ndarray:
+    """Copy number of each slot's expert, from 1: the k-th lowest slot of an expert is copy k. [P] -> [P]."""
+    experts = np.asarray(phy2log_layer)
+    ranks = np.zeros(experts.shape, dtype=int)
+    seen: dict[int, int] = {}
+    for slot, expert in enumerate(experts.tolist()):
+        seen[expert] = seen.get(expert, 0) + 1
+        ranks[slot] = seen[expert]
+    return ranks
+
+
+def placement_heatmap(phy2log_layer, slot_loads_layer, num_gpus: int, *, title: str = "",
+                      zmax: float | None = None) -> go.Figure:
+    """One layer's placement: GPUs (rows) x slots (columns), colored by the load each copy carries.
+
+    phy2log_layer: [P] logical expert in each slot; slot_loads_layer: [P] load of that
+    copy (``eplb.metrics.slot_loads`` row). Cells print the expert id; hover names the
+    expert, its copy number out of its copy count, and the copy's load.
+    """
+    experts = np.asarray(phy2log_layer)
+    loads = np.asarray(slot_loads_layer, dtype=float)
+    slots_per_gpu = experts.size // num_gpus
+    ranks = copy_ranks(experts)
+    counts = np.bincount(experts, minlength=int(experts.max()) + 1)[experts]
+    grid = (num_gpus, slots_per_gpu)  # [GPUs, slots_per_gpu]
+    custom = np.stack([experts, ranks, counts], axis=-1).reshape(*grid, 3)
+    fig = go.Figure(
+        go.Heatmap(
+            z=loads.reshape(grid), x=np.arange(slots_per_gpu), y=np.arange(num_gpus),
+            text=experts.reshape(grid), texttemplate="%{text}", customdata=custom,
+            colorscale=LOAD_SCALE, zmin=0, zmax=zmax if zmax is not None else max(float(loads.max()), 1.0),
+            colorbar=dict(title="tokens"), xgap=1, ygap=1,
+            hovertemplate=(
+                "GPU %{y}, slot %{x}<br>expert %{customdata[0]} (copy %{customdata[1]} of %{customdata[2]})"
+                "<br>load %{z:,.0f} tokens<extra></extra>"
+            ),
+        )
+    )
+    fig.update_layout(
+        title=title, xaxis_title="slot on GPU", yaxis_title="GPU", yaxis_autorange="reversed",
+        height=max(320, 22 * num_gpus + 120), margin=dict(t=40, b=40, l=50, r=20),
+    )
+    return fig
+
+
+def replica_heatmap(logcnt, *, title: str = "") -> go.Figure:
+    """Copies per logical expert: logcnt [layers, experts] as a heatmap."""
+    counts = np.asarray(logcnt)
+    num_layers, num_experts = counts.shape
+    fig = go.Figure(
+        go.Heatmap(
+            z=counts, x=np.arange(num_experts), y=np.arange(num_layers), colorscale=COUNT_SCALE, zmin=1,
+            colorbar=dict(title="copies"),
+            hovertemplate="layer %{y}, expert %{x}<br>%{z} copies<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title, xaxis_title="logical expert", yaxis_title="layer", yaxis_autorange="reversed",
+        height=360, margin=dict(t=40, b=40, l=50, r=20),
+    )
+    return fig
+
+
+def gpu_load_bars(series: Mapping[str, object], *, title: str = "") -> go.Figure:
+    """Per-GPU load of one layer, one bar group per series (e.g. before / after), the mean drawn as a line.
+
+    series: name -> loads [GPUs]. The mean is the same for every placement of the same
+    load (copies only move tokens between GPUs); the first series' mean is drawn.
+    """
+    arrays = {name: np.asarray(loads, dtype=float) for name, loads in series.items()}
+    fig = go.Figure()
+    for name, loads in arrays.items():
+        fig.add_trace(go.Bar(
+            x=np.arange(loads.size), y=loads, name=name,
+            hovertemplate=f"{name}<br>GPU %{{x}}: %{{y:,.0f}} tokens<extra></extra>",
+        ))
+    mean = float(next(iter(arrays.values())).mean()) if arrays else 0.0
+    fig.add_hline(y=mean, line_dash="dash", line_color="black",
+                  annotation_text=f"mean {mean:,.0f}", annotation_position="top left")
+    fig.update_layout(title=title, barmode="group", xaxis_title="GPU", yaxis_title="tokens",
+                      height=360, margin=dict(t=40, b=40, l=50, r=20), legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+def balancedness_lines(series: Mapping[str, object], *, title: str = "", ylabel: str = "balancedness (mean / max)",
+                       bound=None) -> go.Figure:
+    """Per-layer balancedness, one line per series (e.g. before, after, one per policy).
+
+    series: name -> [layers] with NaN where a layer has no load (``layer_balancedness``).
+    Such layers are shaded and marked "no load" instead of being drawn as 0 or a gap.
+    bound: optional [layers] best reachable balancedness, drawn dotted.
+    """
+    arrays = {name: np.asarray(values, dtype=float) for name, values in series.items()}
+    if bound is not None:
+        arrays["bound (best possible)"] = np.asarray(bound, dtype=float)
+    fig = go.Figure()
+    for name, values in arrays.items():
+        dotted = name == "bound (best possible)"
+        fig.add_trace(go.Scatter(
+            x=np.arange(values.size), y=values, name=name, mode="lines+markers" if values.size < 80 else "lines",
+            line=dict(dash="dot", color="gray") if dotted else None,
+            hovertemplate=f"{name}<br>layer %{{x}}: %{{y:.3f}}<extra></extra>",
+        ))
+    no_load = np.flatnonzero(np.all([np.isnan(v) for v in arrays.values()], axis=0)) if arrays else []
+    for layer in no_load:
+        fig.add_vrect(x0=layer - 0.5, x1=layer + 0.5, fillcolor="lightgray", opacity=0.5, line_width=0)
+    if len(no_load):
+        fig.add_trace(go.Scatter(
+            x=no_load, y=np.full(len(no_load), 0.5), mode="text", text=[NO_LOAD] * len(no_load),
+            textfont=dict(color="dimgray"), name=NO_LOAD, hovertemplate="layer %{x}: no load<extra></extra>",
+        ))
+    fig.update_layout(title=title, xaxis_title="layer", yaxis_title=ylabel, yaxis_range=[0, 1.05],
+                      height=340, margin=dict(t=40, b=40, l=50, r=20), legend=dict(orientation="h", y=1.15))
+    return fig
+
+
+def metric_lines(x: Sequence, series: Mapping[str, Sequence], *, xlabel: str, ylabel: str, title: str = "",
+                 dotted: Sequence[str] = ()) -> go.Figure:
+    """Generic lines over a shared x axis (a sweep axis, replay steps); names in ``dotted`` are drawn dotted.
+
+    None values become gaps (a point without load has no metric).
+    """
+    fig = go.Figure()
+    for name, values in series.items():
+        y = [np.nan if v is None else v for v in values]
+        fig.add_trace(go.Scatter(x=list(x), y=y, name=name, mode="lines+markers",
+                                 line=dict(dash="dot") if name in dotted else None))
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=360,
+                      margin=dict(t=40, b=40, l=50, r=20), legend=dict(orientation="h", y=1.15))
+    return fig

@@ -1,0 +1,301 @@
+"""The data and topology every page works on: sidebar controls, session state and the URL.
+
+Call ``sidebar()`` at the top of a page. It draws the data and topology controls
+in the sidebar and returns an ``Inputs``::
+
+    inputs = state.sidebar()
+    shown = state.valid_inputs(inputs)   # the current inputs, or the last valid ones beside the message
+    if shown is None:
+        st.stop()
+    result = compute.placement(shown.digest, shown.topology, shown.mode, shown.policy)
+
+What the sidebar guarantees, on every page:
+
+* The choices survive page switches (session state, widgets with ``persist_state="session"``) and are
+  mirrored in ``st.query_params``, so a what-if is a shareable link. The link
+  carries a sample name or the generator's parameters; an uploaded file cannot
+  travel in a link, so a link made while an upload is shown carries the topology only.
+* A bad upload never replaces the current data: the previous data stays and the
+  reader's message is shown under the uploader.
+* A topology the contract rejects yields ``Inputs.error`` (eplb's message, which
+  says what to change) shown inline under the controls, never a traceback.
+* ``Inputs.digest`` is the key for the cached functions in ``ui.compute``; the
+  matrix is registered there on every rerun.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+import eplb
+from ui import compute, data
+
+SOURCES = {"sample": "Sample", "generate": "Generate", "upload": "Upload"}
+
+DEFAULTS: dict[str, object] = {
+    "data": "sample",
+    "sample": data.DEFAULT_SAMPLE,
+    "preset": "DeepSeek-V3/R1",
+    "family": "zipf",
+    "skew": data.DEFAULT_SKEW["zipf"],
+    "seed": 0,
+    "nodes": 4,
+    "gpus_per_node": 8,
+    "redundant": 32,
+    "groups": 8,
+    "mode": "auto",
+    "policy": eplb.DEFAULT_POLICY,
+}
+"""First open: the DeepSeek-V3-shaped sample on 4 nodes x 8 GPUs with 32 redundant slots."""
+
+TOPOLOGY_PARAMS = ("nodes", "gpus_per_node", "redundant", "groups", "mode", "policy")
+DATA_PARAMS = {"sample": ("sample",), "generate": ("preset", "family", "skew", "seed"), "upload": ()}
+
+_KEY = "eplb_{}".format  # widget and session keys: eplb_nodes, eplb_policy, ...
+_DATA = "eplb__data"  # the current LoadedData
+_UPLOADED = "eplb__uploaded"  # the last upload that read cleanly
+_UPLOAD_SEEN = "eplb__upload_seen"  # file_id of the last upload processed
+_UPLOAD_ERROR = "eplb__upload_error"
+_LAST_VALID = "eplb__last_valid"
+_NOTES = "eplb__notes"  # messages about the link the session was opened with
+_KEEP = {"persist_state": "session"}  # a control keeps its value on pages that do not draw it
+
+
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    """What a page computes on.
+
+    weight: [layers, experts] load; trace: [steps, layers, experts] or None;
+    digest / trace_digest: keys of weight / trace in ``ui.compute``'s registry;
+    topology: ``eplb.Topology`` (num_replicas = experts + redundant slots);
+    mode: as chosen ("auto", "hierarchical", "global"); resolved_mode: what "auto"
+    became, None when invalid; policy: a name in ``eplb.POLICIES``; label: where the
+    data came from; error: why the topology does not fit the data (None when it does).
+    """
+
+    weight: torch.Tensor
+    trace: torch.Tensor | None
+    digest: str
+    trace_digest: str | None
+    topology: eplb.Topology
+    mode: str
+    resolved_mode: str | None
+    policy: str
+    label: str
+    error: str | None
+
+    @property
+    def num_layers(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def num_experts(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def redundant(self) -> int:
+        return self.topology.num_replicas - self.num_experts
+
+    def describe(self) -> str:
+        """One line: data, topology, mode and policy."""
+        t = self.topology
+        return (f"{self.label} · {self.num_layers} layers x {self.num_experts} experts · {t.num_nodes} nodes x "
+                f"{t.gpus_per_node} GPUs, {t.num_replicas} slots ({self.redundant} redundant), {t.num_groups} groups"
+                f" · mode {self.resolved_mode or self.mode} · policy {self.policy}")
+
+
+def _choices(name: str) -> tuple | None:
+    """Allowed values of a categorical parameter (None: numeric)."""
+    return {
+        "data": tuple(SOURCES),
+        "sample": tuple(data.samples()),
+        "preset": tuple(data.PRESETS),
+        "family": tuple(data.FAMILIES),
+        "mode": tuple(eplb.MODES),
+        "policy": tuple(eplb.POLICIES),
+    }.get(name)
+
+
+def _from_url() -> None:
+    """First run of a session: seed every control from the link, or from DEFAULTS."""
+    notes = []
+    for name, default in DEFAULTS.items():
+        raw = st.query_params.get(name)
+        value = default
+        if raw is not None:
+            choices = _choices(name)
+            try:
+                value = raw if choices else type(default)(float(raw) if isinstance(default, int) else raw)
+                if choices and raw not in choices:
+                    raise ValueError
+                if isinstance(value, (int, float)) and value < 0:
+                    raise ValueError
+            except ValueError:
+                value = default
+                notes.append(f"the link's {name}={raw!r} is not valid here; using {default!r}")
+        st.session_state[_KEY(name)] = value
+    if st.session_state[_KEY("data")] == "upload":
+        notes.append("the link was made from an uploaded file, which cannot travel in a link: "
+                     "showing the default sample with the link's topology; upload the file to see it")
+    st.session_state[_NOTES] = notes
+
+
+def _suggest_groups(num_groups: int) -> None:
+    st.session_state[_KEY("groups")] = num_groups
+
+
+def _on_sample_change() -> None:
+    _suggest_groups(data.samples()[st.session_state[_KEY("sample")]].num_groups)
+
+
+def _on_preset_change() -> None:
+    _suggest_groups(data.PRESETS[st.session_state[_KEY("preset")]].num_groups)
+
+
+def _on_family_change() -> None:
+    st.session_state[_KEY("skew")] = data.DEFAULT_SKEW[st.session_state[_KEY("family")]]
+
+
+def _read_upload(uploaded) -> None:
+    """Process a newly uploaded file once: keep it when it reads, else keep the error and the old data."""
+    if uploaded is None or st.session_state.get(_UPLOAD_SEEN) == uploaded.file_id:
+        return
+    st.session_state[_UPLOAD_SEEN] = uploaded.file_id
+    accept_upload(uploaded.getvalue(), uploaded.name)
+
+
+def accept_upload(content: bytes, filename: str) -> bool:
+    """Read an upload into the session (the path the sidebar's uploader takes; tests call it directly).
+
+    On success the upload becomes the session's uploaded data and True is returned.
+    On a reader error the message is kept for display, the previous data stays, and False is returned.
+    """
+    try:
+        st.session_state[_UPLOADED] = data.from_upload(content, filename)
+        st.session_state[_UPLOAD_ERROR] = None
+        return True
+    except ValueError as exc:  # FormatError and eplb's ValueErrors
+        st.session_state[_UPLOAD_ERROR] = f"Could not use {filename}: {exc}. Keeping the current data."
+        return False
+
+
+def _data_controls() -> data.LoadedData:
+    """Draw the data controls; return the data to use (the previous data when the choice fails)."""
+    side = st.sidebar
+    side.header("Data")
+    source = side.segmented_control("Source", list(SOURCES), format_func=SOURCES.get, **_KEEP, key=_KEY("data"))
+    source = source or "sample"  # a deselected control means the default
+    previous = st.session_state.get(_DATA)
+    chosen, problem = None, None
+    if source == "sample":
+        options = data.samples()
+        side.selectbox("Sample", list(options), format_func=lambda n: options[n].label, **_KEEP, key=_KEY("sample"),
+                       on_change=_on_sample_change, help="Made by eplb.workloads in real model shapes (sample_data/).")
+        chosen = data.load_sample(st.session_state[_KEY("sample")])
+    elif source == "generate":
+        side.selectbox("Model shape", list(data.PRESETS), **_KEEP, key=_KEY("preset"), on_change=_on_preset_change)
+        side.selectbox("Workload family", list(data.FAMILIES), **_KEEP, key=_KEY("family"), on_change=_on_family_change)
+        left, right = side.columns(2)
+        left.number_input("Skew", min_value=0.0, step=0.1, **_KEEP, key=_KEY("skew"),
+                          help="zipf: exponent; lognormal: sigma; hot: hot/mean ratio; zero: idle fraction (< 1).")
+        right.number_input("Seed", min_value=0, step=1, **_KEEP, key=_KEY("seed"))
+        try:
+            chosen = data.generate(*(st.session_state[_KEY(p)] for p in DATA_PARAMS["generate"]))
+        except ValueError as exc:
+            problem = f"Cannot generate: {exc}"
+    else:
+        uploaded = side.file_uploader(
+            "Load file", type=list(data.LOAD_EXTENSIONS), key="eplb_upload",
+            help="CSV (layers x experts, header optional), .npy/.npz, torch .pt, JSON list of lists, "
+                 "SGLang expert-distribution dumps, vLLM expert-load.json.",
+        )
+        _read_upload(uploaded)
+        problem = st.session_state.get(_UPLOAD_ERROR)
+        chosen = st.session_state.get(_UPLOADED)
+        side.caption("An uploaded file cannot travel in a shareable link; the link keeps the topology only.")
+    if problem:
+        side.error(problem)
+    current = chosen or previous or data.load_sample(data.DEFAULT_SAMPLE)
+    st.session_state[_DATA] = current
+    return current
+
+
+def _topology_controls(num_experts: int) -> None:
+    side = st.sidebar
+    side.header("Topology")
+    left, right = side.columns(2)
+    left.number_input("Nodes", min_value=1, step=1, **_KEEP, key=_KEY("nodes"))
+    right.number_input("GPUs per node", min_value=1, step=1, **_KEEP, key=_KEY("gpus_per_node"))
+    left.number_input("Redundant slots", min_value=0, step=1, **_KEEP, key=_KEY("redundant"),
+                      help="Physical slots beyond one per expert: num_replicas = experts + redundant.")
+    right.number_input("Expert groups", min_value=1, step=1, **_KEEP, key=_KEY("groups"),
+                       help="DeepSeek-V3's group-limited routing uses 8; models without groups use 1.")
+    side.selectbox("Mode", list(eplb.MODES), **_KEEP, key=_KEY("mode"),
+                   help="auto: hierarchical when groups divide evenly over nodes, else global.")
+    side.selectbox("Policy", list(eplb.POLICIES), **_KEEP, key=_KEY("policy"),
+                   help="\n\n".join(f"**{name}**: {p.summary}" for name, p in eplb.POLICIES.items()))
+
+
+def _sync_url(loaded: data.LoadedData) -> None:
+    """Mirror the choices in the address bar; touch only this module's parameters."""
+    wanted = {"data": st.session_state[_KEY("data")], **loaded.params}
+    wanted.update({name: str(st.session_state[_KEY(name)]) for name in TOPOLOGY_PARAMS})
+    for name in ("data", *(p for params in DATA_PARAMS.values() for p in params), *TOPOLOGY_PARAMS):
+        if name in wanted and st.query_params.get(name) != str(wanted[name]):
+            st.query_params[name] = str(wanted[name])
+        elif name not in wanted and name in st.query_params:
+            del st.query_params[name]
+
+
+def sidebar() -> Inputs:
+    """Draw the data and topology controls in the sidebar; return the current ``Inputs``.
+
+    Never raises on user input: a failing data choice keeps the previous data (with
+    the message under the control), a rejected topology sets ``Inputs.error``.
+    """
+    if _KEY("data") not in st.session_state:
+        _from_url()
+    for note in st.session_state.get(_NOTES, []):
+        st.sidebar.info(note)
+    loaded = _data_controls()
+    _topology_controls(loaded.weight.shape[1])
+    nodes, gpus_per_node, redundant, groups, mode, policy = (st.session_state[_KEY(p)] for p in TOPOLOGY_PARAMS)
+    num_experts = loaded.weight.shape[1]
+    topology = eplb.Topology(num_experts + int(redundant), int(groups), int(nodes), int(nodes) * int(gpus_per_node))
+    try:
+        resolved, error = topology.validate(num_experts, mode), None
+        st.sidebar.caption(f"{topology.num_gpus} GPUs · {topology.num_replicas} slots "
+                           f"({topology.slots_per_gpu} per GPU) · {resolved} mode")
+    except ValueError as exc:
+        resolved, error = None, (
+            f"This topology does not fit the data: {exc}. Here num_replicas = {num_experts} experts + {redundant} "
+            f"redundant slots and num_gpus = {nodes} nodes x {gpus_per_node} GPUs per node."
+        )
+        st.sidebar.error(error)
+    inputs = Inputs(
+        weight=loaded.weight, trace=loaded.trace, digest=compute.register(loaded.weight),
+        trace_digest=None if loaded.trace is None else compute.register(loaded.trace),
+        topology=topology, mode=mode, resolved_mode=resolved, policy=policy, label=loaded.label, error=error,
+    )
+    if error is None:
+        st.session_state[_LAST_VALID] = inputs
+    else:
+        last = st.session_state.get(_LAST_VALID)
+        if last is not None:  # keep its matrix registered while it is on screen
+            compute.register(last.weight)
+    _sync_url(loaded)
+    return inputs
+
+
+def valid_inputs(inputs: Inputs) -> Inputs | None:
+    """The inputs to draw: these when valid; otherwise show the message and return the last valid ones (or None)."""
+    if inputs.error is None:
+        return inputs
+    st.error(inputs.error, icon="⚠️")
+    last = st.session_state.get(_LAST_VALID)
+    if last is not None:
+        st.info(f"Showing the last valid setting: {last.describe()}")
+    return last
