@@ -208,39 +208,36 @@ def _from_object(obj, fmt: str, name: str, field: str = "") -> LoadData:
     return _load_data(_to_tensor(obj, name, field or "array"), fmt, name, field or "array")
 
 
+def _tensors_in(entries, name: str, list_field: str, key: str, layout: str) -> list[torch.Tensor]:
+    """``key`` of each dict in a list (load_history, records), as tensors."""
+    if not isinstance(entries, list) or not entries:
+        raise _fail(name, list_field, f"expected a non-empty list of dicts with {key!r} {layout}")
+    tensors = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or key not in entry:
+            raise _fail(name, f"{list_field}[{i}]", f"expected a dict with {key!r} {layout}")
+        tensors.append(_to_tensor(entry[key], name, f"{list_field}[{i}].{key}"))
+    return tensors
+
+
 def _from_vllm_history(history, name: str) -> LoadData:
-    if not isinstance(history, list) or not history:
-        raise _fail(name, "load_history", "expected a non-empty list of {\"logical_expert_load\": [layers x experts]}")
-    steps = []
-    for i, entry in enumerate(history):
-        field = f"load_history[{i}].logical_expert_load"
-        if not isinstance(entry, dict) or "logical_expert_load" not in entry:
-            raise _fail(name, f"load_history[{i}]", "expected a dict with 'logical_expert_load' [layers x experts]")
-        step = _to_tensor(entry["logical_expert_load"], name, field)
-        if step.dim() != 2:
-            raise _fail(name, field, f"has shape {_shape(step)}, expected [layers, experts]")
-        if steps and step.shape != steps[0].shape:
-            raise _fail(name, field, f"has shape {_shape(step)}, but load_history[0] has {_shape(steps[0])}")
-        steps.append(step)
+    steps = _tensors_in(history, name, "load_history", "logical_expert_load", "[layers, experts]")
+    for i, step in enumerate(steps):
+        if step.dim() != 2 or step.shape != steps[0].shape:
+            raise _fail(name, f"load_history[{i}].logical_expert_load", f"has shape {_shape(step)}, expected "
+                        f"[layers, experts] like load_history[0] {_shape(steps[0])}")
     return _load_data(torch.stack(steps), "vLLM expert-load.json", name, "load_history",
                       "vLLM load history, one entry per logging step")
 
 
 def _from_sglang_records(obj: dict, name: str) -> LoadData:
     """Count SGLang per-token records: each topk id (a physical slot) mapped to its logical expert."""
-    records = obj["records"]
-    if not isinstance(records, list) or not records:
-        raise _fail(name, "records", "expected a non-empty list of per-forward-pass records with 'topk_ids_of_layer'")
-    ids = []
-    for i, record in enumerate(records):
-        field = f"records[{i}].topk_ids_of_layer"
-        if not isinstance(record, dict) or "topk_ids_of_layer" not in record:
-            raise _fail(name, f"records[{i}]", "expected a dict with 'topk_ids_of_layer' [layers, tokens, top_k]")
-        topk = _to_tensor(record["topk_ids_of_layer"], name, field)
-        if topk.dim() != 3 or (ids and topk.shape[0] != ids[0].shape[0]):
-            raise _fail(name, field, f"has shape {_shape(topk)}, expected [layers, tokens, top_k] with the same "
-                        "layer count in every record")
-        ids.append(topk.long().flatten(1))  # [layers, tokens * top_k]; -1 marks padding
+    topks = _tensors_in(obj["records"], name, "records", "topk_ids_of_layer", "[layers, tokens, top_k]")
+    for i, topk in enumerate(topks):
+        if topk.dim() != 3 or topk.shape[0] != topks[0].shape[0]:
+            raise _fail(name, f"records[{i}].topk_ids_of_layer", f"has shape {_shape(topk)}, expected "
+                        "[layers, tokens, top_k] with the same layer count in every record")
+    ids = [topk.long().flatten(1) for topk in topks]  # [layers, tokens * top_k]; -1 marks padding
     num_layers = ids[0].shape[0]
     mapping = obj.get("last_physical_to_logical_map")
     if mapping is not None:

@@ -30,6 +30,19 @@ def npy_bytes(array) -> bytes:
     return buffer.getvalue()
 
 
+def legacy_torch_bytes(obj) -> bytes:
+    """torch.save's pre-1.6 layout: a bare pickle stream, not a zip archive."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer, _use_new_zipfile_serialization=False)
+    return buffer.getvalue()
+
+
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
 def csv_bytes(rows, header=None, labels=None) -> bytes:
     lines = [",".join(header)] if header else []
     for i, row in enumerate(rows):
@@ -53,6 +66,8 @@ def csv_bytes(rows, header=None, labels=None) -> bytes:
         (npy_bytes(LOAD.numpy().astype(np.int32)), "load.npy", "NumPy .npy"),
         (json.dumps(LOAD.tolist()).encode(), "load.json", "JSON"),
         (torch_bytes(LOAD.to(torch.int64)), "load.pt", "torch .pt"),
+        (legacy_torch_bytes(LOAD), "old.pt", "torch .pt"),
+        (npz_bytes(load=LOAD.numpy()), "load.npz", "NumPy .npz"),
     ],
 )
 def test_plain_matrix_reads_back_exactly(data, name, fmt):
@@ -125,7 +140,15 @@ def test_sglang_per_token_records_counted_through_physical_map():
     mapping = torch.tensor([[0, 1, 2, 3, 0, 1], [3, 2, 1, 0, 3, 3]])
     topk = [torch.tensor([[[0, 4], [5, -1]], [[0, 4], [2, 3]]]), torch.tensor([[[3, 3], [3, 3]], [[5, 5], [1, 1]]])]
     dump = {
-        "records": [{"forward_pass_id": i, "rank": 0, "topk_ids_of_layer": t} for i, t in enumerate(topk)],
+        "records": [
+            {  # the keys SGLang's per-token gatherer stores for one forward pass
+                "forward_pass_id": i, "rank": 0, "gatherer_key": "primary",
+                "input_ids": [11, 12], "positions": [0, 1], "extend_seq_lens": [2], "forward_mode": 1,
+                "topk_ids_of_layer": t.to(torch.int32), "misc_objects": [],
+                "global_physical_count": torch.zeros(2, 6, dtype=torch.int32),
+            }
+            for i, t in enumerate(topk)
+        ],
         "last_physical_to_logical_map": mapping,
     }
     loaded = read_load(torch_bytes(dump), "rank0.pt")
@@ -196,6 +219,10 @@ def test_numpy_object_array_is_refused():
         (b"\x00\x01\x02binary", "not a recognised format"),
         (b'{"physical_to_logical_map": [[0, 1]]}', "placement.*not an expert load"),
         (b'{"load_history": [{"other": 1}]}', "logical_expert_load"),
+        (b'{"load_history": [{"logical_expert_load": [[1, 2]]}, {"logical_expert_load": [[1]]}]}',
+         r"load_history\[1\].logical_expert_load: has shape \[1, 1\]"),
+        (b'{"records": [{"topk_ids_of_layer": [[1, 2]]}]}', r"records\[0\].topk_ids_of_layer: has shape \[1, 2\]"),
+        (b'{"records": []}', "non-empty list"),
         (b'{"a": 1, "b": [1]}'.replace(b"1,", b"[1],"), "not a known layout"),
     ],
 )
