@@ -64,6 +64,7 @@ def csv_bytes(rows, header=None, labels=None) -> bytes:
         (csv_bytes(LOAD.tolist()).replace(b",", b"\t"), "load.tsv", "CSV"),
         (npy_bytes(LOAD.numpy()), "load.npy", "NumPy .npy"),
         (npy_bytes(LOAD.numpy().astype(np.int32)), "load.npy", "NumPy .npy"),
+        (npy_bytes(LOAD.numpy().astype(">u4")), "big-endian.npy", "NumPy .npy"),
         (json.dumps(LOAD.tolist()).encode(), "load.json", "JSON"),
         (torch_bytes(LOAD.to(torch.int64)), "load.pt", "torch .pt"),
         (legacy_torch_bytes(LOAD), "old.pt", "torch .pt"),
