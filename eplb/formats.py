@@ -95,7 +95,7 @@ def _to_tensor(value, name: str, field: str) -> torch.Tensor:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "iuf":
             raise _fail(name, field, f"holds {value.dtype} values, expected numbers")
-        # torch takes neither unsigned wide ints nor big-endian data; np.ascontiguousarray would lift 0-D to 1-D
+        # torch takes neither wide unsigned ints nor big-endian data, and wants a writable array
         dtype = np.float64 if value.dtype.kind == "u" else value.dtype.newbyteorder("=")
         return torch.from_numpy(np.asarray(value, dtype=dtype, order="C").copy())
     raise _fail(name, field, f"is a {type(value).__name__}, expected an array of numbers")
@@ -142,29 +142,17 @@ def _check_load(tensor: torch.Tensor, name: str, field: str) -> torch.Tensor:
         )
     if tensor.numel() == 0:
         raise _fail(name, field, f"is empty (shape {_shape(tensor)}), expected a {LOAD_SHAPES}")
-    rows = tensor.reshape(-1, tensor.shape[-1])
     try:
-        validate_weight(rows)
-    except ValueError as exc:
-        raise _fail(name, field, _where_in(str(exc), tensor)) from None
+        validate_weight(tensor.reshape(-1, tensor.shape[-1]))
+    except ValueError as whole:
+        if tensor.dim() < 3:
+            raise _fail(name, field, str(whole).removeprefix("weight ")) from None
+        for step, matrix in enumerate(tensor):  # name the first step at fault, in its own layer numbering
+            try:
+                validate_weight(matrix)
+            except ValueError as exc:
+                raise _fail(name, f"{field}, step {step}", str(exc).removeprefix("weight ")) from None
     return tensor.to(torch.float32)
-
-
-def _where_in(message: str, tensor: torch.Tensor) -> str:
-    """Rewrite validate_weight's message about flattened rows in the tensor's own coordinates."""
-    message = message.replace("weight has", "has", 1)
-    if tensor.dim() == 3:
-        rows = tensor.reshape(-1, tensor.shape[-1])
-        bad = ~torch.isfinite(rows) if rows.is_floating_point() else torch.zeros_like(rows, dtype=torch.bool)
-        bad = bad | (rows < 0)
-        if bool(bad.any()):
-            row, expert = (int(i) for i in bad.nonzero()[0])
-            step, layer = divmod(row, tensor.shape[1])
-            return f"{message.split(' (first at')[0]} (first at step {step}, layer {layer}, expert {expert}): " \
-                "loads must be finite token counts, 0 or more"
-    if tensor.dim() == 1:
-        return message.replace("layer 0, ", "")
-    return message
 
 
 def _load_data(tensor: torch.Tensor, fmt: str, name: str, field: str, understood: str = "") -> LoadData:

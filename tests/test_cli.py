@@ -145,10 +145,9 @@ def _python_m_eplb(*argv, cwd):
                           capture_output=True, text=True, timeout=120)
 
 
-def test_python_m_eplb_end_to_end(tmp_path):
-    """One real process: generate a trace, rebalance it to an SGLang file; then a bad call."""
-    done = _python_m_eplb("generate", "--layers", 2, "--experts", 8, "--steps", 3, "-o", "t.json", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+def test_python_m_eplb_end_to_end(tmp_path, capsys):
+    """Two real processes: rebalance a trace to an SGLang file, then a bad call."""
+    assert cli.main(["generate", "--layers", 2, "--experts", 8, "--steps", 3, "-o", str(tmp_path / "t.json")]) == 0
     done = _python_m_eplb("rebalance", "t.json", "--redundant", 8, "--gpus", 4, "-o", "p.pt", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "balancedness" in done.stdout

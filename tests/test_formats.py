@@ -236,7 +236,7 @@ def test_bad_input_gets_a_clear_message(data, match):
 def test_negative_in_trace_names_the_step():
     trace = TRACE.clone()
     trace[2, 1, 4] = -5
-    with pytest.raises(FormatError, match="step 2, layer 1, expert 4"):
+    with pytest.raises(FormatError, match=r"step 2: has 1 negative loads \(first at layer 1, expert 4"):
         read_load(torch_bytes(trace))
 
 
