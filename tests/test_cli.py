@@ -147,7 +147,7 @@ def _python_m_eplb(*argv, cwd):
 
 def test_python_m_eplb_end_to_end(tmp_path, capsys):
     """Two real processes: rebalance a trace to an SGLang file, then a bad call."""
-    assert cli.main(["generate", "--layers", 2, "--experts", 8, "--steps", 3, "-o", str(tmp_path / "t.json")]) == 0
+    assert cli.main(["generate", "--layers", "2", "--experts", "8", "--steps", "3", "-o", str(tmp_path / "t.json")]) == 0
     done = _python_m_eplb("rebalance", "t.json", "--redundant", 8, "--gpus", 4, "-o", "p.pt", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "balancedness" in done.stdout
