@@ -19,25 +19,26 @@ after = compute.placement(shown.digest, shown.topology, shown.mode, shown.policy
 ratio = figures.format_ratio
 
 # Metric cards
-cards = st.columns(6)
+cards = [*st.columns(3), *st.columns(3)]
 cards[0].metric("Balancedness before (vLLM)", ratio(before.report.balancedness),
                 help="vLLM's definition: sum over layers of mean GPU load / sum of max GPU load. "
                      "Before = vLLM's initial map, slot i holds expert i % experts.")
 cards[1].metric("Balancedness after (vLLM)", ratio(after.report.balancedness),
                 delta=None if after.report.balancedness is None
                 else f"{after.report.balancedness - before.report.balancedness:+.3f}")
-cards[2].metric("Max / mean after", ratio(after.report.straggler_factor, 2),
+cards[2].metric("Bound's balancedness", ratio(after.report.bound_balancedness),
+                help="The best balancedness any placement on this topology could reach (a proven bound).")
+cards[3].metric("Max / mean after", ratio(after.report.straggler_factor, 2),
                 delta=None if after.report.straggler_factor is None
                 else f"{after.report.straggler_factor - before.report.straggler_factor:+.2f}", delta_color="inverse",
                 help="How much longer the busiest GPU works than the average one (1 / balancedness).")
-cards[3].metric("Bound's balancedness", ratio(after.report.bound_balancedness),
-                help="The best balancedness any placement on this topology could reach (a proven bound).")
-cards[4].metric("Rebalance runtime", f"{after.runtime_ms:.1f} ms", help=f"policy {after.policy}, {after.mode} mode, CPU")
-duplicates = f"{after.report.duplicate_gpus} of {after.report.gpu_loads.numel()}"
-cards[5].metric("GPUs holding duplicate copies", duplicates,
+cards[4].metric("Rebalance runtime", f"{after.runtime_ms:.1f} ms",
+                help=f"policy {after.policy}, {after.mode} mode, on this server's CPU; best of two runs")
+cards[5].metric("GPUs holding duplicate copies", f"{after.report.duplicate_gpus} of {after.report.gpu_loads.numel()}",
                 help="(layer, GPU) pairs where one GPU holds two or more copies of one expert: wasted slots.")
 
 st.subheader("Per-GPU load, before and after")
+st.caption("One color scale for both maps, so equal colors mean equal load; a bright cell is a GPU the others wait for.")
 st.plotly_chart(figures.gpu_load_heatmaps({
     "Before: vLLM's initial map": before.report.gpu_loads,
     f"After: {after.policy} ({after.mode})": after.report.gpu_loads,
@@ -67,14 +68,14 @@ st.subheader("Copies per expert")
 st.plotly_chart(figures.replica_heatmap(after.logcnt), width="stretch")
 
 st.subheader("Downloads")
-buttons = st.columns(len(PLACEMENT_FORMATS) + 1)
-for column, (fmt, (label, extension, mime)) in zip(buttons, PLACEMENT_FORMATS.items()):
-    column.download_button(
+buttons = st.container(horizontal=True)
+for fmt, (label, extension, mime) in PLACEMENT_FORMATS.items():
+    buttons.download_button(
         label,
         lambda fmt=fmt: write_placement(fmt, after.phy2log, shown.topology, mode=shown.mode, policy=shown.policy),
         file_name=f"placement-{fmt}{extension}", mime=mime, on_click="ignore", key=f"download_{fmt}",
     )
-buttons[-1].download_button(
+buttons.download_button(
     "Per-GPU loads (CSV)",
     lambda: data.gpu_loads_csv({"before": before.report.gpu_loads, "after": after.report.gpu_loads}),
     file_name="gpu-loads.csv", mime="text/csv", on_click="ignore", key="download_gpu_loads",

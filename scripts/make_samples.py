@@ -23,12 +23,12 @@ TOKENS = 8192  # routed tokens per logging step (one decode batch)
 
 # (file stem, label, preset, family, skew, seed); skew None is the family's default.
 SAMPLES = [
-    ("deepseek-v3-zipf", "DeepSeek-V3 · Zipf skew (default)", "DeepSeek-V3/R1", "zipf", 1.1, 0),
-    ("deepseek-v3-hot", "DeepSeek-V3 · three hot experts per layer", "DeepSeek-V3/R1", "hot", 30.0, 1),
-    ("kimi-k2-lognormal", "Kimi K2 · log-normal popularity", "Kimi K2", "lognormal", 1.0, 2),
-    ("qwen3-30b-a3b-zipf", "Qwen3-30B-A3B · Zipf skew", "Qwen3-30B-A3B", "zipf", 0.9, 3),
-    ("deepseek-v2-lite-idle", "DeepSeek-V2-Lite · a quarter of experts idle", "DeepSeek-V2-Lite", "zero", 0.25, 4),
-    ("mixtral-8x7b-zipf", "Mixtral 8x7B · Zipf skew", "Mixtral 8x7B", "zipf", 1.0, 5),
+    ("deepseek-v3-zipf", "DeepSeek-V3 · Zipf", "DeepSeek-V3/R1", "zipf", 1.1, 0),
+    ("deepseek-v3-hot", "DeepSeek-V3 · 3 hot experts", "DeepSeek-V3/R1", "hot", 30.0, 1),
+    ("kimi-k2-lognormal", "Kimi K2 · log-normal", "Kimi K2", "lognormal", 1.0, 2),
+    ("qwen3-30b-a3b-zipf", "Qwen3-30B-A3B · Zipf", "Qwen3-30B-A3B", "zipf", 0.9, 3),
+    ("deepseek-v2-lite-idle", "DeepSeek-V2-Lite · idle experts", "DeepSeek-V2-Lite", "zero", 0.25, 4),
+    ("mixtral-8x7b-zipf", "Mixtral 8x7B · Zipf", "Mixtral 8x7B", "zipf", 1.0, 5),
 ]
 README_STEM = "deepseek-readme-example"
 
@@ -53,7 +53,7 @@ def main() -> None:
         })
     write_csv(SAMPLE_DIR / f"{README_STEM}.csv", np.array(DEEPSEEK_README_WEIGHT))
     manifest.append({
-        "file": f"{README_STEM}.csv", "label": "DeepSeek EPLB README example (2 layers, 12 experts)",
+        "file": f"{README_STEM}.csv", "label": "DeepSeek README example",
         "preset": "DeepSeek EPLB README toy", "family": None, "skew": None, "seed": None, "tokens": None,
         "num_groups": PRESETS["DeepSeek EPLB README toy"].num_groups,
     })

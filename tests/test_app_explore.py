@@ -131,10 +131,11 @@ def test_a_link_recreates_generated_data_and_topology(open_page):
 
 
 def test_a_bad_link_falls_back_to_defaults_with_a_note(open_page):
-    at = open_page(query_params={"policy": "no-such-policy", "nodes": "-2", "data": "upload"})
+    at = open_page(query_params={"policy": "no-such-policy", "nodes": "-2", "redundant": "99999", "data": "upload"})
     assert_clean(at)
     notes = " ".join(i.value for i in at.info)
-    assert "policy='no-such-policy'" in notes and "nodes='-2'" in notes and "cannot travel in a link" in notes
+    assert "policy='no-such-policy'" in notes and "nodes='-2'" in notes and "redundant='99999'" in notes
+    assert "cannot travel in a link" in notes
     assert_cards_match(at, expected_cards(DEFAULT_WEIGHT, eplb.Topology(288, 8, 4, 32)))
 
 

@@ -62,7 +62,7 @@ class Placement:
 
     phy2log [L, P], log2phy [L, E, P-E+1], logcnt [L, E] (int64, as ``eplb.rebalance_experts``);
     slot_loads [L, P] load each copy carries; report: ``eplb.metrics.evaluate``;
-    runtime_ms: wall time of the rebalance itself when it was computed (not of a cache hit).
+    runtime_ms: wall time of the rebalance itself, best of two runs when it was computed (not of a cache hit).
     """
 
     phy2log: torch.Tensor
@@ -83,12 +83,14 @@ def placement(digest: str, topology: eplb.Topology, mode: str, policy: str) -> P
     """
     weight = lookup(digest)
     resolved = topology.validate(weight.shape[1], mode)
-    start = time.perf_counter()
-    phy2log, log2phy, logcnt = eplb.rebalance_experts(
-        weight, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus,
-        policy=policy, mode=mode,
-    )
-    runtime_ms = (time.perf_counter() - start) * 1e3
+    runtime_ms = float("inf")
+    for _ in range(2):  # best of two: the first call in a fresh process pays torch's one-time set-up
+        start = time.perf_counter()
+        phy2log, log2phy, logcnt = eplb.rebalance_experts(
+            weight, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus,
+            policy=policy, mode=mode,
+        )
+        runtime_ms = min(runtime_ms, (time.perf_counter() - start) * 1e3)
     return Placement(phy2log, log2phy, logcnt, slot_loads(weight, phy2log),
                      evaluate(weight, phy2log, topology, mode), runtime_ms, policy, resolved)
 

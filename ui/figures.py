@@ -21,6 +21,8 @@ from plotly.subplots import make_subplots
 LOAD_SCALE = "Viridis"
 COUNT_SCALE = "Blues"
 NO_LOAD = "no load"
+PALETTE = ("#E45756", "#4C78A8", "#54A24B", "#F58518", "#B279A2", "#72B7B2", "#9D755D", "#EECA3B")
+"""Series colors in order: the first series (usually "before") warm, the second ("after") blue."""
 
 
 def format_ratio(value: float | None, digits: int = 3) -> str:
@@ -66,7 +68,9 @@ def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = Non
             row=i // cols + 1, col=i % cols + 1,
         )
     fig.update_xaxes(title_text="GPU")
-    fig.update_yaxes(title_text="layer", autorange="reversed")
+    fig.update_yaxes(autorange="reversed")
+    for row in range(1, rows + 1):
+        fig.update_yaxes(title_text="layer", row=row, col=1)
     fig.update_layout(
         coloraxis=dict(colorscale=LOAD_SCALE, cmin=zmin, cmax=zmax, colorbar=dict(title="tokens")),
         height=max(320, 300 * rows), margin=dict(t=40, b=40, l=50, r=20),
@@ -145,16 +149,17 @@ def gpu_load_bars(series: Mapping[str, object], *, title: str = "") -> go.Figure
     """
     arrays = {name: np.asarray(loads, dtype=float) for name, loads in series.items()}
     fig = go.Figure()
-    for name, loads in arrays.items():
+    for i, (name, loads) in enumerate(arrays.items()):
         fig.add_trace(go.Bar(
-            x=np.arange(loads.size), y=loads, name=name,
+            x=np.arange(loads.size), y=loads, name=name, marker_color=PALETTE[i % len(PALETTE)],
             hovertemplate=f"{name}<br>GPU %{{x}}: %{{y:,.0f}} tokens<extra></extra>",
         ))
     mean = float(next(iter(arrays.values())).mean()) if arrays else 0.0
     fig.add_hline(y=mean, line_dash="dash", line_color="black",
-                  annotation_text=f"mean {mean:,.0f}", annotation_position="top left")
-    fig.update_layout(title=title, barmode="group", xaxis_title="GPU", yaxis_title="tokens",
-                      height=360, margin=dict(t=40, b=40, l=50, r=20), legend=dict(orientation="h", y=1.12))
+                  annotation_text=f"mean {mean:,.0f}", annotation_position="top right",
+                  annotation_bgcolor="rgba(255,255,255,0.8)")
+    fig.update_layout(title=title, barmode="group", xaxis_title="GPU", yaxis_title="tokens", height=360,
+                      margin=dict(t=70, b=40, l=50, r=20), legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return fig
 
 
@@ -170,11 +175,11 @@ def balancedness_lines(series: Mapping[str, object], *, title: str = "", ylabel:
     if bound is not None:
         arrays["bound (best possible)"] = np.asarray(bound, dtype=float)
     fig = go.Figure()
-    for name, values in arrays.items():
+    for i, (name, values) in enumerate(arrays.items()):
         dotted = name == "bound (best possible)"
         fig.add_trace(go.Scatter(
             x=np.arange(values.size), y=values, name=name, mode="lines+markers" if values.size < 80 else "lines",
-            line=dict(dash="dot", color="gray") if dotted else None,
+            line=dict(dash="dot", color="gray") if dotted else dict(color=PALETTE[i % len(PALETTE)]),
             hovertemplate=f"{name}<br>layer %{{x}}: %{{y:.3f}}<extra></extra>",
         ))
     no_load = np.flatnonzero(np.all([np.isnan(v) for v in arrays.values()], axis=0)) if arrays else []
@@ -186,7 +191,8 @@ def balancedness_lines(series: Mapping[str, object], *, title: str = "", ylabel:
             textfont=dict(color="dimgray"), name=NO_LOAD, hovertemplate="layer %{x}: no load<extra></extra>",
         ))
     fig.update_layout(title=title, xaxis_title="layer", yaxis_title=ylabel, yaxis_range=[0, 1.05],
-                      height=340, margin=dict(t=40, b=40, l=50, r=20), legend=dict(orientation="h", y=1.15))
+                      height=340, margin=dict(t=70, b=40, l=50, r=20),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return fig
 
 
@@ -197,10 +203,10 @@ def metric_lines(x: Sequence, series: Mapping[str, Sequence], *, xlabel: str, yl
     None values become gaps (a point without load has no metric).
     """
     fig = go.Figure()
-    for name, values in series.items():
+    for i, (name, values) in enumerate(series.items()):
         y = [np.nan if v is None else v for v in values]
         fig.add_trace(go.Scatter(x=list(x), y=y, name=name, mode="lines+markers",
-                                 line=dict(dash="dot") if name in dotted else None))
+                                 line=dict(color=PALETTE[i % len(PALETTE)], dash="dot" if name in dotted else None)))
     fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=360,
-                      margin=dict(t=40, b=40, l=50, r=20), legend=dict(orientation="h", y=1.15))
+                      margin=dict(t=70, b=40, l=50, r=20), legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return fig

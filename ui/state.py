@@ -51,6 +51,10 @@ DEFAULTS: dict[str, object] = {
 }
 """First open: the DeepSeek-V3-shaped sample on 4 nodes x 8 GPUs with 32 redundant slots."""
 
+LIMITS = {"nodes": (1, 512), "gpus_per_node": (1, 64), "redundant": (0, 4096), "groups": (1, 4096), "seed": (0, 2**31 - 1),
+          "skew": (0.0, 1e6)}
+"""Allowed range of each numeric control; the links are checked against it too."""
+
 TOPOLOGY_PARAMS = ("nodes", "gpus_per_node", "redundant", "groups", "mode", "policy")
 DATA_PARAMS = {"sample": ("sample",), "generate": ("preset", "family", "skew", "seed"), "upload": ()}
 
@@ -131,7 +135,8 @@ def _from_url() -> None:
                 value = raw if choices else type(default)(float(raw) if isinstance(default, int) else raw)
                 if choices and raw not in choices:
                     raise ValueError
-                if isinstance(value, (int, float)) and value < 0:
+                low, high = LIMITS.get(name, (None, None))
+                if low is not None and not low <= value <= high:
                     raise ValueError
             except ValueError:
                 value = default
@@ -199,9 +204,9 @@ def _data_controls() -> data.LoadedData:
         side.selectbox("Model shape", list(data.PRESETS), **_KEEP, key=_KEY("preset"), on_change=_on_preset_change)
         side.selectbox("Workload family", list(data.FAMILIES), **_KEEP, key=_KEY("family"), on_change=_on_family_change)
         left, right = side.columns(2)
-        left.number_input("Skew", min_value=0.0, step=0.1, **_KEEP, key=_KEY("skew"),
+        left.number_input("Skew", *LIMITS["skew"], step=0.1, **_KEEP, key=_KEY("skew"),
                           help="zipf: exponent; lognormal: sigma; hot: hot/mean ratio; zero: idle fraction (< 1).")
-        right.number_input("Seed", min_value=0, step=1, **_KEEP, key=_KEY("seed"))
+        right.number_input("Seed", *LIMITS["seed"], step=1, **_KEEP, key=_KEY("seed"))
         try:
             chosen = data.generate(*(st.session_state[_KEY(p)] for p in DATA_PARAMS["generate"]))
         except ValueError as exc:
@@ -227,11 +232,11 @@ def _topology_controls(num_experts: int) -> None:
     side = st.sidebar
     side.header("Topology")
     left, right = side.columns(2)
-    left.number_input("Nodes", min_value=1, step=1, **_KEEP, key=_KEY("nodes"))
-    right.number_input("GPUs per node", min_value=1, step=1, **_KEEP, key=_KEY("gpus_per_node"))
-    left.number_input("Redundant slots", min_value=0, step=1, **_KEEP, key=_KEY("redundant"),
+    left.number_input("Nodes", *LIMITS["nodes"], step=1, **_KEEP, key=_KEY("nodes"))
+    right.number_input("GPUs per node", *LIMITS["gpus_per_node"], step=1, **_KEEP, key=_KEY("gpus_per_node"))
+    left.number_input("Redundant slots", *LIMITS["redundant"], step=1, **_KEEP, key=_KEY("redundant"),
                       help="Physical slots beyond one per expert: num_replicas = experts + redundant.")
-    right.number_input("Expert groups", min_value=1, step=1, **_KEEP, key=_KEY("groups"),
+    right.number_input("Expert groups", *LIMITS["groups"], step=1, **_KEEP, key=_KEY("groups"),
                        help="DeepSeek-V3's group-limited routing uses 8; models without groups use 1.")
     side.selectbox("Mode", list(eplb.MODES), **_KEEP, key=_KEY("mode"),
                    help="auto: hierarchical when groups divide evenly over nodes, else global.")
