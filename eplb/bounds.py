@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import torch
 
+from .policies.joint import two_slot_search
 from .rebalance import Topology
 
 
@@ -86,3 +87,14 @@ def bound_balancedness(weight: torch.Tensor, bound: torch.Tensor, num_gpus: int)
     """Best reachable vLLM balancedness: sum of means / sum of per-layer bounds; None without load."""
     total = bound.sum()
     return float(weight.double().sum() / num_gpus / total) if total > 0 else None
+
+
+def exact_two_slot_optimum(weight: torch.Tensor, num_gpus: int) -> torch.Tensor | None:
+    """The least possible max GPU load in global mode with two slots per GPU, per layer: [L] float64.
+
+    Exact, by enumerating every count vector (see ``two_slot_search``); None when the
+    count vectors are too many (more than ``MAX_ENUMERATED``). Mixtral's 8 experts on
+    8 GPUs with 2 slots each have C(15, 7) = 6435.
+    """
+    result = two_slot_search(weight.double(), num_gpus)
+    return None if result is None else result[0]

@@ -6,9 +6,10 @@ module with a ``Policy`` subclass and register an instance here.
 
 from .base import Policy
 from .deepseek import DeepSeekGreedy
+from .joint import JointSearch
 from .zigzag import Zigzag
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (DeepSeekGreedy(), Zigzag())}
-DEFAULT_POLICY = "deepseek"
+POLICIES: dict[str, Policy] = {p.name: p for p in (DeepSeekGreedy(), Zigzag(), JointSearch())}
+DEFAULT_POLICY = "joint"
 
 __all__ = ["POLICIES", "DEFAULT_POLICY", "Policy"]
