@@ -1,0 +1,330 @@
+"""The policy benchmark: balancedness, the limit it is measured against, and runtime.
+
+Every policy in ``eplb.POLICIES`` places seeded loads of every workload family on
+model-shaped topologies, in global mode and (where groups divide over several
+nodes) hierarchical mode. Per case the benchmark reports vLLM's balancedness, the
+limit's balancedness (the proven lower bound of ``eplb.bounds``, or the exact
+optimum where two slots per GPU make it cheap to enumerate), the gap between them
+and the median runtime of ``rebalance_experts``. A summary checks the default
+policy against the goals of the policy issue, and the seed's zigzag is timed
+against the project's ``"zigzag"`` in the same run.
+
+Run ``python benchmarks/bench_policies.py --help`` or ``python -m eplb bench --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .bounds import bound_balancedness, exact_two_slot_optimum, lower_bound
+from .metrics import balancedness, gpu_loads
+from .policies import DEFAULT_POLICY, POLICIES
+from .presets import DEEPSEEK_README_WEIGHT, PRESETS
+from .rebalance import Topology, rebalance_experts
+from .workloads import FAMILIES, generate_load
+
+SEED_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "seed" / "zigzag_seed.py"
+FLASHLB_TOY = [[600, 560, 120, 120, 20, 10, 10, 10]]
+"""FlashLB's toy layer (vllm-ascend PR 3042): 16 slots on 8 GPUs, optimum max GPU load 196.67."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A model shape on a topology: loads are [num_layers, num_experts]."""
+
+    label: str
+    num_layers: int
+    num_experts: int
+    topology: Topology
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """Global always; hierarchical when its groups divide over more than one node."""
+        t = self.topology
+        hierarchical = t.num_nodes > 1 and t.num_groups % t.num_nodes == 0
+        return ("global", "hierarchical") if hierarchical else ("global",)
+
+    def describe(self) -> str:
+        t = self.topology
+        return (f"{self.label} {self.num_layers}x{self.num_experts}, {t.num_replicas} slots, "
+                f"{t.num_groups}g/{t.num_nodes}n/{t.num_gpus} GPUs")
+
+
+def _shape(label: str, layers: int, experts: int, replicas: int, groups: int, nodes: int, gpus: int) -> Shape:
+    return Shape(label, layers, experts, Topology(replicas, groups, nodes, gpus))
+
+
+SPEED_SHAPE = _shape("DeepSeek-V3", 58, 256, 288, 8, 4, 32)
+"""The case the speed goals are stated on (issue 2 and 4)."""
+
+STANDARD = (
+    SPEED_SHAPE,
+    _shape("DeepSeek-V3", 58, 256, 320, 8, 8, 64),
+    _shape("Qwen3-235B", 94, 128, 144, 1, 1, 16),
+    _shape("Qwen3-235B", 94, 128, 192, 1, 2, 32),
+    _shape("Mixtral 8x7B", 32, 8, 16, 1, 1, 8),
+)
+QUICK = (
+    _shape("README toy", 2, 12, 16, 4, 2, 8),
+    _shape("small", 4, 64, 80, 8, 4, 16),
+    _shape("Mixtral-like", 4, 8, 16, 1, 1, 8),
+)
+
+
+def preset_shapes() -> tuple[Shape, ...]:
+    """One topology per preset in ``eplb.presets``: 8 GPUs (2 slots each when experts are few),
+    else 32 GPUs on 4 nodes with one redundant slot per GPU."""
+    shapes = []
+    for p in PRESETS.values():
+        if p.num_experts <= 12:
+            gpus, nodes = 8, (2 if p.num_groups % 2 == 0 and p.num_groups > 1 else 1)
+            replicas = 16
+        else:
+            gpus, nodes = 32, 4
+            replicas = -(-p.num_experts // gpus) * gpus + gpus
+        shapes.append(_shape(p.name, p.num_layers, p.num_experts, replicas, p.num_groups, nodes, gpus))
+    return tuple(shapes)
+
+
+SUITES = {"standard": STANDARD, "quick": QUICK, "presets": None}
+
+
+def limit_of(weight: torch.Tensor, topology: Topology, mode: str) -> tuple[torch.Tensor, str]:
+    """The best max GPU load any placement could reach, per layer [L], and what it is.
+
+    The proven lower bound, raised to the exact optimum where global mode has two slots
+    per GPU and few experts (``exact_two_slot_optimum`` returns None otherwise).
+    """
+    t = topology
+    bound = lower_bound(weight, t.num_replicas, t.num_groups, t.num_nodes, t.num_gpus, mode)
+    if mode == "global" and t.slots_per_gpu == 2:
+        exact = exact_two_slot_optimum(weight, t.num_gpus)
+        if exact is not None:
+            return torch.maximum(bound, exact), "exact optimum"
+    return bound, "bound"
+
+
+def _median_ms(fn, repeats: int) -> tuple[object, float]:
+    result, times = None, []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return result, statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One policy on one case."""
+
+    shape: str
+    mode: str
+    family: str
+    policy: str
+    balancedness: float
+    limit_balancedness: float
+    limit_kind: str
+    runtime_ms: float
+    max_load: float  # summed over layers
+
+    @property
+    def gap(self) -> float:
+        return self.limit_balancedness - self.balancedness
+
+
+def run_case(shape: Shape, mode: str, family: str, policies: list[str], repeats: int, seed: int = 0) -> list[Row]:
+    """Every policy on one shape, mode and workload family (same seeded load)."""
+    t = shape.topology
+    weight = generate_load(family, shape.num_layers, shape.num_experts, seed=seed)
+    return _rows(shape.describe(), weight, t, mode, family, policies, repeats)
+
+
+def _rows(label: str, weight, t: Topology, mode: str, family: str, policies: list[str], repeats: int) -> list[Row]:
+    weight = torch.as_tensor(weight, dtype=torch.float32)
+    limit, kind = limit_of(weight, t, mode)
+    limit_bal = bound_balancedness(weight, limit, t.num_gpus)
+    rows = []
+    for name in policies:
+        def place(name=name):
+            return rebalance_experts(weight, t.num_replicas, t.num_groups, t.num_nodes, t.num_gpus,
+                                     policy=name, mode=mode)[0]
+        phy2log, ms = _median_ms(place, repeats)
+        loads = gpu_loads(weight, phy2log, t.num_gpus)
+        rows.append(Row(label, mode, family, name, balancedness(loads) or 1.0, limit_bal or 1.0, kind, ms,
+                        float(loads.max(dim=-1).values.sum())))
+    return rows
+
+
+def run_suite(shapes, policies: list[str], repeats: int, families=FAMILIES) -> list[Row]:
+    rows = []
+    for shape in shapes:
+        for mode in shape.modes:
+            for family in families:
+                rows += run_case(shape, mode, family, policies, repeats)
+    return rows
+
+
+def flashlb_rows(policies: list[str], repeats: int) -> list[Row]:
+    """FlashLB's toy layer, global mode: 16 slots on 8 GPUs."""
+    return _rows("FlashLB toy 1x8, 16 slots, 1g/1n/8 GPUs", FLASHLB_TOY, Topology(16, 1, 1, 8), "global",
+                 "toy", policies, repeats)
+
+
+def load_seed():
+    """The seed's module, loaded by path; None when the file is not beside the repository."""
+    if not SEED_PATH.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("zigzag_seed", SEED_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def speed_report(policies: list[str], repeats: int) -> list[str]:
+    """Median runtimes on the DeepSeek-V3 288-slot, 32-GPU uniform load, the seed included, one run."""
+    t = SPEED_SHAPE.topology
+    weight = generate_load("uniform", SPEED_SHAPE.num_layers, SPEED_SHAPE.num_experts, seed=0)
+    ms: dict[str, float] = {}
+    for mode in ("hierarchical", "global"):
+        for name in policies:
+            _, ms[f"{name} {mode}"] = _median_ms(
+                lambda: rebalance_experts(weight, t.num_replicas, t.num_groups, t.num_nodes, t.num_gpus,
+                                          policy=name, mode=mode), repeats)
+    lines = [f"Runtime on {SPEED_SHAPE.describe()}, uniform load, median of {repeats} (ms):"]
+    lines += [f"  {key}: {value:.2f}" for key, value in ms.items()]
+    seed = load_seed()
+    if seed is None:
+        lines.append(f"  seed: skipped, {SEED_PATH} not found")
+    else:
+        _, seed_ms = _median_ms(lambda: seed.rebalance_experts(weight, t.num_replicas, t.num_groups, t.num_nodes,
+                                                                t.num_gpus), repeats)
+        lines.append(f"  seed zigzag (hierarchical): {seed_ms:.2f}")
+        if "zigzag hierarchical" in ms:
+            lines.append(f"  zigzag / seed: {ms['zigzag hierarchical'] / seed_ms:.2f}x (goal: at most 1.5x)")
+    if "deepseek hierarchical" in ms:
+        for name in policies:
+            if name == "deepseek":
+                continue
+            for mode in ("hierarchical", "global"):
+                ratio = ms[f"deepseek {mode}"] / ms[f"{name} {mode}"]
+                lines.append(f"  deepseek / {name} ({mode}): {ratio:.1f}x faster")
+    return lines
+
+
+def goal_report(rows: list[Row], toy: list[Row], policy: str) -> list[str]:
+    """The policy issue's goals for ``policy`` against "deepseek", from one run's rows."""
+    mine = {(r.shape, r.mode, r.family): r for r in rows if r.policy == policy}
+    ref = {(r.shape, r.mode, r.family): r for r in rows if r.policy == "deepseek"}
+    if not mine or not ref or policy == "deepseek":
+        return []
+    worst = min(mine, key=lambda k: mine[k].balancedness - ref[k].balancedness)
+    lines = [f"Goals for {policy!r} (vs 'deepseek'):",
+             f"  worst difference to deepseek: {mine[worst].balancedness - ref[worst].balancedness:+.4f} "
+             f"({' / '.join(worst)}; goal: never below)"]
+    glob = [k for k in mine if k[1] == "global"]
+    if glob:
+        close = [k for k in glob if mine[k].balancedness >= 0.99 * mine[k].limit_balancedness]
+        lines.append(f"  global cases within 1% of the limit: {len(close)}/{len(glob)} "
+                     f"({100 * len(close) / len(glob):.0f}%; goal: at least 90%)")
+        lines += [f"    missed: {' / '.join(k)}: {mine[k].balancedness:.4f} vs limit {mine[k].limit_balancedness:.4f}"
+                  for k in glob if k not in close]
+    hier = [k for k in mine if k[1] == "hierarchical"]
+    if hier:
+        gap_ref = statistics.mean(ref[k].gap for k in hier)
+        gap_mine = statistics.mean(mine[k].gap for k in hier)
+        closed = 1 - gap_mine / gap_ref if gap_ref > 0 else float("nan")
+        lines.append(f"  hierarchical mean gap to the bound: deepseek {gap_ref:.4f}, {policy} {gap_mine:.4f} "
+                     f"(closed {100 * closed:.0f}%; goal: at least 50%)")
+    for r in toy:
+        if r.policy == policy:
+            lines.append(f"  FlashLB toy max GPU load: {r.max_load:.2f} (goal: 196.67)")
+    return lines
+
+
+def markdown_table(rows: list[Row], policies: list[str], gap_policy: str) -> str:
+    """One line per case: balancedness per policy, the limit, gap of gap_policy, runtimes."""
+    cases: dict[tuple, dict[str, Row]] = {}
+    for r in rows:
+        cases.setdefault((r.shape, r.mode, r.family), {})[r.policy] = r
+    head = (["shape", "mode", "load"] + policies + ["limit", f"gap ({gap_policy})"]
+            + [f"{p} ms" for p in policies])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (shape, mode, family), by_policy in cases.items():
+        first = next(iter(by_policy.values()))
+        limit = f"{first.limit_balancedness:.4f}" + (" (exact)" if first.limit_kind != "bound" else "")
+        gap = f"{by_policy[gap_policy].gap:.4f}" if gap_policy in by_policy else "-"
+        cells = ([shape, mode, family] + [f"{by_policy[p].balancedness:.4f}" for p in policies]
+                 + [limit, gap] + [f"{by_policy[p].runtime_ms:.2f}" for p in policies])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plain_table(rows: list[Row]) -> str:
+    lines = [f"{'case':<70} {'policy':<10} {'balanced':>8} {'limit':>8} {'gap':>7} {'ms':>8}"]
+    for r in rows:
+        case = f"{r.shape} / {r.mode} / {r.family}"
+        lines.append(f"{case:<70} {r.policy:<10} {r.balancedness:8.4f} {r.limit_balancedness:8.4f} "
+                     f"{r.gap:7.4f} {r.runtime_ms:8.2f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench", description="Benchmark the EPLB policies: balancedness, gap to the limit, runtime.")
+    parser.add_argument("--quick", action="store_true", help="small shapes only; runs in a few seconds")
+    parser.add_argument("--presets", action="store_true", help="one topology per model preset instead of the standard shapes")
+    parser.add_argument("--policies", default=",".join(POLICIES),
+                        help=f"comma-separated policy names (default: all: {','.join(POLICIES)})")
+    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated workload families")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per case; the median is reported")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the per-layer tensors are small, and threads "
+                             "contending with other work make timings erratic)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = parser.parse_args(argv)
+    args.policies = [p for p in args.policies.split(",") if p]
+    args.families = [f for f in args.families.split(",") if f]
+    for name in args.policies:
+        if name not in POLICIES:
+            parser.error(f"unknown policy {name!r}: choose from {', '.join(POLICIES)}")
+    for name in args.families:
+        if name not in FAMILIES:
+            parser.error(f"unknown workload family {name!r}: choose from {', '.join(FAMILIES)}")
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its table, the goals summary and the speed comparison."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    shapes = QUICK if args.quick else preset_shapes() if args.presets else STANDARD
+    repeats = 1 if args.quick and args.repeats == 5 else args.repeats
+    rows = run_suite(shapes, args.policies, repeats, args.families)
+    toy = flashlb_rows(args.policies, repeats)
+    gap_policy = DEFAULT_POLICY if DEFAULT_POLICY in args.policies else args.policies[-1]
+    print(markdown_table(rows + toy, args.policies, gap_policy) if args.markdown else plain_table(rows + toy))
+    for name in args.policies:
+        lines = goal_report(rows, toy, name)
+        if lines:
+            print("\n" + "\n".join(lines))
+    if not args.quick:
+        print()
+        for line in speed_report(args.policies, repeats):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
