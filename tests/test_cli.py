@@ -34,7 +34,7 @@ def readme_csv(tmp_path):
 def test_rebalance_prints_before_after_and_bound_and_writes_placement(capsys, readme_csv, tmp_path):
     output = tmp_path / "placement.json"
     code, out, err = run(capsys, "rebalance", readme_csv, "--replicas", 16, "--groups", 4, "--nodes", 2,
-                         "--gpus", 8, "-o", output)
+                         "--gpus", 8, "--policy", "deepseek", "-o", output)
     assert code == 0, err
     line = next(l for l in out.splitlines() if l.startswith("balancedness"))
     before, after, bound = (float(line.split(word)[1].split()[0]) for word in ("before", "after", "bound"))
