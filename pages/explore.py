@@ -33,12 +33,12 @@ cards[3].metric("Max / mean after", ratio(after.report.straggler_factor, 2),
                 else f"{after.report.straggler_factor - before.report.straggler_factor:+.2f}", delta_color="inverse",
                 help="How much longer the busiest GPU works than the average one (1 / balancedness).")
 cards[4].metric("Rebalance runtime", f"{after.runtime_ms:.1f} ms",
-                help=f"policy {after.policy}, {after.mode} mode, on this server's CPU; best of two runs")
+                help=f"policy {after.policy}, {after.mode} mode, on this server's CPU")
 cards[5].metric("GPUs holding duplicate copies", f"{after.report.duplicate_gpus} of {after.report.gpu_loads.numel()}",
                 help="(layer, GPU) pairs where one GPU holds two or more copies of one expert: wasted slots.")
 
 st.subheader("Per-GPU load, before and after")
-st.caption("One color scale for both maps, so equal colors mean equal load; a bright cell is a GPU the others wait for.")
+st.caption("One color scale for both maps: equal colors mean equal load; a bright cell is a GPU the others wait for.")
 st.plotly_chart(figures.gpu_load_heatmaps({
     "Before: vLLM's initial map": before.report.gpu_loads,
     f"After: {after.policy} ({after.mode})": after.report.gpu_loads,

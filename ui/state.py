@@ -51,8 +51,10 @@ DEFAULTS: dict[str, object] = {
 }
 """First open: the DeepSeek-V3-shaped sample on 4 nodes x 8 GPUs with 32 redundant slots."""
 
-LIMITS = {"nodes": (1, 512), "gpus_per_node": (1, 64), "redundant": (0, 4096), "groups": (1, 4096), "seed": (0, 2**31 - 1),
-          "skew": (0.0, 1e6)}
+LIMITS = {
+    "nodes": (1, 512), "gpus_per_node": (1, 64), "redundant": (0, 4096), "groups": (1, 4096),
+    "seed": (0, 2**31 - 1), "skew": (0.0, 1e6),
+}
 """Allowed range of each numeric control; the links are checked against it too."""
 
 TOPOLOGY_PARAMS = ("nodes", "gpus_per_node", "redundant", "groups", "mode", "policy")
