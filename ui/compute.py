@@ -15,6 +15,7 @@ every rerun, so a session's own matrix is always there.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -26,6 +27,12 @@ import torch
 import eplb
 from eplb.metrics import PlacementReport, evaluate, initial_phy2log, slot_loads
 from eplb.presets import DEEPSEEK_README_WEIGHT
+
+# One server serves several sessions on a few cores, and one rebalance works on small
+# tensors: torch's intra-op threads only fight the other sessions (and each other) for
+# the cores. On the 2-core machine, one thread cut the rerun after a topology change from
+# 141-408 ms to 98-134 ms (benchmarks/bench_app_rerun.py). EPLB_TORCH_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("EPLB_TORCH_THREADS", "1")))
 
 _REGISTRY: OrderedDict[str, torch.Tensor] = OrderedDict()
 _REGISTRY_SIZE = 64
