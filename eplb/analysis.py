@@ -1,8 +1,9 @@
 """Questions users ask of a balancer: which policy, and how many GPUs or redundant slots.
 
 ``run_policy`` is one timed rebalance with its report; ``compare_policies`` runs
-every policy on one load; ``sweep`` walks one topology axis and runs every policy
-at each point, pricing the redundant copies in bytes.
+every policy (in every mode that applies) on one load; ``sweep`` walks one
+topology axis and runs every policy at each point, pricing the redundant copies
+in bytes (``preset_for_shape`` finds a model's expert size from the load's shape).
 """
 
 from __future__ import annotations
@@ -15,42 +16,99 @@ import torch
 
 from .metrics import PlacementReport, evaluate
 from .policies import DEFAULT_POLICY, POLICIES
+from .presets import PRESETS, ModelPreset
 from .rebalance import Topology, rebalance_experts
 
 
 @dataclass(frozen=True)
 class Run:
-    """One rebalance: its placement, what it measures, and how long it took."""
+    """One rebalance: its placement, what it measures, and how long it took.
+
+    Only phy2log [L, P] is kept (``eplb.log2phy_from_phy2log`` gives log2phy and
+    logcnt), so a cache of many runs stays small.
+    """
 
     policy: str
     mode: str  # the resolved mode, "hierarchical" or "global"
     topology: Topology
     phy2log: torch.Tensor  # [L, P]
-    log2phy: torch.Tensor  # [L, E, P - E + 1]
-    logcnt: torch.Tensor  # [L, E]
     report: PlacementReport
     runtime_ms: float
 
+    @property
+    def label(self) -> str:
+        """"policy (mode)", the name a table row or a chart line carries."""
+        return f"{self.policy} ({self.mode})"
 
-def run_policy(weight: torch.Tensor, topology: Topology, policy: str | None = None, mode: str = "auto") -> Run:
-    """Rebalance weight [L, E] on topology, time it, and evaluate the placement."""
+    def metrics(self) -> dict[str, float | int | None]:
+        """The scalar figures of this run (None where the load is all zero), for tables."""
+        r = self.report
+        return {
+            "balancedness": r.balancedness,
+            "utilization_rate": r.utilization_rate,
+            "straggler_factor": r.straggler_factor,
+            "bound_balancedness": r.bound_balancedness,
+            "gap_to_bound": r.gap_to_bound,
+            "node_balancedness": r.node_balancedness,
+            "duplicate_gpus": r.duplicate_gpus,
+            "runtime_ms": self.runtime_ms,
+        }
+
+
+def run_policy(weight: torch.Tensor, topology: Topology, policy: str | None = None, mode: str = "auto",
+               *, repeats: int = 1) -> Run:
+    """Rebalance weight [L, E] on topology, time it (best of ``repeats``), and evaluate the placement."""
     name = DEFAULT_POLICY if policy is None else policy
-    start = time.perf_counter()
-    phy2log, log2phy, logcnt = rebalance_experts(
-        weight, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus,
-        policy=name, mode=mode,
-    )
-    runtime_ms = (time.perf_counter() - start) * 1000
+    runtime_ms = float("inf")
+    for _ in range(max(repeats, 1)):  # the first call in a fresh process pays torch's one-time set-up
+        start = time.perf_counter()
+        phy2log, _, _ = rebalance_experts(
+            weight, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus,
+            policy=name, mode=mode,
+        )
+        runtime_ms = min(runtime_ms, (time.perf_counter() - start) * 1000)
     resolved = topology.resolve_mode(mode)
     report = evaluate(weight, phy2log, topology, resolved)
-    return Run(name, resolved, topology, phy2log, log2phy, logcnt, report, runtime_ms)
+    return Run(name, resolved, topology, phy2log, report, runtime_ms)
+
+
+def applicable_modes(topology: Topology, num_experts: int) -> list[str]:
+    """The explicit modes ("hierarchical", "global") the topology accepts for num_experts experts.
+
+    Raises the contract's ValueError when it accepts neither.
+    """
+    modes = []
+    for mode in ("hierarchical", "global"):
+        try:
+            topology.validate(num_experts, mode)
+            modes.append(mode)
+        except ValueError:
+            if mode == "global":
+                raise
+    return modes
 
 
 def compare_policies(
-    weight: torch.Tensor, topology: Topology, mode: str = "auto", policies: Iterable[str] | None = None
+    weight: torch.Tensor, topology: Topology, modes: Iterable[str] = ("auto",),
+    policies: Iterable[str] | None = None, *, repeats: int = 1,
 ) -> list[Run]:
-    """Every policy (default: all of ``POLICIES``) on one load and topology, in registry order."""
-    return [run_policy(weight, topology, name, mode) for name in (policies or POLICIES)]
+    """Every policy (default: all of ``POLICIES``) in every mode given, on one load and topology.
+
+    Runs come mode by mode, each in registry order. ``applicable_modes`` gives every
+    mode that applies.
+    """
+    names = list(policies or POLICIES)
+    return [run_policy(weight, topology, name, mode, repeats=repeats) for mode in modes for name in names]
+
+
+def preset_for_shape(num_layers: int, num_experts: int) -> ModelPreset | None:
+    """The model preset with this many MoE layers and routed experts and a known expert size, if any.
+
+    The built-in samples and generated loads have their model's shape, so this finds
+    the expert size a sweep or a replay prices copies with.
+    """
+    return next((p for p in PRESETS.values() if (p.num_layers, p.num_experts) == (num_layers, num_experts)
+                 and p.expert_bytes > 0), None)
 
 
 SWEEP_AXES = {

@@ -4,8 +4,9 @@ The serving engine starts on vLLM's initial map (slot i holds expert i % E). Eve
 ``interval`` steps it plans a new placement from the mean load of the last
 ``window`` steps (never the current or later steps), optionally skipping the
 rebalance while the current placement's balancedness over that window stays at or
-above ``threshold`` (SGLang's behaviour). Each step is scored with the placement
-in force at that step, so a plan is judged on the traffic that follows it.
+above ``threshold`` (SGLang's behaviour), and always while the window carried no
+load (there is nothing to plan from). Each step is scored with the placement in
+force at that step, so a plan is judged on the traffic that follows it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class Rebalance:
     """One rebalance: the step whose traffic it first serves, and what moving there costs."""
 
     step: int
-    balancedness_before: float | None  # of the outgoing placement, on the planning window
+    balancedness_before: float  # of the outgoing placement, on the planning window
     copies_sent: int
     slots_changed: int
     bytes_moved: int
@@ -106,8 +107,10 @@ def replay(
         checks += 1
         planning = trace[max(0, start - window) : start].double().mean(0)  # [L, E]
         before = step_balancedness(planning.unsqueeze(0), current, topology.num_gpus)[0]
-        before_value = None if before.isnan() else float(before)
-        if threshold is not None and before_value is not None and before_value >= threshold:
+        if before.isnan():  # no traffic in the window: nothing to plan from, keep the placement
+            continue
+        before_value = float(before)
+        if threshold is not None and before_value >= threshold:
             continue
         phy2log, _, _ = rebalance_experts(
             planning, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus,

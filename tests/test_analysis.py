@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 import eplb
+from eplb import analysis
 from eplb.analysis import compare_policies, run_policy, sweep, sweep_values, topology_at
+from eplb.formats import read_load_file
 from eplb.metrics import initial_phy2log
 from eplb.replay import replay, step_balancedness
+from eplb.presets import PRESETS
 from eplb.workloads import generate_load, generate_trace
+from scripts.make_traces import TRACE_DIR
 
 BASE = eplb.Topology(num_replicas=40, num_groups=4, num_nodes=2, num_gpus=8)
 
@@ -105,3 +111,88 @@ def test_step_balancedness_marks_steps_without_load():
 def test_replay_rejects_bad_controls(kwargs, message):
     with pytest.raises(ValueError, match=message):
         replay(torch.ones(4, 1, 4), eplb.Topology(4, 1, 1, 2), **kwargs)
+
+
+def test_applicable_modes():
+    assert analysis.applicable_modes(BASE, 32) == ["hierarchical", "global"]
+    assert analysis.applicable_modes(eplb.Topology(40, 4, 8, 8), 32) == ["global"]  # 4 groups on 8 nodes
+    with pytest.raises(ValueError, match="divisible by num_gpus"):
+        analysis.applicable_modes(eplb.Topology(41, 4, 2, 8), 32)
+
+
+def test_compare_in_every_mode_equals_single_runs(weight):
+    runs = compare_policies(weight, BASE, ["hierarchical", "global"], repeats=2)
+    assert [(r.policy, r.mode) for r in runs] == [(p, m) for m in ("hierarchical", "global") for p in eplb.POLICIES]
+    for run in runs:
+        single = run_policy(weight, BASE, run.policy, run.mode)
+        assert torch.equal(run.phy2log, single.phy2log)
+        assert run.label == f"{run.policy} ({run.mode})"
+        metrics = run.metrics()
+        assert metrics["balancedness"] == pytest.approx(single.report.balancedness)
+        assert metrics["gap_to_bound"] == pytest.approx(single.report.bound_balancedness - single.report.balancedness)
+        assert metrics["duplicate_gpus"] == single.report.duplicate_gpus
+    # the global bound ignores groups and nodes, so it is never below the hierarchical one
+    hierarchical, global_ = runs[0].report.bound_balancedness, runs[-1].report.bound_balancedness
+    assert global_ >= hierarchical - 1e-12
+
+
+def test_a_load_without_tokens_has_no_metrics():
+    run = run_policy(torch.zeros(2, 32), BASE)
+    assert all(run.metrics()[k] is None for k in ("balancedness", "utilization_rate", "gap_to_bound"))
+    points = sweep(torch.zeros(2, 32), "redundant", [0, 8], BASE)
+    assert all(p.run.report.balancedness is None for p in points)
+
+
+def test_preset_for_shape_finds_the_model_and_its_expert_size():
+    deepseek = analysis.preset_for_shape(58, 256)
+    assert deepseek.name == "DeepSeek-V3/R1" and deepseek.expert_bytes == 3 * 7168 * 2048
+    assert analysis.preset_for_shape(2, 12) is None  # the README toy has no expert size
+    assert analysis.preset_for_shape(3, 7) is None
+
+
+def test_replay_keeps_the_placement_while_the_window_has_no_load():
+    trace = generate_trace("zipf", 16, 2, 16, seed=4, drift=0.1)
+    trace[4:10] = 0  # an idle stretch
+    topology = eplb.Topology(20, 1, 1, 4)
+    result = replay(trace, topology, window=2, interval=2, expert_bytes=5)
+    # the windows before steps 6, 8 and 10 ([4, 6), [6, 8), [8, 10)) carried nothing
+    assert result.checks == 7 and [r.step for r in result.rebalances] == [2, 4, 12, 14]
+    idle = result.balancedness_rebalanced[4:10]
+    assert idle.isnan().all() and not result.balancedness_rebalanced[10:].isnan().any()
+    known = result.balancedness_rebalanced[~result.balancedness_rebalanced.isnan()]
+    assert result.mean_rebalanced == pytest.approx(float(known.mean()))
+    assert result.total_bytes_moved == 5 * result.total_copies_sent
+
+
+def test_replay_scores_each_step_with_the_placement_in_force():
+    trace = generate_trace("lognormal", 9, 2, 8, seed=5, drift=0.2)
+    topology = eplb.Topology(12, 1, 1, 4)
+    result = replay(trace, topology, window=3, interval=3)
+    placement = initial_phy2log(2, 8, 12)
+    for start in range(0, 9, 3):
+        if start:
+            placement = rebalance_experts_at(trace[start - 3 : start].double().mean(0), topology)
+        expected = step_balancedness(trace[start : start + 3], placement, 4)
+        assert torch.allclose(result.balancedness_rebalanced[start : start + 3], expected)
+
+
+def rebalance_experts_at(load, topology):
+    return eplb.rebalance_experts(load, topology.num_replicas, topology.num_groups, topology.num_nodes,
+                                  topology.num_gpus)[0]
+
+
+def test_sample_traces_are_the_generators_output():
+    manifest = json.loads((TRACE_DIR / "traces.json").read_text())
+    assert len(manifest) >= 3
+    for entry in manifest:
+        trace = read_load_file(TRACE_DIR / entry["file"]).trace
+        preset = PRESETS[entry["preset"]]
+        assert trace.shape == (entry["steps"], preset.num_layers, preset.num_experts)
+        expected = generate_trace(entry["family"], entry["steps"], preset.num_layers, preset.num_experts,
+                                  seed=entry["seed"], skew=entry["skew"], drift=entry["drift"],
+                                  tokens=entry["tokens"], top_k=preset.top_k)
+        if entry["idle_steps"]:
+            start, stop = entry["idle_steps"]
+            assert trace[start:stop].sum() == 0
+            expected[start:stop] = 0
+        assert torch.equal(trace, expected)
