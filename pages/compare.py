@@ -1,0 +1,41 @@
+"""Compare policies: every policy, in every mode that applies, on the current load and topology."""
+
+import streamlit as st
+
+from ui import analysis_compute, analysis_figures, compute, figures, state
+
+st.title("Compare policies")
+st.caption("Which balancer should I use? Every policy on the sidebar's load and topology, in each mode the "
+           "topology allows (hierarchical keeps each expert group on one node; global ignores groups and nodes).")
+
+inputs = state.sidebar()
+shown = state.valid_inputs(inputs)
+if shown is None:
+    st.stop()
+st.markdown(f"**{shown.describe()}**")
+
+with st.spinner("Running every policy..."):
+    runs = analysis_compute.compare(shown.digest, shown.topology)
+before = compute.baseline(shown.digest, shown.topology, shown.mode)
+
+st.subheader("Side by side")
+best = max(runs, key=lambda run: run.report.balancedness or 0.0)
+if best.report.balancedness is None:
+    st.info("This load has no tokens at all: no placement is more balanced than another (every metric reads "
+            "\"no load\").")
+else:
+    st.markdown(f"Most balanced here: **{best.label}**, balancedness {figures.format_ratio(best.report.balancedness)}"
+                f" (vLLM's initial map, no rebalance: {figures.format_ratio(before.report.balancedness)}).")
+st.dataframe(analysis_figures.compare_table(runs), hide_index=True)
+st.caption("Balancedness (vLLM): sum over layers of mean GPU load / sum of max GPU load. Utilization (SGLang): the "
+           "mean over layers of mean / max. Gap to bound: how far below the best any placement could reach in that "
+           "mode. Node balancedness: the same ratio over nodes. Runtime: best of two runs on this server's CPU.")
+
+st.subheader("Per-GPU load, one map per policy")
+st.caption("One color scale for every map, so equal colors mean equal load.")
+st.plotly_chart(figures.gpu_load_heatmaps({run.label: run.report.gpu_loads for run in runs}, columns=3),
+                width="stretch")
+
+st.subheader("Balancedness per layer")
+st.plotly_chart(figures.balancedness_lines({run.label: run.report.layer_balancedness for run in runs},
+                                           bound=analysis_compute.best_layer_bound(runs)), width="stretch")

@@ -1,0 +1,110 @@
+"""Cached compute for the analysis pages: compare policies, sweep an axis, replay a trace.
+
+As in ``ui.compute``, tensors never go into a cached function: a load or a trace
+is registered with ``ui.compute.register`` and passed by digest, everything else
+is a plain value (a ``Topology``, names, numbers).
+
+    runs = analysis_compute.compare(digest, topology)                  # every policy, every mode
+    points = analysis_compute.sweep(digest, "redundant", [0, 32], topology, "auto", expert_bytes,
+                                    progress=lambda done, total: bar.progress(done / total))
+    result = analysis_compute.replay(trace_digest, topology, window=16, interval=16, threshold=None,
+                                     policy="deepseek", mode="auto", expert_bytes=expert_bytes)
+
+The built-in traces live in sample_data/traces/ (``sample_traces``, ``load_sample_trace``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import streamlit as st
+import torch
+
+import eplb
+from eplb import analysis
+from eplb import replay as eplb_replay
+from eplb.formats import read_load_file
+from eplb.workloads import generate_trace
+from ui.compute import layer_bound_balancedness, lookup
+from ui.data import GENERATE_TOKENS, SAMPLE_DIR, Sample
+
+TRACE_DIR = SAMPLE_DIR / "traces"
+DEFAULT_TRACE = "deepseek-v3-drift"
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def compare(digest: str, topology: eplb.Topology) -> list[analysis.Run]:
+    """Every policy in every mode the topology accepts, on the registered load; best of two timings each.
+
+    Raises ValueError (eplb's message) when the topology fits the load in no mode.
+    """
+    weight = lookup(digest)
+    modes = analysis.applicable_modes(topology, weight.shape[1])
+    return analysis.compare_policies(weight, topology, modes, repeats=2)
+
+
+def best_layer_bound(runs: list[analysis.Run]) -> torch.Tensor:
+    """Per layer, the best balancedness any placement could reach under the least restrictive mode run. [L]."""
+    return torch.stack([layer_bound_balancedness(run.report) for run in runs]).amax(dim=0)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def sweep_point(digest: str, axis: str, value: int, base: eplb.Topology, mode: str,
+                expert_bytes: int) -> list[analysis.SweepPoint]:
+    """Every policy at one value of the axis (``eplb.analysis.sweep`` on one point), cached point by point."""
+    return analysis.sweep(lookup(digest), axis, [value], base, mode=mode, expert_bytes=expert_bytes)
+
+
+def sweep(digest: str, axis: str, values: list[int], base: eplb.Topology, mode: str, expert_bytes: int,
+          progress: Callable[[int, int], None] | None = None) -> list[analysis.SweepPoint]:
+    """The sweep over values, one cached point at a time; ``progress(done, total)`` after each point.
+
+    Points already computed come from the cache, so a sweep cut short by a rerun
+    (the user changed a control) resumes where it stopped when it is asked for again.
+    """
+    points = []
+    for done, value in enumerate(values, start=1):
+        points += sweep_point(digest, axis, value, base, mode, expert_bytes)
+        if progress is not None:
+            progress(done, len(values))
+    return points
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def replay(trace_digest: str, topology: eplb.Topology, *, window: int, interval: int, threshold: float | None,
+           policy: str, mode: str, expert_bytes: int) -> eplb_replay.ReplayResult:
+    """``eplb.replay.replay`` on the registered trace; raises ValueError (eplb's message) on bad settings."""
+    return eplb_replay.replay(lookup(trace_digest), topology, window=window, interval=interval,
+                              threshold=threshold, policy=policy, mode=mode, expert_bytes=expert_bytes)
+
+
+def sample_traces() -> dict[str, Sample]:
+    """The built-in traces listed in sample_data/traces/traces.json, by file stem, the default first."""
+    manifest = json.loads((TRACE_DIR / "traces.json").read_text())
+    found = [Sample(Path(e["file"]).stem, e["label"], TRACE_DIR / e["file"], int(e.get("num_groups", 1)))
+             for e in manifest if (TRACE_DIR / e["file"]).exists()]
+    return {t.name: t for t in sorted(found, key=lambda t: t.name != DEFAULT_TRACE)}
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _read_trace(path: str, mtime: float) -> torch.Tensor:
+    return read_load_file(path).trace
+
+
+def load_sample_trace(name: str) -> torch.Tensor:
+    """A built-in trace [steps, layers, experts] by name; ValueError naming the choices if there is none."""
+    available = sample_traces()
+    if name not in available:
+        raise ValueError(f"no built-in trace named {name!r}: choose one of {', '.join(available)}")
+    path = available[name].path
+    return _read_trace(str(path), path.stat().st_mtime)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def generated_trace(family: str, num_steps: int, num_layers: int, num_experts: int, *, skew: float | None,
+                    drift: float, seed: int, top_k: int = 8) -> torch.Tensor:
+    """``eplb.workloads.generate_trace`` [steps, layers, experts] with the app's token count per step."""
+    return generate_trace(family, num_steps, num_layers, num_experts, seed=seed, skew=skew, drift=drift,
+                          tokens=GENERATE_TOKENS, top_k=top_k)

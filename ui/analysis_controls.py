@@ -1,0 +1,122 @@
+"""Controls shared by the analysis pages: the size of one expert, and where a replay's trace comes from.
+
+    expert_bytes = analysis_controls.expert_bytes_input(num_layers, num_experts, key="sweep")
+    picked = analysis_controls.trace_picker(inputs)   # a PickedTrace, or None with the message shown
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+from eplb.analysis import preset_for_shape
+from eplb.formats import read_load
+from eplb.workloads import DEFAULT_SKEW, FAMILIES
+from ui import analysis_compute
+from ui.analysis_figures import format_bytes
+from ui.data import LOAD_EXTENSIONS
+from ui.state import Inputs
+
+TRACE_SOURCES = {"data": "Sidebar data", "sample": "Sample trace", "generate": "Generate", "upload": "Upload"}
+_UPLOADED = "replay__uploaded"  # (trace, label) of the last upload that held a trace
+_UPLOAD_SEEN = "replay__upload_seen"
+_UPLOAD_ERROR = "replay__upload_error"
+
+
+def expert_bytes_input(num_layers: int, num_experts: int, *, key: str) -> int:
+    """A number input for one expert's size in MiB, preset from the model with this shape; returns bytes.
+
+    The widget is keyed by the shape, so new data of another model starts from that model's size.
+    """
+    preset = preset_for_shape(num_layers, num_experts)
+    mib = st.number_input(
+        "One expert's weights (MiB)", min_value=0.0, step=1.0, format="%.2f",
+        value=round(preset.expert_bytes / 2**20, 2) if preset else 0.0,
+        key=f"{key}_expert_mib_{num_layers}x{num_experts}",
+        help="Gate, up and down projections: 3 x hidden size x MoE intermediate size x bytes per parameter.",
+    )
+    if preset:
+        st.caption(f"Preset from {preset.name} ({num_layers} MoE layers x {num_experts} experts): "
+                   f"{format_bytes(preset.expert_bytes)} per expert, per its published config.")
+    elif mib == 0:
+        st.caption(f"No model preset has {num_layers} layers x {num_experts} experts: enter one expert's size "
+                   "to price the copies in bytes.")
+    return int(mib * 2**20)
+
+
+@dataclass(frozen=True)
+class PickedTrace:
+    """A trace [steps, layers, experts] to replay and where it came from."""
+
+    trace: torch.Tensor
+    label: str
+
+
+def _read_upload(uploaded) -> None:
+    """Read a new upload once; keep it when it holds a trace, else keep the message and the previous trace."""
+    if uploaded is None or st.session_state.get(_UPLOAD_SEEN) == uploaded.file_id:
+        return
+    st.session_state[_UPLOAD_SEEN] = uploaded.file_id
+    try:
+        loaded = read_load(uploaded.getvalue(), uploaded.name)
+        if loaded.trace is None:
+            raise ValueError(f"{uploaded.name} holds one load matrix ({loaded.description}), not a trace: a trace "
+                             "has one matrix per step, [steps, layers, experts] (.npy, .npz, .pt, or vLLM's "
+                             "expert-load.json history); a single matrix belongs in the sidebar's upload")
+        st.session_state[_UPLOADED] = PickedTrace(loaded.trace, f"upload: {uploaded.name} ({loaded.description})")
+        st.session_state[_UPLOAD_ERROR] = None
+    except ValueError as exc:  # FormatError and the message above
+        st.session_state[_UPLOAD_ERROR] = f"Could not use {uploaded.name}: {exc}. Keeping the current trace."
+
+
+def trace_picker(inputs: Inputs) -> PickedTrace | None:
+    """Draw the trace source controls; return the trace to replay, or None (with a message shown) if none yet."""
+    sources = [s for s in TRACE_SOURCES if s != "data" or inputs.trace is not None]
+    source = st.segmented_control(  # a sidebar trace, once there is one, is the first choice
+        "Trace", sources, format_func=TRACE_SOURCES.get, default=sources[0],
+        key="replay_source_data" if inputs.trace is not None else "replay_source",
+    ) or sources[0]
+    if source == "data":
+        st.caption(f"The trace loaded in the sidebar: {inputs.label}.")
+        return PickedTrace(inputs.trace, inputs.label)
+    if source == "sample":
+        options = analysis_compute.sample_traces()
+        same_shape = [n for n in options if analysis_compute.load_sample_trace(n).shape[1:] == inputs.weight.shape]
+        name = st.selectbox("Sample trace", list(options), format_func=lambda n: options[n].label,
+                            index=list(options).index(same_shape[0]) if same_shape else 0, key="replay_sample",
+                            help="Made by eplb.workloads.generate_trace in real model shapes (sample_data/traces/).")
+        return PickedTrace(analysis_compute.load_sample_trace(name), f"sample trace: {options[name].label}")
+    if source == "generate":
+        left, middle, right = st.columns(3)
+        family = left.selectbox("Workload family", list(FAMILIES), index=list(FAMILIES).index("zipf"),
+                                key="replay_family")
+        skew = middle.number_input("Skew", min_value=0.0, step=0.1, value=float(DEFAULT_SKEW[family]),
+                                   key=f"replay_skew_{family}")
+        drift = right.number_input("Drift per step", min_value=0.0, max_value=2.0, step=0.01, value=0.05,
+                                   key="replay_drift",
+                                   help="Step of the random walk the experts' log-popularity takes.")
+        steps = left.number_input("Steps", min_value=2, max_value=1000, step=8, value=64, key="replay_steps")
+        seed = middle.number_input("Seed", min_value=0, step=1, value=0, key="replay_seed")
+        layers, experts = inputs.weight.shape
+        preset = preset_for_shape(layers, experts)
+        try:
+            trace = analysis_compute.generated_trace(family, int(steps), layers, experts, skew=skew, drift=drift,
+                                                     seed=int(seed), top_k=preset.top_k if preset else 8)
+        except ValueError as exc:
+            st.error(f"Cannot generate this trace: {exc}")
+            return None
+        return PickedTrace(trace, f"generated trace: {family} (skew {skew:g}), drift {drift:g}, {steps} steps, "
+                                  f"seed {seed}, in the sidebar data's shape ({layers} layers x {experts} experts)")
+    uploaded = st.file_uploader(
+        "Trace file", type=list(LOAD_EXTENSIONS), key="replay_upload",
+        help="A [steps, layers, experts] array (.npy, .npz, torch .pt, JSON) or vLLM's expert-load.json history.",
+    )
+    _read_upload(uploaded)
+    if st.session_state.get(_UPLOAD_ERROR):
+        st.error(st.session_state[_UPLOAD_ERROR])
+    picked = st.session_state.get(_UPLOADED)
+    if picked is None:
+        st.info("Upload a trace to replay it.")
+    return picked

@@ -1,0 +1,161 @@
+"""Figures and tables for the analysis pages (compare, sweep, replay). No Streamlit here.
+
+Builders take ``eplb.analysis`` / ``eplb.replay`` results and return a ``go.Figure``
+or a ``pandas.DataFrame`` of display strings; the generic builders of
+``ui.figures`` (heatmaps on one color scale, per-layer lines, lines over an
+axis) are reused wherever they fit. Metrics that do not exist because there was
+no load read "no load", never 0 or NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from eplb.analysis import SWEEP_AXES, Run, SweepPoint
+from eplb.replay import Rebalance, ReplayResult
+from ui import figures
+
+BOUND = "bound (best possible)"
+
+# Run.metrics() key -> (column title, digits); ratios print "no load" when there is none.
+METRIC_COLUMNS = {
+    "balancedness": ("Balancedness (vLLM)", 3),
+    "utilization_rate": ("Utilization (SGLang)", 3),
+    "straggler_factor": ("Max / mean", 2),
+    "bound_balancedness": ("Bound's balancedness", 3),
+    "gap_to_bound": ("Gap to bound", 3),
+    "node_balancedness": ("Node balancedness", 3),
+}
+
+
+def format_bytes(count: float | None) -> str:
+    """Bytes in binary units: "0 B", "42.0 MiB", "1.31 GiB"; None reads "unknown"."""
+    if count is None:
+        return "unknown"
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(count) >= size:
+            return f"{count / size:.{2 if unit in ('GiB', 'TiB') else 1}f} {unit}"
+    return f"{count:.0f} B"
+
+
+def metric_cells(run: Run) -> dict[str, str]:
+    """One run's figures as display strings, keyed by column title."""
+    values = run.metrics()
+    cells = {title: figures.format_ratio(values[key], digits) for key, (title, digits) in METRIC_COLUMNS.items()}
+    cells["GPUs with duplicate copies"] = str(values["duplicate_gpus"])
+    cells["Runtime (ms)"] = f"{values['runtime_ms']:.1f}"
+    return cells
+
+
+def compare_table(runs: Iterable[Run]) -> pd.DataFrame:
+    """One row per run (policy, mode, then every metric as text)."""
+    return pd.DataFrame([{"Policy": run.policy, "Mode": run.mode, **metric_cells(run)} for run in runs])
+
+
+def _values(points: Sequence[SweepPoint]) -> list[int]:
+    return list(dict.fromkeys(p.value for p in points))
+
+
+def sweep_table(points: Sequence[SweepPoint]) -> pd.DataFrame:
+    """One row per (axis value, policy): the metrics, or the reason the point is not a valid topology."""
+    rows = []
+    for p in points:
+        row = {SWEEP_AXES[p.axis]: p.value, "Policy": p.policy,
+               "Redundant copies' memory": format_bytes(p.redundant_bytes)}
+        if p.run is None:
+            row.update({"Mode": "", "Not valid": p.error})
+        else:
+            row.update({"Mode": p.run.mode, **metric_cells(p.run)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sweep_balancedness(points: Sequence[SweepPoint], *, title: str = "") -> go.Figure:
+    """Balancedness (vLLM) against the swept axis, one line per policy, the bound dotted.
+
+    An invalid point or one without load is a gap in its line. The bound is the same
+    for every policy at a point (it depends on the topology and mode only).
+    """
+    axis = points[0].axis
+    values = _values(points)
+    at = {(p.value, p.policy): p.run for p in points}
+    policies = list(dict.fromkeys(p.policy for p in points))
+    series = {name: [at[v, name].report.balancedness if at[v, name] else None for v in values] for name in policies}
+    bound = []
+    for v in values:
+        run = next((at[v, name] for name in policies if at[v, name] is not None), None)
+        bound.append(run.report.bound_balancedness if run else None)
+    series[BOUND] = bound
+    fig = figures.metric_lines(values, series, xlabel=SWEEP_AXES[axis], ylabel="balancedness (mean / max)",
+                               title=title, dotted=[BOUND])
+    fig.update_yaxes(range=[0, 1.05])
+    if axis != "redundant":  # divisors: evenly spaced categories read better than a linear axis
+        fig.update_xaxes(type="category")
+    return fig
+
+
+def sweep_memory(points: Sequence[SweepPoint], *, title: str = "") -> go.Figure:
+    """Memory the redundant copies take at each point: per GPU (bars), whole deployment in the hover."""
+    axis = points[0].axis
+    first = {}
+    for p in points:
+        first.setdefault(p.value, p)
+    values = list(first)
+    total = np.array([first[v].redundant_bytes for v in values], dtype=float)
+    per_gpu = total / np.array([first[v].topology.num_gpus for v in values], dtype=float)
+    fig = go.Figure(go.Bar(
+        x=[str(v) for v in values], y=per_gpu / 2**30, text=[format_bytes(b) for b in per_gpu],
+        customdata=[format_bytes(b) for b in total],
+        hovertemplate=f"{SWEEP_AXES[axis]} %{{x}}<br>per GPU %{{text}}<br>all GPUs %{{customdata}}<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis_title=SWEEP_AXES[axis], yaxis_title="GiB per GPU", height=320,
+                      margin=dict(t=50, b=40, l=50, r=20))
+    return fig
+
+
+def replay_timeline(result: ReplayResult, *, title: str = "") -> go.Figure:
+    """Balancedness of every step with and without rebalancing; dashed lines at the rebalances.
+
+    Steps without load are shaded and marked "no load" (``figures.balancedness_lines``,
+    with its layer axis renamed to steps).
+    """
+    fig = figures.balancedness_lines(
+        {"without rebalancing (vLLM's initial map)": result.balancedness_static,
+         "with rebalancing": result.balancedness_rebalanced},
+        title=title, ylabel="balancedness of the step (mean / max)",
+    )
+    for trace in fig.data:
+        trace.hovertemplate = trace.hovertemplate.replace("layer", "step")
+    for rebalance in result.rebalances:
+        fig.add_vline(x=rebalance.step - 0.5, line_dash="dash", line_color="gray", line_width=1)
+    fig.update_layout(xaxis_title="step")
+    return fig
+
+
+def migration_bars(rebalances: Sequence[Rebalance], *, title: str = "") -> go.Figure:
+    """Expert copies sent between GPUs at each rebalance, labelled with the bytes they weigh."""
+    fig = go.Figure(go.Bar(
+        x=[r.step for r in rebalances], y=[r.copies_sent for r in rebalances],
+        text=[format_bytes(r.bytes_moved) for r in rebalances],
+        customdata=[[r.slots_changed] for r in rebalances],
+        hovertemplate="rebalance at step %{x}<br>%{y} copies sent (%{text})<br>%{customdata[0]} slots changed"
+                      "<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="expert copies sent", height=320,
+                      margin=dict(t=50, b=40, l=50, r=20))
+    return fig
+
+
+def rebalance_table(rebalances: Sequence[Rebalance]) -> pd.DataFrame:
+    """One row per rebalance: when, how balanced the outgoing placement was, what moving cost."""
+    return pd.DataFrame([{
+        "Step": r.step,
+        "Balancedness before (planning window)": figures.format_ratio(r.balancedness_before),
+        "Copies sent": r.copies_sent,
+        "Slots changed": r.slots_changed,
+        "Bytes moved": format_bytes(r.bytes_moved),
+    } for r in rebalances])
