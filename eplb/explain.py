@@ -418,7 +418,7 @@ def describe_difference(walk: Walkthrough, reference: Walkthrough) -> str:
     changed = (walk.logcnt != reference.logcnt).nonzero().flatten().tolist()
     if changed:
         text += "Copy counts that differ from " + reference.policy + ": " + ", ".join(
-            f"expert {e} {plural(int(walk.logcnt[e]), 'copy', 'copies')} instead of {int(reference.logcnt[e])}"
+            f"expert {e}: {plural(int(walk.logcnt[e]), 'copy', 'copies')} instead of {int(reference.logcnt[e])}"
             for e in changed) + ". "
     else:
         text += f"It gives every expert the same number of copies as {reference.policy}; only the packing differs. "

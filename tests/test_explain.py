@@ -119,7 +119,7 @@ def test_captions_name_the_numbers_of_the_case():
     assert f"{walk.balancedness_before:.3f} to {walk.balancedness:.3f}" in explain.describe_result(walk)
     zigzag = explain.walkthrough(README, README_TOPOLOGY, 0, "zigzag")
     difference = explain.describe_difference(zigzag, walk)
-    assert "expert 5 3 copies instead of 2" in difference and "zigzag" in difference
+    assert "expert 5: 3 copies instead of 2" in difference and "zigzag" in difference
     assert "exactly where" in explain.describe_difference(walk, walk)
 
 
