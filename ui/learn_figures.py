@@ -143,8 +143,10 @@ def gpu_packing(walk: Walkthrough) -> go.Figure:
         experts = node.copies.tolist()
         panels.append((node.packing, [f"e{e}" for e in experts], [group_color(walk, e) for e in experts],
                        node.first_gpu))
-    fig = packing_bars(panels, bin_title="GPU", title=f"Layer {walk.layer}: copies packed onto GPUs, "
-                       "#k: the k-th copy placed on its node", even_share=float(walk.gpu_load.mean()))
+    order = ("#k: the k-th copy placed on its node" if walk.sequential
+             else "final layout, #k: the k-th heaviest copy on its node")
+    fig = packing_bars(panels, bin_title="GPU", title=f"Layer {walk.layer}, {walk.policy}: copies on GPUs, {order}",
+                       even_share=float(walk.gpu_load.mean()))
     for n in range(1, len(walk.nodes)):
         fig.add_vline(x=walk.nodes[n].first_gpu - 0.5, line_color="gray", line_dash="dot")
     return fig
