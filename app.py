@@ -9,6 +9,7 @@ import streamlit as st
 
 PAGES = [
     st.Page("pages/explore.py", title="Explore", icon=":material/grid_view:", default=True),
+    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
 ]
 
 st.set_page_config(page_title="EPLB Explorer", page_icon=":material/hub:", layout="wide")

@@ -504,5 +504,5 @@ def random_case(seed: int, num_layers: int = 2) -> tuple[torch.Tensor, Topology]
     # num_replicas >= 3 * num_groups, so this range always holds a multiple of num_groups.
     num_experts = rng.choice([e for e in range(max(4, num_replicas // 2), num_replicas) if e % num_groups == 0])
     family = rng.choice(("zipf", "lognormal", "hot"))
-    weight = generate_load(family, num_layers, num_experts, seed=seed, tokens=8 * num_experts, top_k=8) + 0.0  # no -0
+    weight = generate_load(family, num_layers, num_experts, seed=seed, tokens=8 * num_experts, top_k=8)
     return weight, Topology(num_replicas, num_groups, num_nodes, num_nodes * gpus_per_node)

@@ -58,11 +58,13 @@ def popularity(
 def sample_counts(prob: torch.Tensor, total: int, generator: torch.Generator) -> torch.Tensor:
     """Token counts with multinomial-like noise: prob [..., E] (rows sum to 1) -> float32 counts.
 
-    Uses the normal approximation of the multinomial, rounded and clipped at zero.
+    Uses the normal approximation of the multinomial, rounded and clipped at zero
+    (a plain 0, never -0.0).
     """
     mean = prob * total
     noise = torch.randn(mean.shape, generator=generator, dtype=torch.float64) * (mean * (1 - prob)).sqrt()
-    return (mean + noise).round().clamp(min=0).float()
+    counts = (mean + noise).round()
+    return torch.where(counts > 0, counts, 0.0).float()
 
 
 def _check_shape(**dims: int) -> None:

@@ -19,6 +19,7 @@ def test_loads_are_seeded_shaped_and_valid(family):
     assert torch.equal(a, b)
     assert family == "uniform" or not torch.equal(a, c)
     eplb.validate_weight(a)
+    assert not bool(torch.signbit(a).any()), "no -0.0 counts"
     assert a.sum(-1).sub(4000).abs().max() < 400  # about tokens * top_k per layer
 
 
