@@ -28,13 +28,14 @@ else:
                 f" (vLLM's initial map, no rebalance: {figures.format_ratio(before.report.balancedness)}).")
 st.dataframe(analysis_figures.compare_table(runs), hide_index=True)
 st.caption("Balancedness (vLLM): sum over layers of mean GPU load / sum of max GPU load. Utilization (SGLang): the "
-           "mean over layers of mean / max. Gap to bound: how far below the best any placement could reach in that "
-           "mode. Node balancedness: the same ratio over nodes. Runtime: best of two runs on this server's CPU.")
+           "mean over layers of mean / max. Bound: the best balancedness any placement could reach in that mode; gap "
+           "to bound: how far below it the policy lands. Node balance: balancedness over nodes instead of GPUs. "
+           "Duplicate GPUs: (layer, GPU) pairs holding two copies of one expert. Runtime: best of two runs on this "
+           "server's CPU.")
 
 st.subheader("Per-GPU load, one map per policy")
 st.caption("One color scale for every map, so equal colors mean equal load.")
-st.plotly_chart(figures.gpu_load_heatmaps({run.label: run.report.gpu_loads for run in runs}, columns=3),
-                width="stretch")
+st.plotly_chart(analysis_figures.policy_heatmaps(runs), width="stretch")
 
 st.subheader("Balancedness per layer")
 st.plotly_chart(figures.balancedness_lines({run.label: run.report.layer_balancedness for run in runs},

@@ -52,10 +52,10 @@ except ValueError as exc:
     st.stop()
 
 cards = st.columns(5)
-cards[0].metric("Mean balancedness, no rebalancing", figures.format_ratio(result.mean_static),
+cards[0].metric("Mean balancedness, static", figures.format_ratio(result.mean_static),
                 help="vLLM's initial map (slot i holds expert i % experts) for the whole trace; steps without load "
                      "are left out.")
-cards[1].metric("Mean balancedness, rebalancing", figures.format_ratio(result.mean_rebalanced),
+cards[1].metric("Mean balancedness, rebalanced", figures.format_ratio(result.mean_rebalanced),
                 delta=None if result.mean_rebalanced is None or result.mean_static is None
                 else f"{result.mean_rebalanced - result.mean_static:+.3f}")
 cards[2].metric("Rebalances done", f"{len(result.rebalances)} of {result.checks}",

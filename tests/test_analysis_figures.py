@@ -37,8 +37,8 @@ def assert_compare_rows(frame, weight: torch.Tensor, topology: eplb.Topology) ->
         assert row["Utilization (SGLang)"] == f"{run.report.utilization_rate:.3f}"
         assert row["Max / mean"] == f"{run.report.straggler_factor:.2f}"
         assert row["Gap to bound"] == f"{run.report.gap_to_bound:.3f}"
-        assert row["Node balancedness"] == f"{run.report.node_balancedness:.3f}"
-        assert row["GPUs with duplicate copies"] == str(run.report.duplicate_gpus)
+        assert row["Node balance"] == f"{run.report.node_balancedness:.3f}"
+        assert row["Duplicate GPUs"] == str(run.report.duplicate_gpus)
         assert float(row["Runtime (ms)"]) >= 0
 
 
@@ -46,8 +46,10 @@ def test_compare_table_shows_each_runs_metrics(weight):
     runs = compare_policies(weight, TOPOLOGY, ["hierarchical", "global"])
     assert_compare_rows(af.compare_table(runs), weight, TOPOLOGY)
     # one color scale across every policy's map: the scale tops out at the busiest GPU of any of them
-    heatmaps = figures.gpu_load_heatmaps({run.label: run.report.gpu_loads for run in runs}, columns=3)
-    assert len(heatmaps.data) == len(runs)
+    heatmaps = af.policy_heatmaps(runs, columns=3)
+    assert len(heatmaps.data) == len(runs) == 6
+    assert [a.text for a in heatmaps.layout.annotations] == [run.label for run in runs]
+    assert heatmaps.layout.xaxis.title.text is None and heatmaps.layout.xaxis4.title.text == "GPU"
     assert heatmaps.layout.coloraxis.cmax == pytest.approx(max(float(r.report.gpu_loads.max()) for r in runs))
 
 
@@ -94,7 +96,7 @@ def test_replay_figures_mark_rebalances_and_idle_steps():
     assert np.allclose(lines[1].y, result.balancedness_rebalanced.numpy(), equal_nan=True)
     assert all("step" in t.hovertemplate and "layer" not in t.hovertemplate for t in fig.data)
     no_load = [t for t in fig.data if t.mode == "text"]
-    assert list(no_load[0].x) == [6, 7, 8] and set(no_load[0].text) == {figures.NO_LOAD}
+    assert list(no_load[0].x) == [6, 7, 8] and list(no_load[0].text) == ["", figures.NO_LOAD, ""]  # one label
     dashed = [s for s in fig.layout.shapes if s.line.dash == "dash"]
     assert [s.x0 + 0.5 for s in dashed] == [r.step for r in result.rebalances]
     bars = af.migration_bars(result.rebalances)

@@ -151,10 +151,10 @@ def test_sweep_opens_on_the_default_sample(open_analysis):
     for _, row in frame[frame["redundant slots"] == 32].iterrows():  # the sidebar's own topology
         run = analysis.run_policy(weight, DEFAULT_TOPOLOGY, row["Policy"])
         assert row["Balancedness (vLLM)"] == f"{run.report.balancedness:.3f}"
-        assert row["Bound's balancedness"] == f"{run.report.bound_balancedness:.3f}"
+        assert row["Bound"] == f"{run.report.bound_balancedness:.3f}"
     expert_bytes = PRESETS["DeepSeek-V3/R1"].expert_bytes
     assert at.number_input(key="sweep_expert_mib_58x256").value == pytest.approx(expert_bytes / 2**20)
-    memory_at_64 = frame[frame["redundant slots"] == 64]["Redundant copies' memory"]
+    memory_at_64 = frame[frame["redundant slots"] == 64]["Redundant copies (all GPUs)"]
     assert set(memory_at_64) == {format_bytes(64 * 58 * expert_bytes)}
     balancedness, memory = chart_specs(at)
     assert {t["name"] for t in balancedness["data"]} == {*eplb.POLICIES, "bound (best possible)"}
@@ -167,7 +167,7 @@ def assert_sweep_matches(frame, weight, axis, values, base, expert_bytes=0):
     for (_, row), point in zip(frame.iterrows(), expected):
         assert (row.iloc[0], row["Policy"]) == (point.value, point.policy)
         assert row["Balancedness (vLLM)"] == f"{point.run.report.balancedness:.3f}"
-        assert row["Redundant copies' memory"] == format_bytes(point.redundant_bytes)
+        assert row["Redundant copies (all GPUs)"] == format_bytes(point.redundant_bytes)
 
 
 def test_sweep_every_axis_on_a_small_sample(open_analysis):
@@ -210,8 +210,8 @@ def assert_replay_cards(at: AppTest, trace, topology, *, window, interval, thres
     result = replay(trace, topology, window=window, interval=interval, threshold=threshold,
                     policy=policy or eplb.DEFAULT_POLICY, expert_bytes=expert_bytes)
     shown = metrics(at)
-    assert shown["Mean balancedness, no rebalancing"] == f"{result.mean_static:.3f}"
-    assert shown["Mean balancedness, rebalancing"] == f"{result.mean_rebalanced:.3f}"
+    assert shown["Mean balancedness, static"] == f"{result.mean_static:.3f}"
+    assert shown["Mean balancedness, rebalanced"] == f"{result.mean_rebalanced:.3f}"
     assert shown["Rebalances done"] == f"{len(result.rebalances)} of {result.checks}"
     assert shown["Expert copies sent"] == f"{result.total_copies_sent:,}"
     assert shown["Bytes moved"] == (format_bytes(result.total_bytes_moved) if expert_bytes else "unknown")
@@ -241,7 +241,7 @@ def test_replay_controls_and_idle_steps(open_analysis):
     assert_replay_cards(at, trace, SMALL_TOPOLOGY, window=8, interval=10, expert_bytes=mixtral_bytes)
     timeline = chart_specs(at)[0]
     no_load = next(t for t in timeline["data"] if t.get("mode") == "text")
-    assert plotted(no_load["x"]) == list(range(40, 50)) and set(no_load["text"]) == {"no load"}
+    assert plotted(no_load["x"]) == list(range(40, 50)) and "no load" in no_load["text"]
     at.toggle(key="replay_use_threshold").set_value(True).run()
     at.slider(key="replay_threshold").set_value(0.95).run()
     assert_clean(at)

@@ -26,9 +26,9 @@ METRIC_COLUMNS = {
     "balancedness": ("Balancedness (vLLM)", 3),
     "utilization_rate": ("Utilization (SGLang)", 3),
     "straggler_factor": ("Max / mean", 2),
-    "bound_balancedness": ("Bound's balancedness", 3),
+    "bound_balancedness": ("Bound", 3),
     "gap_to_bound": ("Gap to bound", 3),
-    "node_balancedness": ("Node balancedness", 3),
+    "node_balancedness": ("Node balance", 3),
 }
 
 
@@ -46,7 +46,7 @@ def metric_cells(run: Run) -> dict[str, str]:
     """One run's figures as display strings, keyed by column title."""
     values = run.metrics()
     cells = {title: figures.format_ratio(values[key], digits) for key, (title, digits) in METRIC_COLUMNS.items()}
-    cells["GPUs with duplicate copies"] = str(values["duplicate_gpus"])
+    cells["Duplicate GPUs"] = str(values["duplicate_gpus"])
     cells["Runtime (ms)"] = f"{values['runtime_ms']:.1f}"
     return cells
 
@@ -54,6 +54,17 @@ def metric_cells(run: Run) -> dict[str, str]:
 def compare_table(runs: Iterable[Run]) -> pd.DataFrame:
     """One row per run (policy, mode, then every metric as text)."""
     return pd.DataFrame([{"Policy": run.policy, "Mode": run.mode, **metric_cells(run)} for run in runs])
+
+
+def policy_heatmaps(runs: Sequence[Run], *, columns: int = 3) -> go.Figure:
+    """Per-GPU load [layers, GPUs] of every run on ONE color scale (``figures.gpu_load_heatmaps``), titled by run.
+
+    The "GPU" axis title is kept on the bottom row only, so it never runs into the titles of the row below.
+    """
+    fig = figures.gpu_load_heatmaps({run.label: run.report.gpu_loads for run in runs}, columns=columns)
+    for row in range(1, -(-len(runs) // columns)):
+        fig.update_xaxes(title_text=None, row=row)
+    return fig
 
 
 def _values(points: Sequence[SweepPoint]) -> list[int]:
@@ -65,7 +76,7 @@ def sweep_table(points: Sequence[SweepPoint]) -> pd.DataFrame:
     rows = []
     for p in points:
         row = {SWEEP_AXES[p.axis]: p.value, "Policy": p.policy,
-               "Redundant copies' memory": format_bytes(p.redundant_bytes)}
+               "Redundant copies (all GPUs)": format_bytes(p.redundant_bytes)}
         if p.run is None:
             row.update({"Mode": "", "Not valid": p.error})
         else:
@@ -113,7 +124,7 @@ def sweep_memory(points: Sequence[SweepPoint], *, title: str = "") -> go.Figure:
         hovertemplate=f"{SWEEP_AXES[axis]} %{{x}}<br>per GPU %{{text}}<br>all GPUs %{{customdata}}<extra></extra>",
     ))
     fig.update_layout(title=title, xaxis_title=SWEEP_AXES[axis], yaxis_title="GiB per GPU", height=320,
-                      margin=dict(t=50, b=40, l=50, r=20))
+                      xaxis_type="category", margin=dict(t=50, b=40, l=50, r=20))
     return fig
 
 
@@ -130,6 +141,11 @@ def replay_timeline(result: ReplayResult, *, title: str = "") -> go.Figure:
     )
     for trace in fig.data:
         trace.hovertemplate = trace.hovertemplate.replace("layer", "step")
+        if trace.mode == "text":  # idle stretches run for many steps: one "no load" label each, at its middle
+            steps = np.asarray(trace.x)
+            runs = np.split(steps, np.flatnonzero(np.diff(steps) > 1) + 1)
+            middles = {int(run[len(run) // 2]) for run in runs}
+            trace.text = [figures.NO_LOAD if int(s) in middles else "" for s in steps]
     for rebalance in result.rebalances:
         fig.add_vline(x=rebalance.step - 0.5, line_dash="dash", line_color="gray", line_width=1)
     fig.update_layout(xaxis_title="step")
@@ -145,8 +161,8 @@ def migration_bars(rebalances: Sequence[Rebalance], *, title: str = "") -> go.Fi
         hovertemplate="rebalance at step %{x}<br>%{y} copies sent (%{text})<br>%{customdata[0]} slots changed"
                       "<extra></extra>",
     ))
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title="expert copies sent", height=320,
-                      margin=dict(t=50, b=40, l=50, r=20))
+    fig.update_layout(title=title, xaxis_title="rebalance at step", yaxis_title="expert copies sent", height=320,
+                      xaxis_type="category", margin=dict(t=50, b=40, l=50, r=20))
     return fig
 
 
