@@ -154,6 +154,11 @@ def topology_at(axis: str, value: int, num_experts: int, base: Topology) -> Topo
     return replace(base, **{field[axis]: num_experts + value if axis == "redundant" else value})
 
 
+def memory_of_copies(topology: Topology, num_layers: int, num_experts: int, expert_bytes: int) -> int:
+    """Bytes the redundant copies take on the whole deployment: redundant slots x layers x expert_bytes."""
+    return max(topology.num_replicas - num_experts, 0) * num_layers * expert_bytes
+
+
 @dataclass(frozen=True)
 class SweepPoint:
     """One policy at one point of a sweep; error holds the reason when the point is invalid."""
@@ -190,7 +195,7 @@ def sweep(
     points = []
     for index, value in enumerate(values):
         topology = topology_at(axis, value, num_experts, base)
-        redundant_bytes = max(topology.num_replicas - num_experts, 0) * num_layers * expert_bytes
+        redundant_bytes = memory_of_copies(topology, num_layers, num_experts, expert_bytes)
         for name in names:
             try:
                 run = run_policy(weight, topology, name, mode)

@@ -11,7 +11,7 @@ force at that step, so a plan is judged on the traffic that follows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -54,6 +54,10 @@ class ReplayResult:
     @property
     def total_copies_sent(self) -> int:
         return sum(r.copies_sent for r in self.rebalances)
+
+    def priced(self, expert_bytes: int) -> ReplayResult:
+        """The same replay with every rebalance's bytes_moved recomputed for experts of expert_bytes each."""
+        return replace(self, rebalances=[replace(r, bytes_moved=r.copies_sent * expert_bytes) for r in self.rebalances])
 
 
 def _nanmean(values: torch.Tensor) -> float | None:

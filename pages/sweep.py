@@ -68,4 +68,4 @@ else:
     st.info("Enter one expert's size above to price the redundant copies in bytes.")
 
 st.subheader("Every point")
-st.dataframe(analysis_figures.sweep_table(points), hide_index=True)
+st.dataframe(analysis_figures.sweep_table(points, priced=expert_bytes > 0), hide_index=True)

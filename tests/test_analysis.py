@@ -196,3 +196,15 @@ def test_sample_traces_are_the_generators_output():
             assert trace[start:stop].sum() == 0
             expected[start:stop] = 0
         assert torch.equal(trace, expected)
+
+
+def test_prices_follow_the_expert_size():
+    assert analysis.memory_of_copies(BASE, 4, 32, 1000) == 8 * 4 * 1000
+    assert analysis.memory_of_copies(eplb.Topology(32, 4, 2, 8), 4, 32, 1000) == 0
+    trace = generate_trace("zipf", 8, 2, 16, seed=8, drift=0.2)
+    topology = eplb.Topology(20, 1, 1, 4)
+    priced = replay(trace, topology, window=2, interval=2, expert_bytes=7)
+    unpriced = replay(trace, topology, window=2, interval=2)
+    assert unpriced.total_bytes_moved == 0 and priced.total_bytes_moved == 7 * priced.total_copies_sent > 0
+    assert unpriced.priced(7).rebalances == priced.rebalances
+    assert torch.equal(unpriced.priced(7).balancedness_rebalanced, priced.balancedness_rebalanced)

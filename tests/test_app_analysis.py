@@ -200,6 +200,8 @@ def test_sweep_asks_for_the_expert_size_of_an_unknown_model(open_analysis):
     weight = torch.tensor(np.loadtxt(io.StringIO(csv.decode()), delimiter=","), dtype=torch.float32)
     assert_sweep_matches(table(at), weight, "redundant", [0, 4, 8, 12, 16], SMALL_TOPOLOGY,
                          100 * 2**20)
+    at.number_input(key="sweep_expert_mib_3x8").set_value(0.0).run()
+    assert "Redundant copies (all GPUs)" not in table(at)  # no size, no made-up "0 B"
 
 
 # ---------------------------------------------------------------- replay

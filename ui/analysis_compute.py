@@ -16,6 +16,7 @@ The built-in traces live in sample_data/traces/ (``sample_traces``, ``load_sampl
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -51,10 +52,9 @@ def best_layer_bound(runs: list[analysis.Run]) -> torch.Tensor:
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def sweep_point(digest: str, axis: str, value: int, base: eplb.Topology, mode: str,
-                expert_bytes: int) -> list[analysis.SweepPoint]:
+def sweep_point(digest: str, axis: str, value: int, base: eplb.Topology, mode: str) -> list[analysis.SweepPoint]:
     """Every policy at one value of the axis (``eplb.analysis.sweep`` on one point), cached point by point."""
-    return analysis.sweep(lookup(digest), axis, [value], base, mode=mode, expert_bytes=expert_bytes)
+    return analysis.sweep(lookup(digest), axis, [value], base, mode=mode)
 
 
 def sweep(digest: str, axis: str, values: list[int], base: eplb.Topology, mode: str, expert_bytes: int,
@@ -62,22 +62,34 @@ def sweep(digest: str, axis: str, values: list[int], base: eplb.Topology, mode: 
     """The sweep over values, one cached point at a time; ``progress(done, total)`` after each point.
 
     Points already computed come from the cache, so a sweep cut short by a rerun
-    (the user changed a control) resumes where it stopped when it is asked for again.
+    (the user changed a control) resumes where it stopped when it is asked for
+    again, and a new expert size only re-prices the copies.
     """
+    num_layers, num_experts = lookup(digest).shape
     points = []
     for done, value in enumerate(values, start=1):
-        points += sweep_point(digest, axis, value, base, mode, expert_bytes)
+        points += [replace(point, redundant_bytes=analysis.memory_of_copies(point.topology, num_layers, num_experts,
+                                                                            expert_bytes))
+                   for point in sweep_point(digest, axis, value, base, mode)]
         if progress is not None:
             progress(done, len(values))
     return points
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+def _replay(trace_digest: str, topology: eplb.Topology, window: int, interval: int, threshold: float | None,
+            policy: str, mode: str) -> eplb_replay.ReplayResult:
+    return eplb_replay.replay(lookup(trace_digest), topology, window=window, interval=interval,
+                              threshold=threshold, policy=policy, mode=mode)
+
+
 def replay(trace_digest: str, topology: eplb.Topology, *, window: int, interval: int, threshold: float | None,
            policy: str, mode: str, expert_bytes: int) -> eplb_replay.ReplayResult:
-    """``eplb.replay.replay`` on the registered trace; raises ValueError (eplb's message) on bad settings."""
-    return eplb_replay.replay(lookup(trace_digest), topology, window=window, interval=interval,
-                              threshold=threshold, policy=policy, mode=mode, expert_bytes=expert_bytes)
+    """``eplb.replay.replay`` on the registered trace (cached; a new expert size only re-prices the moves).
+
+    Raises ValueError (eplb's message) on bad settings.
+    """
+    return _replay(trace_digest, topology, window, interval, threshold, policy, mode).priced(expert_bytes)
 
 
 def sample_traces() -> dict[str, Sample]:

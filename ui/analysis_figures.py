@@ -71,12 +71,16 @@ def _values(points: Sequence[SweepPoint]) -> list[int]:
     return list(dict.fromkeys(p.value for p in points))
 
 
-def sweep_table(points: Sequence[SweepPoint]) -> pd.DataFrame:
-    """One row per (axis value, policy): the metrics, or the reason the point is not a valid topology."""
+def sweep_table(points: Sequence[SweepPoint], *, priced: bool = True) -> pd.DataFrame:
+    """One row per (axis value, policy): the metrics, or the reason the point is not a valid topology.
+
+    priced: whether the points carry the copies' memory (an expert size was known); if not, no memory column.
+    """
     rows = []
     for p in points:
-        row = {SWEEP_AXES[p.axis]: p.value, "Policy": p.policy,
-               "Redundant copies (all GPUs)": format_bytes(p.redundant_bytes)}
+        row = {SWEEP_AXES[p.axis]: p.value, "Policy": p.policy}
+        if priced:
+            row["Redundant copies (all GPUs)"] = format_bytes(p.redundant_bytes)
         if p.run is None:
             row.update({"Mode": "", "Not valid": p.error})
         else:
