@@ -5,7 +5,9 @@ divides 256 + 8k, so the full 9-point sweep runs on 8 GPUs (2 nodes x 4, and
 1 node x 8); on the explorer's default 4 nodes x 8 GPUs only 0, 32 and 64 fit and
 the other points are recorded as invalid at no cost. The time is
 ``eplb.analysis.sweep`` itself (what the sweep page computes point by point,
-before its cache), after one warm-up rebalance pays torch's set-up. Run:
+before its cache), after one warm-up rebalance pays torch's set-up; wall time and
+the process's CPU time are printed (on a shared machine the wall time includes
+waiting for a core). Run:
 
     PYTHONPATH=. python benchmarks/bench_sweep.py
 """
@@ -34,18 +36,18 @@ def main() -> None:
     print(f"what-if sweep, DeepSeek-V3 sample ({weight.shape[0]} layers x {weight.shape[1]} experts), "
           f"redundant slots {VALUES[0]}..{VALUES[-1]} step 8, policies {', '.join(eplb.POLICIES)}")
     for name, base in TOPOLOGIES.items():
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         points = sweep(weight, "redundant", VALUES, base)
-        total = time.perf_counter() - start
+        total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         per_policy = defaultdict(float)
         for point in points:
             if point.run is not None:
                 per_policy[point.policy] += point.run.runtime_ms / 1e3
         valid = sorted({p.value for p in points if p.run is not None})
         split = ", ".join(f"{policy} {seconds:.2f} s" for policy, seconds in per_policy.items())
-        print(f"  {name}: {total:.2f} s for {len(valid)} valid points x {len(eplb.POLICIES)} policies "
-              f"(target < 10 s); rebalance time by policy: {split}; evaluation and bounds: "
-              f"{total - sum(per_policy.values()):.2f} s")
+        print(f"  {name}: {total:.2f} s wall ({cpu:.2f} s CPU) for {len(valid)} valid points x "
+              f"{len(eplb.POLICIES)} policies (target < 10 s)\n    rebalance time by policy: {split}; "
+              f"evaluation and bounds: {total - sum(per_policy.values()):.2f} s")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def trace_picker(inputs: Inputs) -> PickedTrace | None:
         drift = right.number_input("Drift per step", min_value=0.0, max_value=2.0, step=0.01, value=0.05,
                                    key="replay_drift",
                                    help="Step of the random walk the experts' log-popularity takes.")
-        steps = left.number_input("Steps", min_value=2, max_value=1000, step=8, value=64, key="replay_steps")
+        steps = left.number_input("Steps", min_value=2, max_value=256, step=8, value=64, key="replay_steps")
         seed = middle.number_input("Seed", min_value=0, step=1, value=0, key="replay_seed")
         layers, experts = inputs.weight.shape
         preset = preset_for_shape(layers, experts)
