@@ -35,8 +35,7 @@ interval = middle.number_input("Rebalance every (steps)", min_value=1, max_value
 use_threshold = right.toggle("Skip while balanced", key="replay_use_threshold",
                              help="As SGLang does: keep the placement while its balancedness on the planning "
                                   "window stays at or above the threshold.")
-threshold = right.slider("Threshold", 0.0, 1.0, 0.9, 0.01, key="replay_threshold",
-                         disabled=not use_threshold) if use_threshold else None
+threshold = right.slider("Threshold", 0.0, 1.0, 0.9, 0.01, key="replay_threshold") if use_threshold else None
 with left:
     expert_bytes = analysis_controls.expert_bytes_input(num_layers, num_experts, key="replay")
 
