@@ -9,6 +9,9 @@ import streamlit as st
 
 PAGES = [
     st.Page("pages/explore.py", title="Explore", icon=":material/grid_view:", default=True),
+    st.Page("pages/compare.py", title="Compare policies", icon=":material/compare_arrows:"),
+    st.Page("pages/sweep.py", title="What-if sweep", icon=":material/tune:"),
+    st.Page("pages/replay.py", title="Replay a trace", icon=":material/timeline:"),
     st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
 ]
 
