@@ -1,0 +1,1 @@
+"""Real-browser tests: Playwright drives headless Chromium against one ``streamlit run app.py`` server."""
