@@ -307,8 +307,6 @@ def test_replay_explains_a_trace_the_topology_does_not_fit(open_analysis):
 # ---------------------------------------------------------------- across pages
 
 
-@pytest.mark.xfail(strict=True, reason="ui/state.sidebar: the first run after a page switch gets every sidebar "
-                   "control's default (persist_state='session' widgets); reported to the lead")
 @pytest.mark.parametrize("page", ["compare.py", "sweep.py", "replay.py"])
 def test_the_sidebar_topology_carries_over_from_explore(open_analysis, page):
     at = open_analysis(page, SMALL, first="explore")

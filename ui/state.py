@@ -150,6 +150,20 @@ def _from_url() -> None:
     st.session_state[_NOTES] = notes
 
 
+def _carry_over() -> None:
+    """Keep every control's value across a page switch.
+
+    Streamlit drops a widget's state on the first run of a page that draws the widget
+    anew (a new page means new widget identities); assigning the values back to their
+    keys before the widgets are drawn makes them plain session values the new widgets
+    start from.
+    """
+    for name in DEFAULTS:
+        key = _KEY(name)
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
 def _suggest_groups(num_groups: int) -> None:
     st.session_state[_KEY("groups")] = num_groups
 
@@ -265,6 +279,8 @@ def sidebar() -> Inputs:
     """
     if _KEY("data") not in st.session_state:
         _from_url()
+    else:
+        _carry_over()
     for note in st.session_state.get(_NOTES, []):
         st.sidebar.info(note)
     loaded = _data_controls()
