@@ -8,11 +8,7 @@ st.title("Compare policies")
 st.caption("Which balancer should I use? Every policy on the sidebar's load and topology, in each mode the "
            "topology allows (hierarchical keeps each expert group on one node; global ignores groups and nodes).")
 
-inputs = state.sidebar()
-shown = state.valid_inputs(inputs)
-if shown is None:
-    st.stop()
-st.markdown(f"**{shown.describe()}**")
+shown = state.page_inputs()
 
 with st.spinner("Running every policy..."):
     runs = analysis_compute.compare(shown.digest, shown.topology)

@@ -8,11 +8,7 @@ from ui import compute, data, figures, state
 st.title("EPLB Explorer")
 st.caption("Expert-parallelism load balancing: where each expert's copies go, and what that does to every GPU's load.")
 
-inputs = state.sidebar()
-shown = state.valid_inputs(inputs)
-if shown is None:
-    st.stop()
-st.markdown(f"**{shown.describe()}**")
+shown = state.page_inputs()
 
 before = compute.baseline(shown.digest, shown.topology, shown.mode)
 after = compute.placement(shown.digest, shown.topology, shown.mode, shown.policy)

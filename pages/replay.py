@@ -12,10 +12,7 @@ st.caption("How often should I rebalance, and what does each rebalance cost? A t
            "*window* steps (never the steps to come) and moves the copies; each step is scored with the placement "
            "in force at that step.")
 
-inputs = state.sidebar()
-shown = state.valid_inputs(inputs)
-if shown is None:
-    st.stop()
+shown = state.page_inputs(describe=False)
 
 picked = analysis_controls.trace_picker(shown)
 if picked is None:

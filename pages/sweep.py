@@ -9,11 +9,7 @@ st.title("What-if sweep")
 st.caption("How many redundant slots are worth their memory? Vary one part of the sidebar's topology, keep the "
            "rest, and run every policy at each point.")
 
-inputs = state.sidebar()
-shown = state.valid_inputs(inputs)
-if shown is None:
-    st.stop()
-st.markdown(f"**{shown.describe()}**")
+shown = state.page_inputs()
 base, num_experts = shown.topology, shown.num_experts
 
 left, right = st.columns([2, 1])

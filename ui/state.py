@@ -1,12 +1,10 @@
 """The data and topology every page works on: sidebar controls, session state and the URL.
 
-Call ``sidebar()`` at the top of a page. It draws the data and topology controls
-in the sidebar and returns an ``Inputs``::
+Call ``page_inputs()`` at the top of a page. It draws the data and topology controls
+in the sidebar (``sidebar()``) and returns the ``Inputs`` to draw: the current ones,
+or the last valid ones beside the message (``valid_inputs()``)::
 
-    inputs = state.sidebar()
-    shown = state.valid_inputs(inputs)   # the current inputs, or the last valid ones beside the message
-    if shown is None:
-        st.stop()
+    shown = state.page_inputs()
     result = compute.placement(shown.digest, shown.topology, shown.mode, shown.policy)
 
 What the sidebar guarantees, on every page:
@@ -322,3 +320,18 @@ def valid_inputs(inputs: Inputs) -> Inputs | None:
     if last is not None:
         st.info(f"Showing the last valid setting: {last.describe()}")
     return last
+
+
+def page_inputs(*, describe: bool = True) -> Inputs:
+    """The opening of every page that works on the sidebar's data.
+
+    Draws the sidebar, shows a rejected topology's message, and returns the inputs to
+    draw: the current ones, or the last valid ones beside the message. Stops the page
+    when there never were valid ones. ``describe`` adds the one-line summary.
+    """
+    shown = valid_inputs(sidebar())
+    if shown is None:
+        st.stop()
+    if describe:
+        st.markdown(f"**{shown.describe()}**")
+    return shown
