@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ import streamlit as st
 import torch
 
 import eplb
+from eplb.analysis import run_policy
 from eplb.metrics import PlacementReport, evaluate, initial_phy2log, slot_loads
 from eplb.presets import DEEPSEEK_README_WEIGHT
 
@@ -95,6 +95,12 @@ class Placement:
     mode: str  # resolved: "hierarchical" or "global"
 
 
+def _placement(weight: torch.Tensor, phy2log: torch.Tensor, report: PlacementReport, runtime_ms: float,
+               policy: str, mode: str) -> Placement:
+    log2phy, logcnt = eplb.log2phy_from_phy2log(phy2log, weight.shape[1])
+    return Placement(phy2log, log2phy, logcnt, slot_loads(weight, phy2log), report, runtime_ms, policy, mode)
+
+
 @st.cache_data(max_entries=256, show_spinner=False)
 def placement(digest: str, topology: eplb.Topology, mode: str, policy: str) -> Placement:
     """Rebalance the registered load ``digest`` on ``topology`` with ``policy`` and evaluate it.
@@ -102,15 +108,8 @@ def placement(digest: str, topology: eplb.Topology, mode: str, policy: str) -> P
     Raises ValueError (eplb's message) on a topology the contract rejects.
     """
     weight = lookup(digest)
-    resolved = topology.validate(weight.shape[1], mode)
-    start = time.perf_counter()
-    phy2log, log2phy, logcnt = eplb.rebalance_experts(
-        weight, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus,
-        policy=policy, mode=mode,
-    )
-    runtime_ms = (time.perf_counter() - start) * 1e3
-    return Placement(phy2log, log2phy, logcnt, slot_loads(weight, phy2log),
-                     evaluate(weight, phy2log, topology, mode), runtime_ms, policy, resolved)
+    run = run_policy(weight, topology, policy, mode)
+    return _placement(weight, run.phy2log, run.report, run.runtime_ms, run.policy, run.mode)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -119,9 +118,8 @@ def baseline(digest: str, topology: eplb.Topology, mode: str) -> Placement:
     weight = lookup(digest)
     resolved = topology.validate(weight.shape[1], mode)
     phy2log = initial_phy2log(weight.shape[0], weight.shape[1], topology.num_replicas)
-    log2phy, logcnt = eplb.log2phy_from_phy2log(phy2log, weight.shape[1])
-    return Placement(phy2log, log2phy, logcnt, slot_loads(weight, phy2log),
-                     evaluate(weight, phy2log, topology, mode), 0.0, "vLLM initial map", resolved)
+    return _placement(weight, phy2log, evaluate(weight, phy2log, topology, resolved), 0.0, "vLLM initial map",
+                      resolved)
 
 
 def layer_bound_balancedness(report: PlacementReport) -> torch.Tensor:
