@@ -96,7 +96,7 @@ def test_replay_figures_mark_rebalances_and_idle_steps():
     assert np.allclose(lines[1].y, result.balancedness_rebalanced.numpy(), equal_nan=True)
     assert all("step" in t.hovertemplate and "layer" not in t.hovertemplate for t in fig.data)
     no_load = [t for t in fig.data if t.mode == "text"]
-    assert list(no_load[0].x) == [6, 7, 8] and list(no_load[0].text) == ["", figures.NO_LOAD, ""]  # one label
+    assert list(no_load[0].x) == [7] and list(no_load[0].text) == [figures.NO_LOAD]  # one label, mid-stretch
     dashed = [s for s in fig.layout.shapes if s.line.dash == "dash"]
     assert [s.x0 + 0.5 for s in dashed] == [r.step for r in result.rebalances]
     bars = af.migration_bars(result.rebalances)

@@ -243,7 +243,9 @@ def test_replay_controls_and_idle_steps(open_analysis):
     assert_replay_cards(at, trace, SMALL_TOPOLOGY, window=8, interval=10, expert_bytes=mixtral_bytes)
     timeline = chart_specs(at)[0]
     no_load = next(t for t in timeline["data"] if t.get("mode") == "text")
-    assert plotted(no_load["x"]) == list(range(40, 50)) and "no load" in no_load["text"]
+    assert plotted(no_load["x"]) == [45] and list(no_load["text"]) == ["no load"]  # one label mid-stretch
+    shaded = [(shape["x0"], shape["x1"]) for shape in timeline["layout"]["shapes"] if shape.get("type") == "rect"]
+    assert (39.5, 49.5) in shaded  # the idle steps 40..49
     at.toggle(key="replay_use_threshold").set_value(True).run()
     at.slider(key="replay_threshold").set_value(0.95).run()
     assert_clean(at)

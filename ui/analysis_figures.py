@@ -57,14 +57,8 @@ def compare_table(runs: Iterable[Run]) -> pd.DataFrame:
 
 
 def policy_heatmaps(runs: Sequence[Run], *, columns: int = 3) -> go.Figure:
-    """Per-GPU load [layers, GPUs] of every run on ONE color scale (``figures.gpu_load_heatmaps``), titled by run.
-
-    The "GPU" axis title is kept on the bottom row only, so it never runs into the titles of the row below.
-    """
-    fig = figures.gpu_load_heatmaps({run.label: run.report.gpu_loads for run in runs}, columns=columns)
-    for row in range(1, -(-len(runs) // columns)):
-        fig.update_xaxes(title_text=None, row=row)
-    return fig
+    """Per-GPU load [layers, GPUs] of every run on ONE color scale (``figures.gpu_load_heatmaps``), titled by run."""
+    return figures.gpu_load_heatmaps({run.label: run.report.gpu_loads for run in runs}, columns=columns)
 
 
 def _values(points: Sequence[SweepPoint]) -> list[int]:
@@ -135,24 +129,15 @@ def sweep_memory(points: Sequence[SweepPoint], *, title: str = "") -> go.Figure:
 def replay_timeline(result: ReplayResult, *, title: str = "") -> go.Figure:
     """Balancedness of every step with and without rebalancing; dashed lines at the rebalances.
 
-    Steps without load are shaded and marked "no load" (``figures.balancedness_lines``,
-    with its layer axis renamed to steps).
+    Steps without load are shaded and marked "no load" (``figures.balancedness_lines``).
     """
     fig = figures.balancedness_lines(
         {"without rebalancing (vLLM's initial map)": result.balancedness_static,
          "with rebalancing": result.balancedness_rebalanced},
-        title=title, ylabel="balancedness of the step (mean / max)",
+        title=title, ylabel="balancedness of the step (mean / max)", xlabel="step",
     )
-    for trace in fig.data:
-        trace.hovertemplate = trace.hovertemplate.replace("layer", "step")
-        if trace.mode == "text":  # idle stretches run for many steps: one "no load" label each, at its middle
-            steps = np.asarray(trace.x)
-            runs = np.split(steps, np.flatnonzero(np.diff(steps) > 1) + 1)
-            middles = {int(run[len(run) // 2]) for run in runs}
-            trace.text = [figures.NO_LOAD if int(s) in middles else "" for s in steps]
     for rebalance in result.rebalances:
         fig.add_vline(x=rebalance.step - 0.5, line_dash="dash", line_color="gray", line_width=1)
-    fig.update_layout(xaxis_title="step")
     return fig
 
 

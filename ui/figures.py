@@ -67,7 +67,7 @@ def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = Non
             ),
             row=i // cols + 1, col=i % cols + 1,
         )
-    fig.update_xaxes(title_text="GPU")
+    fig.update_xaxes(title_text="GPU", row=rows)  # bottom row only: clear of the titles of the row below
     fig.update_yaxes(autorange="reversed")
     for row in range(1, rows + 1):
         fig.update_yaxes(title_text="layer", row=row, col=1)
@@ -164,12 +164,13 @@ def gpu_load_bars(series: Mapping[str, object], *, title: str = "") -> go.Figure
 
 
 def balancedness_lines(series: Mapping[str, object], *, title: str = "", ylabel: str = "balancedness (mean / max)",
-                       bound=None) -> go.Figure:
-    """Per-layer balancedness, one line per series (e.g. before, after, one per policy).
+                       xlabel: str = "layer", bound=None) -> go.Figure:
+    """Per-layer (or per-step: ``xlabel``) balancedness, one line per series (e.g. before, after, one per policy).
 
     series: name -> [layers] with NaN where a layer has no load (``layer_balancedness``).
-    Such layers are shaded and marked "no load" instead of being drawn as 0 or a gap.
-    bound: optional [layers] best reachable balancedness, drawn dotted.
+    Such layers are shaded and marked "no load" (one label per stretch of them)
+    instead of being drawn as 0 or a gap. bound: optional [layers] best reachable
+    balancedness, drawn dotted.
     """
     arrays = {name: np.asarray(values, dtype=float) for name, values in series.items()}
     if bound is not None:
@@ -180,17 +181,19 @@ def balancedness_lines(series: Mapping[str, object], *, title: str = "", ylabel:
         fig.add_trace(go.Scatter(
             x=np.arange(values.size), y=values, name=name, mode="lines+markers" if values.size < 80 else "lines",
             line=dict(dash="dot", color="gray") if dotted else dict(color=PALETTE[i % len(PALETTE)]),
-            hovertemplate=f"{name}<br>layer %{{x}}: %{{y:.3f}}<extra></extra>",
+            hovertemplate=f"{name}<br>{xlabel} %{{x}}: %{{y:.3f}}<extra></extra>",
         ))
-    no_load = np.flatnonzero(np.all([np.isnan(v) for v in arrays.values()], axis=0)) if arrays else []
-    for layer in no_load:
-        fig.add_vrect(x0=layer - 0.5, x1=layer + 0.5, fillcolor="lightgray", opacity=0.5, line_width=0)
-    if len(no_load):
+    no_load = np.flatnonzero(np.all([np.isnan(v) for v in arrays.values()], axis=0)) if arrays else np.array([])
+    stretches = np.split(no_load, np.flatnonzero(np.diff(no_load) > 1) + 1) if no_load.size else []
+    for stretch in stretches:
+        fig.add_vrect(x0=stretch[0] - 0.5, x1=stretch[-1] + 0.5, fillcolor="lightgray", opacity=0.5, line_width=0)
+    if stretches:
+        middles = [int(stretch[len(stretch) // 2]) for stretch in stretches]
         fig.add_trace(go.Scatter(
-            x=no_load, y=np.full(len(no_load), 0.5), mode="text", text=[NO_LOAD] * len(no_load),
-            textfont=dict(color="dimgray"), name=NO_LOAD, hovertemplate="layer %{x}: no load<extra></extra>",
+            x=middles, y=np.full(len(middles), 0.5), mode="text", text=[NO_LOAD] * len(middles),
+            textfont=dict(color="dimgray"), name=NO_LOAD, hovertemplate=f"{xlabel} %{{x}}: no load<extra></extra>",
         ))
-    fig.update_layout(title=title, xaxis_title="layer", yaxis_title=ylabel, yaxis_range=[0, 1.05],
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, yaxis_range=[0, 1.05],
                       height=340, margin=dict(t=70, b=40, l=50, r=20),
                       legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return fig
