@@ -243,16 +243,13 @@ def server(browser):
 @pytest.fixture(scope="session")
 def report(request):
     """report(name, figures): print a line on the terminal (even under capture) and keep it in figures.json."""
-    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     figures = {}
 
     def _report(name: str, values: dict) -> None:
         figures[name] = values
-        line = f"[e2e] {name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
-        if terminal is not None:
-            terminal.write_line(line)
-        else:
-            print(line)
+        with capture.global_and_fixture_disabled():
+            print(f"\n[e2e] {name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
         OUTPUT.mkdir(parents=True, exist_ok=True)
         (OUTPUT / "figures.json").write_text(json.dumps(figures, indent=2))
 
