@@ -43,7 +43,7 @@ st.plotly_chart(figures.gpu_load_heatmaps({
 st.subheader("One layer up close")
 worst_layer = int(before.report.layer_balancedness.nan_to_num(2.0).argmin())
 layer = st.slider("Layer", 0, shown.num_layers - 1, worst_layer, key=f"explore_layer_{shown.digest}",
-                  help="Starts on the layer the initial map balances worst.")
+                  help="Starts on the layer the initial map balances worst.") if shown.num_layers > 1 else 0
 left, right = st.columns(2)
 left.plotly_chart(figures.gpu_load_bars(
     {"before": before.report.gpu_loads[layer], "after": after.report.gpu_loads[layer]},
