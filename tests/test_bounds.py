@@ -1,4 +1,5 @@
-"""The proven lower bound and the exact two-slot optimum against exhaustive search on tiny topologies."""
+"""The proven lower bound (including the big-copy bound) and the exact two-slot optimum against
+exhaustive search on tiny topologies."""
 
 import collections
 import functools
@@ -8,8 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import eplb
 from eplb.bounds import bound_balancedness, exact_two_slot_optimum, lower_bound
 from eplb.metrics import gpu_loads
+from eplb.workloads import generate_load
 
 
 @functools.lru_cache(maxsize=None)
@@ -91,3 +94,40 @@ def test_bound_balancedness_is_mean_over_bound_and_none_without_load():
     weight = torch.tensor([[4.0, 4.0], [0.0, 0.0]])
     assert bound_balancedness(weight, torch.tensor([4.0, 0.0]), 2) == 1.0
     assert bound_balancedness(torch.zeros(1, 2), torch.zeros(1), 2) is None
+
+
+@st.composite
+def hot_loads(draw):
+    """A few heavy experts and light ones: the loads where the big-copy bound (bound 4) bites."""
+    num_experts, replicas, gpus = draw(st.sampled_from([(4, 6, 2), (3, 6, 2), (4, 6, 3), (5, 6, 3), (3, 6, 3),
+                                                        (4, 8, 2), (2, 6, 2), (6, 8, 4)]))
+    heavy = draw(st.integers(1, num_experts))
+    light_max = draw(st.sampled_from([0, 3, 10, 30]))
+    loads = [draw(st.integers(40, 100)) if e < heavy else draw(st.integers(0, light_max)) for e in range(num_experts)]
+    return torch.tensor([draw(st.permutations(loads))], dtype=torch.float64), replicas, gpus
+
+
+@settings(max_examples=60, deadline=None)
+@given(hot_loads())
+def test_big_copy_bound_never_exceeds_the_exhaustive_optimum(case):
+    weight, replicas, gpus = case
+    bound = float(lower_bound(weight, replicas, 1, 1, gpus, "global")[0])
+    assert bound <= exhaustive_optimum(weight, replicas, 1, 1, gpus, "global") + 1e-9
+
+
+def test_big_copy_bound_reaches_the_optimum_where_the_mean_is_far_below():
+    # Two hot experts on three GPUs with two slots each: the mean (48.3) and the copy bound
+    # allow far less than the optimum 59 (73 and 59 cannot both be split over the GPUs).
+    weight = torch.tensor([[73, 59, 8, 5]], dtype=torch.float64)
+    assert exhaustive_optimum(weight, 6, 1, 1, 3, "global") == 59
+    assert 59 - 1e-4 < float(lower_bound(weight, 6, 1, 1, 3, "global")[0]) <= 59
+
+
+def test_big_copy_bound_on_three_hot_experts_in_a_qwen_shape():
+    """Three hot experts on 16 GPUs with 9 slots: 16 big places cannot take 3 x 6 copies."""
+    weight = generate_load("hot", 4, 128, seed=0).double()
+    bound = lower_bound(weight, 144, 1, 1, 16, "global")
+    mean = weight.sum(-1) / 16
+    assert bool((bound > 1.02 * mean).all())
+    phy2log = eplb.rebalance_experts(weight, 144, 1, 1, 16, policy="joint", mode="global")[0]
+    assert bool((gpu_loads(weight, phy2log, 16).max(-1).values >= bound - 1e-6).all())

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 import eplb
 from eplb.metrics import balancedness, gpu_loads
-from eplb.policies.joint import improve_by_swaps, deal_in_rounds, min_max_counts
+from eplb.policies.joint import (deal_in_rounds, heavy_share_counts, improve_by_swaps, min_max_counts,
+                                 top_marginal_counts, two_slot_search)
 from eplb.workloads import FAMILIES, generate_load
 
 
@@ -89,8 +90,52 @@ def test_min_max_counts_match_deepseek_replication(loads, extra):
     assert float((weight / counts).max()) == pytest.approx(float((weight / expected).max()))
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.booleans()), min_size=1, max_size=9), st.integers(0, 12))
+def test_restricted_counts_match_one_copy_at_a_time(items, extra):
+    """The harmonic top-marginal shortcut gives the same largest load per copy as adding
+    copies one at a time to the allowed item with the largest load per copy."""
+    loads = torch.tensor([[float(w) for w, _ in items]], dtype=torch.float64)
+    allowed = torch.tensor([[a for _, a in items]])
+    allowed[0, 0] = True  # a row with extra copies allows an item
+    counts = top_marginal_counts(loads, extra, allowed)
+    assert int(counts.sum()) == len(items) + extra and bool((counts[~allowed] == 1).all())
+    greedy = torch.ones_like(counts)
+    for _ in range(extra):
+        per_copy = torch.where(allowed, loads / greedy, -1.0)
+        greedy[0, int(per_copy.argmax())] += 1
+    assert float(torch.where(allowed, loads / counts, 0).max()) == pytest.approx(
+        float(torch.where(allowed, loads / greedy, 0).max()))
+
+
+def test_heavy_share_counts_give_heavy_experts_two_copies_per_gpu():
+    """Three hot experts on 32 GPUs: 64 heavy copies, two per GPU, as the 192-slot Qwen3 shape needs."""
+    weight = generate_load("hot", 4, 128, seed=0).double()
+    fallback = min_max_counts(weight, 192)
+    counts = heavy_share_counts(weight, 192, 32, 2, fallback)
+    hot = weight * 3 * 32 > weight.sum(-1, keepdim=True)
+    assert bool((counts.sum(-1) == 192).all()) and bool(((counts * hot).sum(-1) == 64).all())
+    phy2log = eplb.rebalance_experts(weight, 192, 1, 1, 32, policy="joint", mode="global")[0]
+    assert balancedness(gpu_loads(weight, phy2log, 32)) > 0.99
+
+
+def test_two_slot_search_matches_full_enumeration():
+    weight = generate_load("zipf", 6, 5, seed=2).double()
+    best, counts = two_slot_search(weight, 4)
+    assert bool((counts.sum(-1) == 8).all()) and bool((counts >= 1).all())
+    from itertools import product
+    for row in range(6):
+        values = []
+        for c in product(range(1, 5), repeat=5):
+            if sum(c) != 8:
+                continue
+            copies = sorted((float(weight[row, e]) / c[e] for e in range(5) for _ in range(c[e])), reverse=True)
+            values.append(max(copies[k] + copies[7 - k] for k in range(4)))
+        assert float(best[row]) == pytest.approx(min(values))
+
+
 def test_swaps_keep_bins_full_and_never_raise_the_peak():
-    loads = torch.rand(20, 48, generator=torch.Generator().manual_seed(0))
+    loads = torch.rand(20, 48, generator=torch.Generator().manual_seed(0)).sort(dim=-1, descending=True).values
     table, dealt = deal_in_rounds(loads, 8)
     peak = dealt.sum(-1).max(-1).values
     table, improved = improve_by_swaps(table.clone(), dealt.clone())

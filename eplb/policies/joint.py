@@ -6,19 +6,23 @@ than there are GPUs, so some GPU carries two. This policy instead packs several
 candidate count vectors per row and keeps, per row, the one whose packing has the
 lightest heaviest bin:
 
-* ``min-max``: DeepSeek's counts, the top marginal gains w_e / k (one ``topk``);
-* ``one heavy per GPU``: experts heavier than half the mean GPU load ("heavy")
-  share exactly one copy per GPU between them, the other slots go to the light
-  experts, so no GPU has to carry two heavy copies;
-* with two slots per GPU and few count vectors, every count vector (exact).
+* ``min-max``: DeepSeek's counts, the top marginal gains w_e / k (one small ``topk``);
+* ``h heavy copies per GPU`` (h = 1, 2): experts heavier than the mean bin load / (h + 1)
+  share exactly h copies per bin between them, the light experts take the other
+  slots, so every bin gets h heavy copies and no bin more;
+* with two slots per bin and few count vectors, every count vector that could beat
+  the min-max counts (exact).
 
 Packing deals the copies, heaviest first, in rounds of one copy per bin, each
 round's heaviest copy to the currently lightest bin (so every bin ends with
 exactly its number of slots), then improves by swaps: bins are paired heaviest
 with lightest and each pair swaps the one pair of copies that evens it out best.
+Packs of two items are paired largest with smallest, which is optimal.
 
 Everything is batched over rows (layers, or layers x nodes) and candidates; the
-only Python loops run over packing rounds and improvement passes.
+only Python loops run over packing rounds and improvement passes. Sorting long
+rows is the costliest tensor operation on a CPU, so each candidate sorts its
+experts once and everything else uses short sorts and ``topk``.
 """
 
 from __future__ import annotations
@@ -35,74 +39,95 @@ IMPROVE_PASSES = 12
 """Swap passes after the dealing; stops early once no pair improves."""
 
 MAX_ENUMERATED = 20_000
-"""Largest number of count vectors the two-slots-per-GPU search enumerates."""
+"""Largest number of count vectors the two-slots-per-bin search enumerates."""
+
+MAX_PAIRS = 8
+"""Heaviest bins a swap pass pairs with light partners."""
+
+GOOD_ENOUGH = 5e-4
+"""A row stops swapping once its heaviest bin is within this fraction of its mean bin load."""
+"""A swap must lower its heavy bin by this fraction of the bin's load."""
+
+HEAVY_LEVELS = (1, 2)
+"""h of the "h heavy copies per bin" candidates."""
 
 
-def min_max_counts(weight: torch.Tensor, num_slots: int, allowed: torch.Tensor | None = None) -> torch.Tensor:
-    """Counts minimising the largest load per copy (DeepSeek's replication), in one ``topk``.
+@lru_cache(maxsize=32)
+def harmonic_pairs(extra: int, device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (rank r, copy k) with (r + 1) * k <= extra, r >= 0, k >= 1: two [K] tensors, K ~ extra * ln(extra).
 
-    weight: [B, n] -> logcnt [B, n] int64, each >= 1, rows summing to num_slots. Adding
-    the (k+1)-th copy of item e lowers its load per copy from w_e / k; DeepSeek's greedy
-    takes the largest such marginal value each time, and since w_e / k falls with k the
-    copies it adds are exactly the top (num_slots - n) marginals. allowed: optional
-    [B, n] bool restricting which items may receive extra copies (each row must allow one).
+    The min-max greedy gives an item of weight rank r (0-based) at most extra / (r + 1)
+    extra copies (see ``top_marginal_counts``), so these pairs are the only marginals it
+    can take.
+    """
+    ranks = [(r, k) for r in range(extra) for k in range(1, extra // (r + 1) + 1)]
+    rank, copy = zip(*ranks) if ranks else ((), ())
+    return (torch.tensor(rank, dtype=torch.int64, device=device),
+            torch.tensor(copy, dtype=torch.float64, device=device))
+
+
+def top_marginal_counts(weight: torch.Tensor, extra: torch.Tensor | int,
+                        allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Counts of DeepSeek's min-max replication, restricted to ``allowed`` items: [B, n] int64 >= 1.
+
+    weight: [B, n]; extra: extra copies per row (int, or [B] / [B, 1] int64 >= 0); a row
+    with extra copies must allow an item. Adding the (k+1)-th copy of item e lowers its
+    load per copy from w_e / k, so DeepSeek's greedy (one copy at a time to the largest
+    load per copy) adds exactly the top ``extra`` marginals w_e / k. The item of weight
+    rank r (1-based) never needs the marginal w_(r) / k with r * k > extra: the marginals
+    w_(r') / m with r' <= r, m <= k are all at least as large, and at least extra of them
+    have r' * m <= extra (m = k for the p = floor(extra / k) heaviest items, and
+    floor(extra / (p + 1)) >= extra - p * k more for item p + 1). So the top ``extra``
+    among ``harmonic_pairs`` is a valid greedy outcome (ties may fall differently).
     """
     num_rows, num_items = weight.shape
-    extra = num_slots - num_items
+    extra = torch.as_tensor(extra, device=weight.device).view(-1, 1).expand(num_rows, 1)
+    most = int(extra.max()) if num_rows else 0
     logcnt = torch.ones(num_rows, num_items, dtype=torch.int64, device=weight.device)
-    if extra == 0:
+    if most == 0:
         return logcnt
-    k = torch.arange(1, extra + 1, device=weight.device, dtype=weight.dtype)
-    marginal = weight.unsqueeze(-1) / k  # [B, n, extra]
-    if allowed is not None:
-        # Disallowed items rank below every allowed one, even an allowed zero-load item.
-        marginal = torch.where(allowed.unsqueeze(-1), marginal, -1.0 - k)
-    top = marginal.flatten(1).topk(extra, dim=-1, sorted=False).indices // extra  # [B, extra] item ids
-    return logcnt.scatter_add_(1, top, torch.ones_like(top))
+    key = weight.double() if allowed is None else torch.where(allowed, weight.double(), -1.0)
+    value, item = key.topk(min(most, num_items), dim=-1)  # [B, r]: heaviest allowed first
+    rank, copy = harmonic_pairs(most, weight.device)
+    keep = rank < value.shape[-1]
+    rank, copy = rank[keep], copy[keep]
+    marginal = value[:, rank]
+    marginal = torch.where(marginal >= 0, marginal / copy, -1.0 - copy)  # disallowed items rank last
+    best = marginal.topk(most, dim=-1).indices  # [B, most], best first
+    take = torch.arange(most, device=weight.device) < extra
+    return logcnt.scatter_add_(1, item.gather(1, rank[best]), take.long())
 
 
-def one_heavy_per_gpu_counts(weight: torch.Tensor, num_slots: int, num_bins: int, fallback: torch.Tensor) -> torch.Tensor:
-    """Counts that give the heavy items exactly one copy per bin between them.
+def min_max_counts(weight: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """Counts minimising the largest load per copy (DeepSeek's replication): [B, n] int64, rows sum to num_slots."""
+    return top_marginal_counts(weight, num_slots - weight.shape[-1])
 
-    weight: [B, n] -> logcnt [B, n] int64. Heavy: load above half the mean bin load,
-    so two heavy copies on one bin would overshoot the mean. The heavy items split
-    num_bins copies by min-max counts; the light items take the remaining slots the
-    same way. Rows where that is impossible (no heavy item, more heavy items than
-    bins, too few slots, no light item) take ``fallback`` [B, n] instead.
+
+def heavy_share_counts(weight: torch.Tensor, num_slots: int, num_bins: int, per_bin: int,
+                       fallback: torch.Tensor) -> torch.Tensor:
+    """Counts that give the heavy items exactly ``per_bin`` copies per bin between them.
+
+    weight: [B, n] -> logcnt [B, n] int64. Heavy: load above the mean bin load / (per_bin + 1),
+    so per_bin + 1 heavy copies on one bin would overshoot the mean. The heavy items
+    split per_bin * num_bins copies by min-max counts; the light items take the remaining
+    slots the same way. Rows where that is impossible (no heavy item, too many, too few
+    slots, no light item) take ``fallback`` [B, n] instead.
     """
     num_rows, num_items = weight.shape
-    mean = weight.sum(-1, keepdim=True) / num_bins
-    heavy = weight > mean / 2  # [B, n]
+    heavy_copies = per_bin * num_bins
+    heavy = weight * (per_bin + 1) * num_bins > weight.sum(-1, keepdim=True)  # [B, n]
     num_heavy = heavy.sum(-1, keepdim=True)
-    feasible = (num_heavy >= 1) & (num_heavy <= num_bins) & (num_heavy < num_items)
-    feasible &= num_bins - num_heavy + num_items <= num_slots
+    feasible = (num_heavy >= 1) & (num_heavy <= heavy_copies) & (num_heavy < num_items)
+    feasible &= heavy_copies - num_heavy + num_items <= num_slots
     if not bool(feasible.any()):
         return fallback
-    # Extra copies: num_bins - num_heavy for the heavy items, the rest for the light ones.
-    # Both are restricted min-max passes, done as one batch of 2B rows.
-    heavy_share = torch.where(feasible, num_bins - num_heavy, 0)
-    light_share = torch.where(feasible, num_slots - num_items - heavy_share, 0)
-    extra = restricted_extra(
-        weight.repeat(2, 1), torch.cat([heavy, ~heavy]), torch.cat([heavy_share, light_share])
-    ).view(2, num_rows, num_items)
-    return torch.where(feasible, 1 + extra.sum(0), fallback)
-
-
-def restricted_extra(weight: torch.Tensor, allowed: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
-    """Extra copies for allowed items only, extra[b] of them in row b, by top marginal gain.
-
-    weight, allowed: [B, n]; extra: [B, 1] int64 >= 0 (a row with extra > 0 allows an
-    item). Returns [B, n] int64 extra counts.
-    """
-    most = int(extra.max())
-    out = torch.zeros_like(weight, dtype=torch.int64)
-    if most == 0:
-        return out
-    k = torch.arange(1, most + 1, device=weight.device, dtype=weight.dtype)
-    marginal = torch.where(allowed.unsqueeze(-1), weight.unsqueeze(-1) / k, -1.0 - k).flatten(1)
-    ranked = marginal.topk(most, dim=-1).indices  # [B, most], best first
-    take = torch.arange(most, device=weight.device) < extra  # [B, most]
-    return out.scatter_add_(1, ranked // most, take.long())
+    # Extra copies: heavy_copies - num_heavy for the heavy items, the rest for the light
+    # ones: two restricted min-max passes, done as one batch of 2B rows.
+    heavy_extra = torch.where(feasible, heavy_copies - num_heavy, 0)
+    light_extra = torch.where(feasible, num_slots - num_items - heavy_extra, 0)
+    counts = top_marginal_counts(weight.repeat(2, 1), torch.cat([heavy_extra, light_extra]),
+                                 torch.cat([heavy, ~heavy])).view(2, num_rows, num_items)
+    return torch.where(feasible, counts.sum(0) - 1, fallback)
 
 
 @lru_cache(maxsize=16)
@@ -120,6 +145,15 @@ def compositions(total: int, parts: int) -> torch.Tensor | None:
     return torch.tensor(rows, dtype=torch.int64).view(-1, parts)
 
 
+def paired_peak(per_copy: torch.Tensor, items: torch.Tensor, num_bins: int) -> torch.Tensor:
+    """Largest bin of the optimal two-per-bin packing: copies sorted, largest paired with smallest.
+
+    per_copy: [..., n] load per copy, items: [..., 2 * num_bins] item of each copy -> [...].
+    """
+    loads = per_copy.gather(-1, items).sort(dim=-1, descending=True).values
+    return (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).amax(dim=-1)
+
+
 def two_slot_search(weight: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Exact optimum for two slots per bin: (best max bin load [B], its counts [B, n]).
 
@@ -127,86 +161,136 @@ def two_slot_search(weight: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, 
     largest with smallest minimises the largest pair (exchange argument: if the
     largest copy x1 is paired with y but the smallest z is paired with u, then
     x1 + z and u + y are both <= max(x1 + y, u + z) = x1 + y as u <= x1, z <= y), so
-    the optimum over all count vectors is a minimum over enumerated counts. None when
-    there are too many count vectors to enumerate.
+    the optimum over all count vectors is a minimum over enumerated counts. Only count
+    vectors whose largest plus smallest copy is within the min-max counts' peak U are
+    paired (the largest copy shares a bin with a copy at least the smallest, so the
+    others cannot beat U). None when there are too many count vectors to enumerate.
     """
     num_rows, num_items = weight.shape
     counts = compositions(2 * num_bins, num_items)
     if counts is None:
         return None
+    w = weight.double()
     counts = counts.to(weight.device)
-    items = copies_from_counts(counts)  # [K, 2M]
-    per_copy = weight.double().unsqueeze(1) / counts.unsqueeze(0)  # [B, K, n]
-    loads = per_copy.gather(-1, items.expand(num_rows, -1, -1)).sort(dim=-1, descending=True).values
-    pair_max = (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).max(dim=-1).values  # [B, K]
-    best, which = pair_max.min(dim=-1)
-    return best, counts[which]
+    start = min_max_counts(w, 2 * num_bins)
+    ceiling = paired_peak(w / start, copies_from_counts(start), num_bins)  # U: [B]
+    per_copy = w.unsqueeze(1) / counts  # [B, K, n]
+    spread = per_copy.amax(dim=-1) + per_copy.amin(dim=-1)
+    row, which = (spread <= ceiling.unsqueeze(-1) * (1 + 1e-12)).nonzero(as_tuple=True)
+    peak = torch.full((num_rows,), torch.inf, dtype=w.dtype, device=w.device)
+    if row.numel():
+        found = paired_peak(per_copy[row, which], copies_from_counts(counts[which]), num_bins)
+        peak.scatter_reduce_(0, row, found, reduce="amin")
+    best = torch.minimum(peak, ceiling)
+    chosen = start.clone()
+    improved = peak < ceiling
+    if bool(improved.any()):
+        # The first surviving count vector that reaches the best peak, per row.
+        hit = torch.zeros(num_rows, counts.shape[0], dtype=torch.bool, device=w.device)
+        hit[row, which] = found <= best[row]
+        chosen = torch.where(improved.unsqueeze(-1), counts[hit.int().argmax(dim=-1)], start)
+    return best, chosen
 
 
 def deal_in_rounds(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pack copies heaviest first, one per bin per round, each round's heaviest to the lightest bin.
 
-    loads: [R, S] copy loads, S divisible by num_bins. Returns (table [R, num_bins, S/num_bins]
-    of copy indices into loads, the same table of loads).
+    loads: [R, S] copy loads sorted heaviest first, S divisible by num_bins. Returns
+    (table [R, num_bins, S/num_bins] of copy indices into loads, the same table of loads).
     """
     num_rows, num_slots = loads.shape
-    order = loads.argsort(dim=-1, descending=True)
-    sorted_loads = loads.gather(-1, order)
-    bin_load = torch.zeros(num_rows, num_bins, dtype=loads.dtype, device=loads.device)
-    bins = []
-    for start in range(0, num_slots, num_bins):
+    per_bin = num_slots // num_bins
+    bin_load = loads[:, :num_bins].clone()  # round 0: copy k to bin k
+    bins = [torch.arange(num_bins, device=loads.device).expand(num_rows, -1)]
+    for start in range(num_bins, num_slots, num_bins):
         lightest_first = bin_load.argsort(dim=-1)
         bins.append(lightest_first)
-        bin_load.scatter_add_(1, lightest_first, sorted_loads[:, start : start + num_bins])
-    bin_of_rank = torch.stack(bins, dim=1).flatten(1)  # [R, S]: bin of the k-th heaviest copy
-    # Bin-major order, so each bin's copies are contiguous.
-    position = bin_of_rank.argsort(dim=-1, stable=True)
-    table = order.gather(-1, position).view(num_rows, num_bins, -1)
-    return table, sorted_loads.gather(-1, position).view(num_rows, num_bins, -1)
+        bin_load.scatter_add_(1, lightest_first, loads[:, start : start + num_bins])
+    # Copy k of round t lands in bin bins[t][k], column t of the table.
+    column = torch.arange(per_bin, device=loads.device).repeat_interleave(num_bins)
+    position = torch.stack(bins, dim=1).flatten(1) * per_bin + column  # [R, S]
+    table = torch.empty_like(position).scatter_(1, position, torch.arange(num_slots, device=loads.device)
+                                                .expand(num_rows, -1))
+    return table.view(num_rows, num_bins, per_bin), loads.gather(1, table).view(num_rows, num_bins, per_bin)
 
 
-def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMPROVE_PASSES):
-    """Even out bins by swapping copies: table, loads [R, M, s] -> improved (table, loads).
+@lru_cache(maxsize=64)
+def pair_columns(num_bins: int, pairs: int, step: int, device: torch.device) -> torch.Tensor:
+    """Ranks of the bins a swap pass pairs: [2 * pairs] int64, the ``pairs`` heaviest (ranks
+    0..pairs-1), then their partners: the lightest ranks in reverse, shifted by ``step``."""
+    heavy = torch.arange(pairs)
+    light = num_bins - 1 - (heavy + step) % pairs
+    return torch.cat([heavy, light]).to(device)
 
-    Each pass sorts the bins by load and pairs the k-th heaviest with the k-th lightest
-    (shifted by the pass number, so a stuck pair meets new partners). Swapping copies of
-    loads a (heavy bin) and b (light bin) moves d = a - b, and the pair's larger load
-    becomes (H + L) / 2 + |d - (H - L) / 2|; every pair takes the swap that minimises it,
-    if that is below H. Every bin keeps its number of copies and no pair gets worse.
-    Stops early once no pair improves.
+
+@lru_cache(maxsize=64)
+def pair_difference(pairs: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[2 * pairs, pairs] matrix taking half the difference of paired loads: (H_k - L_k) / 2."""
+    eye = torch.eye(pairs, dtype=dtype) / 2
+    return torch.cat([eye, -eye]).to(device)
+
+
+def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMPROVE_PASSES,
+                     good_enough: torch.Tensor | None = None):
+    """Even out bins by swapping copies: table, loads [R, M, s] -> improved (table, loads), in place.
+
+    Each pass sorts the bins by load and pairs the k-th heaviest with the k-th lightest,
+    for the ``MAX_PAIRS`` heaviest bins (partners shifted by the pass number, so a stuck
+    pair meets new ones). Swapping copies of loads a (heavy bin) and b (light bin)
+    moves d = a - b, and the pair's larger load becomes (H + L) / 2 + |d - (H - L) / 2|;
+    every pair takes the swap that minimises it, if that is below H. Every bin keeps
+    its number of copies and no pair gets worse. A row leaves once two passes in a row
+    find nothing to improve in it, or once its heaviest bin is at most ``good_enough`` [R];
+    the passes work on the remaining rows only. CPU time here goes mostly to dispatching
+    small tensor operations, so a pass uses few of them.
     """
     num_rows, num_bins, per_bin = loads.shape
-    half = num_bins // 2
-    if half == 0 or per_bin == 0:
+    pairs = min(num_bins // 2, MAX_PAIRS)
+    if pairs == 0 or per_bin == 0:
         return table, loads
     flat_table, flat_loads = table.view(num_rows, -1), loads.view(num_rows, -1)
-    in_bin = torch.arange(per_bin, device=loads.device)
+    rows = torch.arange(num_rows, device=loads.device)
+    work_table, work_loads = flat_table, flat_loads
+    halve = pair_difference(pairs, loads.dtype, loads.device)
+    improved_before = torch.ones(num_rows, dtype=torch.bool, device=loads.device)
     for step in range(passes):
-        bin_load = loads.sum(-1)  # [R, M]
+        active = rows.numel()
+        work = work_loads.view(active, num_bins, per_bin)
+        bin_load = work.sum(-1)
         by_load = bin_load.argsort(dim=-1, descending=True)
-        heavy = by_load[:, :half]
-        light = by_load[:, num_bins - half :].flip(-1)
-        if step % half:
-            light = light.roll(step % half, dims=-1)
-        heavy_load, light_load = bin_load.gather(1, heavy), bin_load.gather(1, light)  # [R, half]
-        heavy_slots = (heavy.unsqueeze(-1) * per_bin + in_bin).flatten(1)  # [R, half * s]
-        light_slots = (light.unsqueeze(-1) * per_bin + in_bin).flatten(1)
-        half_gap = (heavy_load - light_load) / 2
-        hl = flat_loads.gather(1, heavy_slots).view(num_rows, half, per_bin, 1) - half_gap[..., None, None]
-        ll = flat_loads.gather(1, light_slots).view(num_rows, half, 1, per_bin)
-        miss, where = (hl - ll).abs().flatten(2).min(dim=-1)  # [R, half]
+        picked = by_load.gather(1, pair_columns(num_bins, pairs, step, loads.device).expand(active, -1))
+        copies = work.gather(1, picked.unsqueeze(-1).expand(-1, -1, per_bin))  # [A, 2 * pairs, s]
+        half_gap = copies.sum(-1) @ halve  # [A, pairs]: (H - L) / 2
+        # Distance of each swap from the ideal move d = (H - L) / 2: [A, pairs, s, s].
+        distance = copies[:, :pairs, :, None] - copies[:, pairs:, None, :]
+        miss, where = distance.sub_(half_gap[..., None, None]).abs_().view(active, pairs, -1).min(dim=-1)
         # Swapping helps when the new larger load (H + L) / 2 + miss is below H.
         better = miss < half_gap * (1 - 1e-9)
-        if not bool(better.any()):
-            break
-        i = heavy_slots.view(num_rows, half, per_bin).gather(-1, (where // per_bin).unsqueeze(-1)).squeeze(-1)
-        j = light_slots.view(num_rows, half, per_bin).gather(-1, (where % per_bin).unsqueeze(-1)).squeeze(-1)
-        j = torch.where(better, j, i)  # a slot swapped with itself where nothing helps
-        ti, tj = flat_table.gather(1, i), flat_table.gather(1, j)
-        li, lj = flat_loads.gather(1, i), flat_loads.gather(1, j)
-        flat_table.scatter_(1, i, tj).scatter_(1, j, ti)
-        flat_loads.scatter_(1, i, lj).scatter_(1, j, li)
+        i = picked[:, :pairs] * per_bin + where // per_bin
+        j = torch.where(better, picked[:, pairs:] * per_bin + where % per_bin, i)  # i with itself: no swap
+        ij = torch.cat([i, j.flip(1)], dim=1)  # j reversed, so flipping the values swaps i_k and j_k
+        work_loads.scatter_(1, ij, work_loads.gather(1, ij).flip(1))
+        work_table.scatter_(1, ij, work_table.gather(1, ij).flip(1))
+        if active < num_rows:
+            flat_table[rows], flat_loads[rows] = work_table, work_loads
+        improved = better.any(dim=-1)
+        keep = improved | improved_before
+        improved_before = improved
+        if good_enough is not None:
+            keep &= bin_load.amax(dim=-1) > good_enough[rows]
+        if not bool(keep.all()):
+            rows, improved_before = rows[keep], improved_before[keep]
+            if rows.numel() == 0:
+                break
+            work_table, work_loads = flat_table[rows], flat_loads[rows]
     return table, loads
+
+
+def pack_copies(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deal then swap: loads [R, S] sorted heaviest first -> (table [R, M, S/M] of copy indices, bin loads [R, M])."""
+    good = loads.sum(-1) / num_bins * (1 + GOOD_ENOUGH)
+    table, packed = improve_by_swaps(*deal_in_rounds(loads, num_bins), good_enough=good)
+    return table, packed.sum(-1)
 
 
 class JointSearch(Policy):
@@ -216,9 +300,17 @@ class JointSearch(Policy):
 
     def pack(self, weight: torch.Tensor, num_packs: int) -> torch.Tensor:
         num_rows, num_items = weight.shape
-        table, _ = improve_by_swaps(*deal_in_rounds(weight, num_packs))
-        pack_of = torch.arange(num_packs, device=weight.device).repeat_interleave(num_items // num_packs)
-        return torch.empty_like(table.flatten(1)).scatter_(-1, table.flatten(1), pack_of.expand(num_rows, -1))
+        per_pack = num_items // num_packs
+        order = weight.argsort(dim=-1, descending=True)
+        if per_pack == 2:  # largest with smallest: optimal for pairs
+            pack_of = torch.arange(num_packs, device=weight.device)
+            pack_of = torch.cat([pack_of, pack_of.flip(0)])
+        else:
+            table, _ = pack_copies(weight.gather(1, order), num_packs)
+            pack_of = torch.empty_like(table.flatten(1)).scatter_(
+                1, table.flatten(1), torch.arange(num_packs, device=weight.device)
+                .repeat_interleave(per_pack).expand(num_rows, -1))
+        return torch.empty_like(order).scatter_(1, order, pack_of.expand(num_rows, -1))
 
     def replicate(self, weight: torch.Tensor, num_slots: int) -> torch.Tensor:
         return copies_from_counts(min_max_counts(weight, num_slots))
@@ -226,7 +318,8 @@ class JointSearch(Policy):
     def candidate_counts(self, weight: torch.Tensor, num_slots: int, num_bins: int) -> torch.Tensor:
         """Count vectors to try per row: [B, C, n] int64, each row summing to num_slots."""
         min_max = min_max_counts(weight, num_slots)
-        candidates = [min_max, one_heavy_per_gpu_counts(weight, num_slots, num_bins, min_max)]
+        candidates = [min_max] + [heavy_share_counts(weight, num_slots, num_bins, h, min_max)
+                                  for h in HEAVY_LEVELS]
         if num_slots == 2 * num_bins:
             exact = two_slot_search(weight, num_bins)
             if exact is not None:
@@ -237,16 +330,19 @@ class JointSearch(Policy):
         num_rows, num_items = weight.shape
         counts = self.candidate_counts(weight, num_slots, num_bins)  # [B, C, n]
         num_candidates = counts.shape[1]
-        # Pack the first candidate everywhere, the others only where they differ from it.
+        # Pack the first candidate everywhere, the others only where they differ from the earlier ones.
         tried = torch.ones(num_rows, num_candidates, dtype=torch.bool, device=weight.device)
-        tried[:, 1:] = (counts[:, 1:] != counts[:, :1]).any(dim=-1)
+        for c in range(1, num_candidates):
+            tried[:, c] = (counts[:, c : c + 1] != counts[:, :c]).any(dim=-1).all(dim=-1)
         row, candidate = tried.nonzero(as_tuple=True)  # row-major, so candidate 0 of each row comes first
         flat_counts = counts[row, candidate]  # [K, n]
-        phy2item = copies_from_counts(flat_counts)  # [K, S]
-        loads = (weight[row] / flat_counts).gather(-1, phy2item)
-        table, bin_loads = improve_by_swaps(*deal_in_rounds(loads, num_bins))
-        peak = torch.full((num_rows, num_candidates), torch.inf, dtype=loads.dtype, device=weight.device)
-        peak[row, candidate] = bin_loads.sum(-1).max(dim=-1).values
+        per_copy = weight[row] / flat_counts
+        # Copies heaviest first: sort the items once, then repeat each by its count.
+        order = per_copy.argsort(dim=-1, descending=True)
+        phy2item = order.flatten().repeat_interleave(flat_counts.gather(1, order).flatten()).view(row.numel(), -1)
+        table, bin_loads = pack_copies(per_copy.gather(1, phy2item), num_bins)
+        peak = torch.full((num_rows, num_candidates), torch.inf, dtype=bin_loads.dtype, device=weight.device)
+        peak[row, candidate] = bin_loads.amax(dim=-1)
         best = peak.argmin(dim=-1, keepdim=True)  # the first candidate among ties
         packed_row = torch.zeros_like(tried, dtype=torch.int64)
         packed_row[row, candidate] = torch.arange(row.numel(), device=weight.device)
