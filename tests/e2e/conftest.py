@@ -212,7 +212,8 @@ def server(browser):
     port = _free_port()
     log = OUTPUT / "server.log"
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-               "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+               "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none"]  # as deployed: a source edit during the run must not reload the app
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     running = Server(f"http://127.0.0.1:{port}", process, log)
