@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -367,3 +368,171 @@ def test_format_for_path():
     assert formats.format_for_path("out.npy", formats.LOAD_FORMATS) == "npy"
     with pytest.raises(ValueError, match="pass --format"):
         formats.format_for_path("out.txt", formats.LOAD_FORMATS)
+
+
+# ---------------------------------------------------------------- hostile files: one case per class of crash
+
+
+def npz_compressed_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def zip_with_undecodable_name() -> bytes:
+    """A zip whose member name is flagged UTF-8 but is not: zipfile raises UnicodeDecodeError opening it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("\u00e4.npy", npy_bytes(LOAD.numpy()))
+    return buffer.getvalue().replace("\u00e4".encode(), b"\xff\xfe")
+
+
+def damaged(data: bytes, position: int, value: int) -> bytes:
+    out = bytearray(data)
+    out[position] = value
+    return bytes(out)
+
+
+NPY = npy_bytes(LOAD.numpy())
+
+
+@pytest.mark.parametrize("data", [
+    b"\x80",  # pickle: IndexError
+    b"\x80\x02X",  # pickle: struct.error
+    damaged(NPY, 20, 0),  # NumPy's header parser: SyntaxError (a null byte)
+    NPY.replace(b"}", b" "),  # NumPy's header parser: tokenize.TokenError
+    damaged(npz_compressed_bytes(load=LOAD.numpy()), 66, 0),  # zlib.error
+    zip_with_undecodable_name(),  # zipfile: UnicodeDecodeError
+], ids=["pickle-index", "pickle-struct", "npy-null-header", "npy-open-header", "npz-zlib", "zip-name"])
+def test_what_a_reader_library_raises_on_damaged_bytes_is_a_format_error(data):
+    with pytest.raises(FormatError, match="truncated or damaged") as info:
+        read_load(data, "damaged.bin")
+    assert str(info.value).startswith("damaged.bin: ")
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"1,inf\n2,3\n", "NaN or infinite"),  # once read as int64 min, reported as negative
+    (b"1,nan\n2,3\n", "NaN or infinite"),
+    (b"[[1e39, 1]]", "beyond float32"),  # finite in JSON, infinite as float32
+    (torch_bytes(torch.full((2, 1, 1), 3e38, dtype=torch.float64)), r"summed over steps\), beyond float32"),
+    (npy_bytes(np.array([[np.inf, 1]], dtype=np.float16)), "NaN or infinite"),
+    (torch_bytes(torch.tensor([[1.0, float("inf")]], dtype=torch.bfloat16)), "NaN or infinite"),
+])
+def test_non_finite_values_are_named_in_every_dtype(data, match):
+    with pytest.raises(FormatError, match=match):
+        read_load(data, "cells.bin")
+
+
+def test_whole_numbers_beyond_int64_read_as_numbers():
+    loaded = read_load(b"1e19,2\n3,4\n", "big.csv")
+    assert torch.equal(loaded.matrix, torch.tensor([[1e19, 2], [3, 4]]))
+
+
+@pytest.mark.parametrize("tensor, match", [
+    (torch.ones(2, 2).to_sparse(), "sparse_coo tensor; save a dense one"),
+    (torch.ones(2, 2).to(torch.float8_e4m3fn), "float8_e4m3fn values, expected numbers"),
+    (torch.ones(2, 2, dtype=torch.bool), "bool values, expected numbers"),
+    (torch.ones(2, 2, dtype=torch.complex64), "complex64 values, expected numbers"),
+])
+def test_tensors_that_are_not_dense_real_numbers_are_refused(tensor, match):
+    with pytest.raises(FormatError, match=match):
+        read_load(torch_bytes(tensor), "odd.pt")
+
+
+def test_half_precision_loads_read():
+    for dtype in (torch.float16, torch.bfloat16):
+        assert torch.equal(read_load(torch_bytes(LOAD.to(dtype)), "half.pt").matrix, LOAD)
+
+
+def npy_with_header_shape(shape: str) -> bytes:
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': %s, }" % shape
+    header = header.ljust(117) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(64)
+
+
+@pytest.mark.parametrize("data, match", [
+    (npy_with_header_shape("(1000000, 1000000)"), r"claims a \[1000000, 1000000\] float64 array"),
+    (npy_with_header_shape("(-5, 2)"), r"claims a \[-5, 2\]"),
+    (torch_bytes(torch.zeros(1).expand(10**6, 10**6)), "above the limit"),  # 8 TB as a view of 4 bytes
+    (torch_bytes({"x": [torch.zeros(1).expand(10**9)]}), "above the limit"),  # a view inside a list
+])
+def test_sizes_a_file_claims_are_checked_before_allocating(data, match):
+    with pytest.raises(FormatError, match=match):
+        read_load(data, "huge.bin")
+
+
+def test_an_archive_that_unpacks_above_the_limit_is_refused(monkeypatch):
+    monkeypatch.setattr(formats, "MAX_BYTES", 4096)
+    data = npz_compressed_bytes(load=np.zeros((1, 1024)))  # 8 KiB of zeros packs into a few hundred bytes
+    assert len(data) < 4096
+    with pytest.raises(FormatError, match="unpacks to 0.0 MiB, above the 0 MiB limit"):
+        read_load(data, "bomb.npz")
+
+
+@pytest.mark.parametrize("records, match", [
+    ({"records": [{"topk_ids_of_layer": [[[-1, -1]]]}]}, "no token was routed"),
+    ({"records": [{"topk_ids_of_layer": [[[10**12]]]}]}, "above the limit"),  # 10^12 counters
+    ({"records": [{"topk_ids_of_layer": [[[1e30]]]}]}, r"records\[0\].topk_ids_of_layer: holds float64"),
+    ({"records": [{"topk_ids_of_layer": [[[-2]]]}]}, "expected ids >= -1"),
+    ({"records": [{"topk_ids_of_layer": [[]]}]}, r"has shape \[1, 0\]"),
+    ({"records": [{"topk_ids_of_layer": [[[0]]]}], "last_physical_to_logical_map": [[-1]]},
+     "last_physical_to_logical_map: holds id -1"),
+    ({"records": [{"topk_ids_of_layer": [[[0]]]}], "last_physical_to_logical_map": [[10**12]]}, "above the limit"),
+    ({"records": [{"topk_ids_of_layer": [[[3]]]}], "last_physical_to_logical_map": [[0, 1]]},
+     "slot id 3, but the map has 2 slots"),
+])
+def test_sglang_records_ids_and_map_are_checked_before_counting(records, match):
+    with pytest.raises(FormatError, match=match):
+        read_load(json.dumps(records).encode(), "records.json")
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+    (b"[[1, " + b"9" * 5000 + b"]]", "over 4300 digits"),
+    (b"[[1, " + b"9" * 30 + b"]]", "too large"),
+    (b"1," + b"9" * 200_000 + b"\n", "field larger than field limit"),
+])
+def test_text_beyond_the_parsers_limits_is_refused(data, match):
+    with pytest.raises(FormatError, match=match):
+        read_load(data, "odd.txt")
+
+
+@pytest.mark.parametrize("data", [
+    b"1,2\n3," + b"x" * 5000 + b"\n",
+    json.dumps({"k" * 300 + str(i): 1 for i in range(20)}).encode(),
+    json.dumps([[1, "line\n" * 200]]).encode(),
+])
+def test_messages_quote_the_file_briefly_on_one_line(data):
+    with pytest.raises(FormatError) as info:
+        read_load(data, "long.txt")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400, str(info.value)
+
+
+def test_latin1_text_reads_and_binary_does_not():
+    loaded = read_load("layer,caf\u00e9\n0,7\n".encode("latin-1"), "excel.csv")
+    assert loaded.matrix.tolist() == [[7]]
+    with pytest.raises(FormatError, match="not a recognised format"):
+        read_load(b"1,2\n" + bytes(range(128, 256)), "binary.csv")
+
+
+def test_a_pickle_refusal_quotes_the_unpickler_not_torchs_unsafe_advice():
+    import pickle
+
+    message = ""
+    try:
+        read_load(pickle.dumps(RunsCode("/nonexistent"), protocol=2), "evil.pt")
+    except FormatError as exc:
+        message = str(exc)
+    assert "refused" in message and "GLOBAL posix.system" in message
+    assert "weights_only=False" not in message and "\x1b" not in message
+
+
+@pytest.mark.parametrize("document, match", [
+    ({"phy2log": [[0, 10**12]]}, "2 slots per layer for 1000000000001 experts"),  # no 10^12-wide table allocated
+    ({"phy2log": [[0, 1e30]]}, "ids up to 1e"),  # never wrapped to a negative int64
+    ({"phy2log": [[0, 1]], "logcnt": 5}, r"logcnt: has shape \[\]"),
+    ({"phy2log": [[0, 1]], "logcnt": [[1, 1], [1, 1]]}, "logcnt"),
+])
+def test_read_placement_checks_sizes_before_building_tables(document, match):
+    with pytest.raises(FormatError, match=match):
+        read_placement(json.dumps(document).encode(), "p.json")
