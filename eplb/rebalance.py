@@ -113,6 +113,37 @@ def validate_weight(weight) -> torch.Tensor:
     return weight
 
 
+RANK_ROUNDS = 3
+"""Rounds ``ranked_copies`` spends on experts with several copies before it sorts instead."""
+
+
+def ranked_copies(phy2log: torch.Tensor, logcnt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every slot with its expert and copy rank: (experts, slots, ranks), each [L, P] int64.
+
+    phy2log: [L, P] int64, logcnt: [L, E] its copy counts. The rank of a slot is the
+    number of lower slots holding the same expert. When no expert has more than
+    RANK_ROUNDS + 1 copies (the usual case), rounds of one ``scatter_reduce`` rank them
+    in slot order: round k drops each expert's lowest slot still unranked, so the slots
+    left are copy k + 1 or later. Otherwise a stable sort of each layer by expert gives
+    the slots expert by expert, copies in slot order.
+    """
+    num_layers, num_replicas = phy2log.shape
+    slots = torch.arange(num_replicas, device=phy2log.device)
+    most = int(logcnt.max())
+    if most > RANK_ROUNDS + 1:
+        experts_sorted, slots_sorted = phy2log.sort(dim=-1, stable=True)
+        first_position = logcnt.cumsum(dim=-1) - logcnt  # [L, E]
+        return experts_sorted, slots_sorted, slots - first_position.gather(-1, experts_sorted)
+    rank = torch.zeros_like(phy2log)
+    # Slots still to rank hold their own index, the others num_replicas (never an expert's lowest).
+    left = torch.where(logcnt.gather(1, phy2log) > 1, slots, num_replicas)
+    for _ in range(most - 1):
+        lowest = torch.full_like(logcnt, num_replicas).scatter_reduce_(1, phy2log, left, "amin")
+        left = left.masked_fill(left == lowest.gather(1, phy2log), num_replicas)
+        rank += left < num_replicas
+    return phy2log, slots.expand(num_layers, -1), rank
+
+
 def log2phy_from_phy2log(phy2log: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Derive the reverse map from a placement.
 
@@ -122,11 +153,9 @@ def log2phy_from_phy2log(phy2log: torch.Tensor, num_experts: int) -> tuple[torch
     num_layers, num_replicas = phy2log.shape
     width = num_replicas - num_experts + 1
     logcnt = copy_counts(phy2log, num_experts)
-    experts_sorted, slots_sorted = phy2log.sort(dim=-1, stable=True)
-    first_position = logcnt.cumsum(dim=-1) - logcnt  # [L, E]
-    copy_rank = torch.arange(num_replicas, device=phy2log.device) - first_position.gather(-1, experts_sorted)
+    experts, slots, rank = ranked_copies(phy2log, logcnt)
     log2phy = torch.full((num_layers, num_experts * width), -1, dtype=torch.int64, device=phy2log.device)
-    log2phy.scatter_(-1, experts_sorted * width + copy_rank, slots_sorted)
+    log2phy.scatter_(-1, experts * width + rank, slots)
     return log2phy.view(num_layers, num_experts, width), logcnt
 
 

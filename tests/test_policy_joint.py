@@ -142,3 +142,20 @@ def test_swaps_keep_bins_full_and_never_raise_the_peak():
     assert torch.equal(table.flatten(1).sort(-1).values, torch.arange(48).expand(20, -1))
     assert torch.allclose(loads.gather(-1, table.flatten(1)), improved.flatten(1))
     assert bool((improved.sum(-1).max(-1).values <= peak + 1e-6).all())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 9), st.integers(0, 14), st.integers(0, 2**31 - 1))
+def test_log2phy_lists_copies_in_slot_order(num_experts, extra, seed):
+    """Both ways of ranking copies (rounds for few copies, a sort for many) give copy k as the k-th lowest slot."""
+    generator = torch.Generator().manual_seed(seed)
+    num_layers, num_replicas = 3, num_experts + extra
+    phy2log = torch.cat([torch.arange(num_experts).expand(num_layers, -1),
+                         torch.randint(0, num_experts, (num_layers, extra), generator=generator)], dim=1)
+    phy2log = phy2log.gather(1, torch.rand(num_layers, num_replicas, generator=generator).argsort(dim=1))
+    log2phy, logcnt = eplb.log2phy_from_phy2log(phy2log, num_experts)
+    for layer in range(num_layers):
+        for expert in range(num_experts):
+            slots = [p for p in range(num_replicas) if int(phy2log[layer, p]) == expert]
+            assert logcnt[layer, expert] == len(slots)
+            assert log2phy[layer, expert].tolist() == slots + [-1] * (extra + 1 - len(slots))
