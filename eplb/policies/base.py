@@ -84,11 +84,14 @@ class Policy(ABC):
         used when the copies are packed.
         """
 
-    def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int) -> torch.Tensor:
+    def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
+                           rows_per_layer: int = 1) -> torch.Tensor:
         """Replicate then pack: weight [B, n] -> phy2log [B, num_slots], bins contiguous.
 
-        Slot s belongs to bin s // (num_slots // num_bins). Policies that choose copy
-        counts and packing together override this.
+        Slot s belongs to bin s // (num_slots // num_bins). Rows come in runs of
+        ``rows_per_layer`` (a layer's nodes in hierarchical mode): only the heaviest bin
+        of a run counts for balancedness, which a search may use to stop early on the
+        others. Policies that choose copy counts and packing together override this.
         """
         phy2item = self.replicate(weight, num_slots)
         loads = copy_loads(weight, phy2item)
@@ -115,7 +118,8 @@ class Policy(ABC):
 
         # Step 2: replicate and pack inside every node at once.
         node_weight = weight.gather(1, mlog2log).view(num_layers * num_nodes, experts_per_node)
-        node_phy2mlog = self.replicate_and_pack(node_weight, num_replicas // num_nodes, num_gpus // num_nodes)
+        node_phy2mlog = self.replicate_and_pack(node_weight, num_replicas // num_nodes, num_gpus // num_nodes,
+                                                rows_per_layer=num_nodes)
         node_offset = torch.arange(num_nodes, device=weight.device).view(1, -1, 1) * experts_per_node
         phy2mlog = (node_phy2mlog.view(num_layers, num_nodes, -1) + node_offset).flatten(1)  # [L, P]
         return PlacementSteps(

@@ -231,7 +231,7 @@ def pair_difference(pairs: int, dtype: torch.dtype, device: torch.device) -> tor
 
 
 def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMPROVE_PASSES,
-                     good_enough: torch.Tensor | None = None):
+                     good_enough: torch.Tensor | None = None, settled: torch.Tensor | None = None):
     """Even out bins by swapping copies: table, loads [R, M, s] -> improved (table, loads), in place.
 
     Each pass sorts the bins by load and pairs the k-th heaviest with the k-th lightest,
@@ -240,21 +240,30 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
     moves d = a - b, and the pair's larger load becomes (H + L) / 2 + |d - (H - L) / 2|;
     every pair takes the swap that minimises it, if that is below H. Every bin keeps
     its number of copies and no pair gets worse. A row leaves once two passes in a row
-    find nothing to improve in it, or once its heaviest bin is at most ``good_enough`` [R];
-    the passes work on the remaining rows only. CPU time here goes mostly to dispatching
-    small tensor operations, so a pass uses few of them.
+    find nothing to improve in it, or after a pass that began with its heaviest bin at
+    most ``good_enough`` [R]; a row whose heaviest bin is at most ``settled`` [R] takes no
+    (further) pass at all. The passes work on the remaining rows only. CPU time here goes
+    mostly to dispatching small tensor operations, so a pass uses few of them.
     """
     num_rows, num_bins, per_bin = loads.shape
     pairs = min(num_bins // 2, MAX_PAIRS)
     if pairs == 0 or per_bin == 0:
         return table, loads
     flat_table, flat_loads = table.view(num_rows, -1), loads.view(num_rows, -1)
-    rows = torch.arange(num_rows, device=loads.device)
+    rows = None  # None: every row, worked on in place; else the active rows, copied out
     work_table, work_loads = flat_table, flat_loads
+    if good_enough is not None and settled is not None:
+        good_enough = torch.maximum(good_enough, settled)
+    if settled is not None:
+        rows = (loads.sum(-1).amax(dim=-1) > settled).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return table, loads
+        work_table, work_loads = flat_table[rows], flat_loads[rows]
+        good_enough = None if good_enough is None else good_enough[rows]
     halve = pair_difference(pairs, loads.dtype, loads.device)
-    improved_before = torch.ones(num_rows, dtype=torch.bool, device=loads.device)
+    improved_before = torch.ones(work_loads.shape[0], dtype=torch.bool, device=loads.device)
     for step in range(passes):
-        active = rows.numel()
+        active = work_loads.shape[0]
         work = work_loads.view(active, num_bins, per_bin)
         bin_load = work.sum(-1)
         by_load = bin_load.argsort(dim=-1, descending=True)
@@ -271,25 +280,33 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
         ij = torch.cat([i, j.flip(1)], dim=1)  # j reversed, so flipping the values swaps i_k and j_k
         work_loads.scatter_(1, ij, work_loads.gather(1, ij).flip(1))
         work_table.scatter_(1, ij, work_table.gather(1, ij).flip(1))
-        if active < num_rows:
-            flat_table[rows], flat_loads[rows] = work_table, work_loads
         improved = better.any(dim=-1)
         keep = improved | improved_before
         improved_before = improved
         if good_enough is not None:
-            keep &= bin_load.amax(dim=-1) > good_enough[rows]
+            keep &= bin_load.amax(dim=-1) > good_enough
         if not bool(keep.all()):
-            rows, improved_before = rows[keep], improved_before[keep]
+            if rows is not None:  # write the leaving rows' (and everyone's) work back
+                flat_table[rows], flat_loads[rows] = work_table, work_loads
+            rows = keep.nonzero().squeeze(1) if rows is None else rows[keep]
             if rows.numel() == 0:
-                break
+                return table, loads
             work_table, work_loads = flat_table[rows], flat_loads[rows]
+            improved_before = improved_before[keep]
+            good_enough = None if good_enough is None else good_enough[keep]
+    if rows is not None:
+        flat_table[rows], flat_loads[rows] = work_table, work_loads
     return table, loads
 
 
-def pack_copies(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deal then swap: loads [R, S] sorted heaviest first -> (table [R, M, S/M] of copy indices, bin loads [R, M])."""
+def pack_copies(loads: torch.Tensor, num_bins: int,
+                settled: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deal then swap: loads [R, S] sorted heaviest first -> (table [R, M, S/M] of copy indices, bin loads [R, M]).
+
+    settled: [R] or None, passed on to ``improve_by_swaps``.
+    """
     good = loads.sum(-1) / num_bins * (1 + GOOD_ENOUGH)
-    table, packed = improve_by_swaps(*deal_in_rounds(loads, num_bins), good_enough=good)
+    table, packed = improve_by_swaps(*deal_in_rounds(loads, num_bins), good_enough=good, settled=settled)
     return table, packed.sum(-1)
 
 
@@ -316,35 +333,54 @@ class JointSearch(Policy):
         return copies_from_counts(min_max_counts(weight, num_slots))
 
     def candidate_counts(self, weight: torch.Tensor, num_slots: int, num_bins: int) -> torch.Tensor:
-        """Count vectors to try per row: [B, C, n] int64, each row summing to num_slots."""
+        """Count vectors to try per row: [B, C, n] int64, each row summing to num_slots.
+
+        A candidate that is the min-max counts in every row is left out (C >= 1).
+        """
         min_max = min_max_counts(weight, num_slots)
-        candidates = [min_max] + [heavy_share_counts(weight, num_slots, num_bins, h, min_max)
-                                  for h in HEAVY_LEVELS]
+        candidates = [min_max]
+        for h in HEAVY_LEVELS:
+            heavy = heavy_share_counts(weight, num_slots, num_bins, h, min_max)
+            if heavy is not min_max:
+                candidates.append(heavy)
         if num_slots == 2 * num_bins:
             exact = two_slot_search(weight, num_bins)
             if exact is not None:
                 candidates.append(exact[1])
         return torch.stack(candidates, dim=1)
 
-    def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int) -> torch.Tensor:
+    def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
+                           rows_per_layer: int = 1) -> torch.Tensor:
         num_rows, num_items = weight.shape
         counts = self.candidate_counts(weight, num_slots, num_bins)  # [B, C, n]
         num_candidates = counts.shape[1]
-        # Pack the first candidate everywhere, the others only where they differ from the earlier ones.
-        tried = torch.ones(num_rows, num_candidates, dtype=torch.bool, device=weight.device)
-        for c in range(1, num_candidates):
-            tried[:, c] = (counts[:, c : c + 1] != counts[:, :c]).any(dim=-1).all(dim=-1)
-        row, candidate = tried.nonzero(as_tuple=True)  # row-major, so candidate 0 of each row comes first
-        flat_counts = counts[row, candidate]  # [K, n]
-        per_copy = weight[row] / flat_counts
+        if num_candidates == 1:
+            row = candidate = None
+            flat_counts, row_weight = counts[:, 0], weight
+        else:
+            # Pack the first candidate everywhere, the others only where they differ from the earlier ones.
+            tried = torch.ones(num_rows, num_candidates, dtype=torch.bool, device=weight.device)
+            for c in range(1, num_candidates):
+                tried[:, c] = (counts[:, c : c + 1] != counts[:, :c]).any(dim=-1).all(dim=-1)
+            row, candidate = tried.nonzero(as_tuple=True)  # row-major, so candidate 0 of each row comes first
+            flat_counts, row_weight = counts[row, candidate], weight[row]  # [K, n]
+        per_copy = row_weight / flat_counts
         # Copies heaviest first: sort the items once, then repeat each by its count.
         order = per_copy.argsort(dim=-1, descending=True)
-        phy2item = order.flatten().repeat_interleave(flat_counts.gather(1, order).flatten()).view(row.numel(), -1)
-        table, bin_loads = pack_copies(per_copy.gather(1, phy2item), num_bins)
+        phy2item = order.flatten().repeat_interleave(flat_counts.gather(1, order).flatten()).view(order.shape[0], -1)
+        # No bin of a layer can end below the mean bin load of the layer's heaviest row, so a
+        # row already at or below that has no bearing on the layer's heaviest bin.
+        settled = None
+        if rows_per_layer > 1:
+            settled = (weight.sum(-1) / num_bins).view(-1, rows_per_layer).amax(-1).repeat_interleave(rows_per_layer)
+            settled = settled if row is None else settled[row]
+        table, bin_loads = pack_copies(per_copy.gather(1, phy2item), num_bins, settled)
+        if row is None:
+            return phy2item.gather(-1, table.flatten(1))
         peak = torch.full((num_rows, num_candidates), torch.inf, dtype=bin_loads.dtype, device=weight.device)
         peak[row, candidate] = bin_loads.amax(dim=-1)
         best = peak.argmin(dim=-1, keepdim=True)  # the first candidate among ties
-        packed_row = torch.zeros_like(tried, dtype=torch.int64)
+        packed_row = torch.zeros(num_rows, num_candidates, dtype=torch.int64, device=weight.device)
         packed_row[row, candidate] = torch.arange(row.numel(), device=weight.device)
         chosen = packed_row.gather(1, best).squeeze(1)
         return phy2item[chosen].gather(-1, table[chosen].flatten(1))
