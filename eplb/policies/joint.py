@@ -232,7 +232,7 @@ def pair_difference(pairs: int, dtype: torch.dtype, device: torch.device) -> tor
 
 def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMPROVE_PASSES,
                      good_enough: torch.Tensor | None = None, settled: torch.Tensor | None = None):
-    """Even out bins by swapping copies: table, loads [R, M, s] -> improved (table, loads), in place.
+    """Even out bins by swapping copies: table, loads [R, M, s] -> improved (table, loads), both in place.
 
     Each pass sorts the bins by load and pairs the k-th heaviest with the k-th lightest,
     for the ``MAX_PAIRS`` heaviest bins (partners shifted by the pass number, so a stuck
@@ -249,36 +249,43 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
     pairs = min(num_bins // 2, MAX_PAIRS)
     if pairs == 0 or per_bin == 0:
         return table, loads
-    flat_table, flat_loads = table.view(num_rows, -1), loads.view(num_rows, -1)
+    flat_table = table.view(num_rows, -1)
+    # Load of every copy by copy index; a pass gathers the bins' copies from it, so a swap
+    # only has to move two entries of the table.
+    copy_load = torch.empty_like(flat_table, dtype=loads.dtype).scatter_(1, flat_table, loads.view(num_rows, -1))
     rows = None  # None: every row, worked on in place; else the active rows, copied out
-    work_table, work_loads = flat_table, flat_loads
+    work_table, work_load = flat_table, copy_load
     if good_enough is not None and settled is not None:
         good_enough = torch.maximum(good_enough, settled)
     if settled is not None:
         rows = (loads.sum(-1).amax(dim=-1) > settled).nonzero().squeeze(1)
         if rows.numel() == 0:
             return table, loads
-        work_table, work_loads = flat_table[rows], flat_loads[rows]
+        work_table, work_load = flat_table[rows], copy_load[rows]
         good_enough = None if good_enough is None else good_enough[rows]
     halve = pair_difference(pairs, loads.dtype, loads.device)
-    improved_before = torch.ones(work_loads.shape[0], dtype=torch.bool, device=loads.device)
+    improved_before = torch.ones(work_table.shape[0], dtype=torch.bool, device=loads.device)
     for step in range(passes):
-        active = work_loads.shape[0]
-        work = work_loads.view(active, num_bins, per_bin)
+        active = work_table.shape[0]
+        work = work_load.gather(1, work_table).view(active, num_bins, per_bin)
         bin_load = work.sum(-1)
-        by_load = bin_load.argsort(dim=-1, descending=True)
-        picked = by_load.gather(1, pair_columns(num_bins, pairs, step, loads.device).expand(active, -1))
-        copies = work.gather(1, picked.unsqueeze(-1).expand(-1, -1, per_bin))  # [A, 2 * pairs, s]
-        half_gap = copies.sum(-1) @ halve  # [A, pairs]: (H - L) / 2
-        # Distance of each swap from the ideal move d = (H - L) / 2: [A, pairs, s, s].
-        distance = copies[:, :pairs, :, None] - copies[:, pairs:, None, :]
-        miss, where = distance.sub_(half_gap[..., None, None]).abs_().view(active, pairs, -1).min(dim=-1)
+        picked = bin_load.argsort(dim=-1, descending=True).index_select(
+            1, pair_columns(num_bins, pairs, step, loads.device))  # [A, 2 * pairs]: heavy bins, then partners
+        half_gap = bin_load.gather(1, picked) @ halve  # [A, pairs]: (H - L) / 2
+        # Copies of the heavy bins and of their partners, copy position first: [s, A, pairs] each.
+        by_position = work.permute(2, 0, 1)
+        heavy, light = (by_position.gather(2, side.unsqueeze(0).expand(per_bin, -1, -1))
+                        for side in (picked[:, :pairs], picked[:, pairs:]))
+        # Distance of each swap from the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced
+        # over its first axis (on a CPU much faster than over a short last axis).
+        distance = (heavy[:, None] - light[None]).sub_(half_gap).abs_().view(per_bin * per_bin, -1)
+        miss, where = (t.view(active, pairs) for t in distance.min(dim=0))
         # Swapping helps when the new larger load (H + L) / 2 + miss is below H.
         better = miss < half_gap * (1 - 1e-9)
-        i = picked[:, :pairs] * per_bin + where // per_bin
-        j = torch.where(better, picked[:, pairs:] * per_bin + where % per_bin, i)  # i with itself: no swap
+        first = picked * per_bin  # first slot of each picked bin
+        i = first[:, :pairs] + where.div(per_bin, rounding_mode="floor")
+        j = torch.where(better, first[:, pairs:] + where.remainder(per_bin), i)  # i with itself: no swap
         ij = torch.cat([i, j.flip(1)], dim=1)  # j reversed, so flipping the values swaps i_k and j_k
-        work_loads.scatter_(1, ij, work_loads.gather(1, ij).flip(1))
         work_table.scatter_(1, ij, work_table.gather(1, ij).flip(1))
         improved = better.any(dim=-1)
         keep = improved | improved_before
@@ -287,15 +294,17 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
             keep &= bin_load.amax(dim=-1) > good_enough
         if not bool(keep.all()):
             if rows is not None:  # write the leaving rows' (and everyone's) work back
-                flat_table[rows], flat_loads[rows] = work_table, work_loads
+                flat_table[rows] = work_table
             rows = keep.nonzero().squeeze(1) if rows is None else rows[keep]
             if rows.numel() == 0:
-                return table, loads
-            work_table, work_loads = flat_table[rows], flat_loads[rows]
+                break
+            work_table, work_load = flat_table[rows], copy_load[rows]
             improved_before = improved_before[keep]
             good_enough = None if good_enough is None else good_enough[keep]
-    if rows is not None:
-        flat_table[rows], flat_loads[rows] = work_table, work_loads
+    else:
+        if rows is not None:
+            flat_table[rows] = work_table
+    loads.view(num_rows, -1).copy_(copy_load.gather(1, flat_table))
     return table, loads
 
 
