@@ -53,15 +53,15 @@ HEAVY_LEVELS = (1, 2)
 
 
 @lru_cache(maxsize=32)
-def harmonic_pairs(extra: int, device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (rank r, copy k) with (r + 1) * k <= extra, r >= 0, k >= 1: two [K] tensors, K ~ extra * ln(extra).
+def harmonic_pairs(extra: int, ranks: int, device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (rank r, copy k) with (r + 1) * k <= extra, 0 <= r < ranks, k >= 1: two [K] tensors, K ~ extra * ln(extra).
 
     The min-max greedy gives an item of weight rank r (0-based) at most extra / (r + 1)
     extra copies (see ``top_marginal_counts``), so these pairs are the only marginals it
     can take.
     """
-    ranks = [(r, k) for r in range(extra) for k in range(1, extra // (r + 1) + 1)]
-    rank, copy = zip(*ranks) if ranks else ((), ())
+    pairs = [(r, k) for r in range(min(extra, ranks)) for k in range(1, extra // (r + 1) + 1)]
+    rank, copy = zip(*pairs) if pairs else ((), ())
     return (torch.tensor(rank, dtype=torch.int64, device=device),
             torch.tensor(copy, dtype=torch.float64, device=device))
 
@@ -70,7 +70,7 @@ def top_marginal_counts(weight: torch.Tensor, extra: torch.Tensor | int,
                         allowed: torch.Tensor | None = None) -> torch.Tensor:
     """Counts of DeepSeek's min-max replication, restricted to ``allowed`` items: [B, n] int64 >= 1.
 
-    weight: [B, n]; extra: extra copies per row (int, or [B] / [B, 1] int64 >= 0); a row
+    weight: [B, n]; extra: extra copies per row (int, or a [B] / [B, 1] int64 tensor >= 0); a row
     with extra copies must allow an item. Adding the (k+1)-th copy of item e lowers its
     load per copy from w_e / k, so DeepSeek's greedy (one copy at a time to the largest
     load per copy) adds exactly the top ``extra`` marginals w_e / k. The item of weight
@@ -81,21 +81,26 @@ def top_marginal_counts(weight: torch.Tensor, extra: torch.Tensor | int,
     among ``harmonic_pairs`` is a valid greedy outcome (ties may fall differently).
     """
     num_rows, num_items = weight.shape
-    extra = torch.as_tensor(extra, device=weight.device).view(-1, 1).expand(num_rows, 1)
-    most = int(extra.max()) if num_rows else 0
+    if isinstance(extra, int):  # the same for every row
+        most, take = (extra if num_rows else 0), None
+    else:
+        extra = extra.view(-1, 1)
+        most = int(extra.max()) if num_rows else 0
+        take = (torch.arange(most, device=weight.device) < extra).long()
     logcnt = torch.ones(num_rows, num_items, dtype=torch.int64, device=weight.device)
     if most == 0:
         return logcnt
     key = weight.double() if allowed is None else torch.where(allowed, weight.double(), -1.0)
     value, item = key.topk(min(most, num_items), dim=-1)  # [B, r]: heaviest allowed first
-    rank, copy = harmonic_pairs(most, weight.device)
-    keep = rank < value.shape[-1]
-    rank, copy = rank[keep], copy[keep]
+    rank, copy = harmonic_pairs(most, value.shape[-1], weight.device)
     marginal = value[:, rank]
-    marginal = torch.where(marginal >= 0, marginal / copy, -1.0 - copy)  # disallowed items rank last
+    if allowed is None:
+        marginal /= copy
+    else:
+        marginal = torch.where(marginal >= 0, marginal / copy, -1.0 - copy)  # disallowed items rank last
     best = marginal.topk(most, dim=-1).indices  # [B, most], best first
-    take = torch.arange(most, device=weight.device) < extra
-    return logcnt.scatter_add_(1, item.gather(1, rank[best]), take.long())
+    chosen = item.gather(1, rank[best])
+    return logcnt.scatter_add_(1, chosen, torch.ones_like(chosen) if take is None else take.expand_as(chosen))
 
 
 def min_max_counts(weight: torch.Tensor, num_slots: int) -> torch.Tensor:
@@ -200,18 +205,25 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, to
     """
     num_rows, num_slots = loads.shape
     per_bin = num_slots // num_bins
+    copy_index, column = dealing_constants(num_bins, per_bin, loads.device)
     bin_load = loads[:, :num_bins].clone()  # round 0: copy k to bin k
-    bins = [torch.arange(num_bins, device=loads.device).expand(num_rows, -1)]
+    bins = [copy_index[:num_bins].expand(num_rows, -1)]
     for start in range(num_bins, num_slots, num_bins):
         lightest_first = bin_load.argsort(dim=-1)
         bins.append(lightest_first)
         bin_load.scatter_add_(1, lightest_first, loads[:, start : start + num_bins])
     # Copy k of round t lands in bin bins[t][k], column t of the table.
-    column = torch.arange(per_bin, device=loads.device).repeat_interleave(num_bins)
-    position = torch.stack(bins, dim=1).flatten(1) * per_bin + column  # [R, S]
-    table = torch.empty_like(position).scatter_(1, position, torch.arange(num_slots, device=loads.device)
-                                                .expand(num_rows, -1))
+    position = torch.stack(bins, dim=1).flatten(1).mul_(per_bin).add_(column)  # [R, S]
+    table = torch.empty_like(position).scatter_(1, position, copy_index.expand(num_rows, -1))
     return table.view(num_rows, num_bins, per_bin), loads.gather(1, table).view(num_rows, num_bins, per_bin)
+
+
+@lru_cache(maxsize=64)
+def dealing_constants(num_bins: int, per_bin: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(0, 1, ..., S - 1) and the round of each dealt copy (0 x M, 1 x M, ...): two [S] int64."""
+    num_slots = num_bins * per_bin
+    return (torch.arange(num_slots, device=device),
+            torch.arange(per_bin, device=device).repeat_interleave(num_bins))
 
 
 @lru_cache(maxsize=64)
@@ -319,6 +331,13 @@ def pack_copies(loads: torch.Tensor, num_bins: int,
     return table, packed.sum(-1)
 
 
+@lru_cache(maxsize=16)
+def paired_packs(num_packs: int, device: torch.device) -> torch.Tensor:
+    """Pack of the k-th heaviest of 2 * num_packs items, largest with smallest: 0..M-1, M-1..0."""
+    pack_of = torch.arange(num_packs, device=device)
+    return torch.cat([pack_of, pack_of.flip(0)])
+
+
 class JointSearch(Policy):
     name = "joint"
     summary = ("Counts chosen with the packing: several candidate count vectors per layer, "
@@ -329,8 +348,7 @@ class JointSearch(Policy):
         per_pack = num_items // num_packs
         order = weight.argsort(dim=-1, descending=True)
         if per_pack == 2:  # largest with smallest: optimal for pairs
-            pack_of = torch.arange(num_packs, device=weight.device)
-            pack_of = torch.cat([pack_of, pack_of.flip(0)])
+            pack_of = paired_packs(num_packs, weight.device)
         else:
             table, _ = pack_copies(weight.gather(1, order), num_packs)
             pack_of = torch.empty_like(table.flatten(1)).scatter_(
@@ -348,10 +366,13 @@ class JointSearch(Policy):
         """
         min_max = min_max_counts(weight, num_slots)
         candidates = [min_max]
-        for h in HEAVY_LEVELS:
-            heavy = heavy_share_counts(weight, num_slots, num_bins, h, min_max)
-            if heavy is not min_max:
-                candidates.append(heavy)
+        # An item is heavy at level h when w * (h + 1) * bins > the row's load: none at the
+        # top level means none at any level (a cheap test before the per-level work).
+        if bool((weight.amax(dim=-1) * (max(HEAVY_LEVELS) + 1) * num_bins > weight.sum(dim=-1)).any()):
+            for h in HEAVY_LEVELS:
+                heavy = heavy_share_counts(weight, num_slots, num_bins, h, min_max)
+                if heavy is not min_max:
+                    candidates.append(heavy)
         if num_slots == 2 * num_bins:
             exact = two_slot_search(weight, num_bins)
             if exact is not None:
@@ -360,6 +381,14 @@ class JointSearch(Policy):
 
     def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
                            rows_per_layer: int = 1) -> torch.Tensor:
+        # Inference mode skips autograd's bookkeeping on the many small operations; the
+        # result is cloned outside it, so callers get an ordinary tensor.
+        with torch.inference_mode():
+            phy2item = self._search(weight, num_slots, num_bins, rows_per_layer)
+        return phy2item.clone()
+
+    def _search(self, weight: torch.Tensor, num_slots: int, num_bins: int, rows_per_layer: int) -> torch.Tensor:
+        """``replicate_and_pack``'s work: weight [B, n] -> phy2log [B, num_slots]."""
         num_rows, num_items = weight.shape
         counts = self.candidate_counts(weight, num_slots, num_bins)  # [B, C, n]
         num_candidates = counts.shape[1]
