@@ -235,6 +235,13 @@ def pair_columns(num_bins: int, pairs: int, step: int, device: torch.device) -> 
     return torch.cat([heavy, light]).to(device)
 
 
+@lru_cache(maxsize=16)
+def swap_positions(per_bin: int, device: torch.device) -> torch.Tensor:
+    """[s * s, 2] int64: swap q = a * s + b moves copy a of the heavy bin and copy b of its partner."""
+    q = torch.arange(per_bin * per_bin, device=device)
+    return torch.stack([q // per_bin, q % per_bin], dim=1)
+
+
 @lru_cache(maxsize=64)
 def pair_difference(pairs: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """[2 * pairs, pairs] matrix taking half the difference of paired loads: (H_k - L_k) / 2."""
@@ -294,11 +301,12 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
         miss, where = (t.view(active, pairs) for t in distance.min(dim=0))
         # Swapping helps when the new larger load (H + L) / 2 + miss is below H.
         better = miss < half_gap * (1 - 1e-9)
-        first = picked * per_bin  # first slot of each picked bin
-        i = first[:, :pairs] + where.div(per_bin, rounding_mode="floor")
-        j = torch.where(better, first[:, pairs:] + where.remainder(per_bin), i)  # i with itself: no swap
-        ij = torch.cat([i, j.flip(1)], dim=1)  # j reversed, so flipping the values swaps i_k and j_k
-        work_table.scatter_(1, ij, work_table.gather(1, ij).flip(1))
+        # Slots of each pair's two copies, [A, pairs, 2]: bin * s + position in the bin.
+        ij = swap_positions(per_bin, loads.device)[where].add_(picked.view(active, 2, pairs).transpose(1, 2),
+                                                               alpha=per_bin)
+        ij[..., 1] = torch.where(better, ij[..., 1], ij[..., 0])  # a slot with itself: no swap
+        ij = ij.view(active, -1)
+        work_table.scatter_(1, ij, work_table.gather(1, ij).view(active, pairs, 2).flip(-1).view(active, -1))
         improved = better.any(dim=-1)
         keep = improved | improved_before
         improved_before = improved
