@@ -90,8 +90,9 @@ def top_marginal_counts(weight: torch.Tensor, extra: torch.Tensor | int,
     logcnt = torch.ones(num_rows, num_items, dtype=torch.int64, device=weight.device)
     if most == 0:
         return logcnt
-    key = weight.double() if allowed is None else torch.where(allowed, weight.double(), -1.0)
+    key = weight if allowed is None else torch.where(allowed, weight, -1.0)
     value, item = key.topk(min(most, num_items), dim=-1)  # [B, r]: heaviest allowed first
+    value = value.double()  # exact, so the same order as a topk in float64
     rank, copy = harmonic_pairs(most, value.shape[-1], weight.device)
     marginal = value[:, rank]
     if allowed is None:
