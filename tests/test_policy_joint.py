@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import eplb
 from eplb.metrics import balancedness, gpu_loads
+from eplb.policies.base import copy_counts
 from eplb.policies.joint import (deal_in_rounds, heavy_share_counts, improve_by_swaps, min_max_counts,
                                  top_marginal_counts, two_slot_search)
 from eplb.workloads import FAMILIES, generate_load
@@ -159,3 +160,26 @@ def test_log2phy_lists_copies_in_slot_order(num_experts, extra, seed):
             slots = [p for p in range(num_replicas) if int(phy2log[layer, p]) == expert]
             assert logcnt[layer, expert] == len(slots)
             assert log2phy[layer, expert].tolist() == slots + [-1] * (extra + 1 - len(slots))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(FAMILIES), st.integers(0, 99), st.sampled_from([2, 4]))
+def test_rows_that_cannot_hold_the_layer_peak_do_not_change_it(family, seed, nodes):
+    """Stopping node rows at the layer's largest node mean leaves every layer's heaviest GPU as it was."""
+    policy = eplb.POLICIES["joint"]
+    weight = generate_load(family, 3 * nodes, 16, seed=seed)  # 3 layers of `nodes` node rows
+    peaks = []
+    for rows_per_layer in (1, nodes):
+        phy2log = policy.replicate_and_pack(weight, 24, 4, rows_per_layer=rows_per_layer)
+        bins = (weight / copy_counts(phy2log, 16)).gather(1, phy2log).view(-1, 4, 6).sum(-1)
+        peaks.append(bins.amax(-1).view(3, nodes).amax(-1))
+    assert torch.allclose(peaks[0], peaks[1], rtol=1e-6)
+
+
+def test_settled_rows_are_not_swapped():
+    loads = torch.rand(6, 48, generator=torch.Generator().manual_seed(1)).sort(dim=-1, descending=True).values
+    table, dealt = deal_in_rounds(loads, 8)
+    settled = torch.tensor([0.0, 1e9, 0.0, 1e9, 0.0, 1e9])
+    new_table, _ = improve_by_swaps(table.clone(), dealt.clone(), settled=settled)
+    assert torch.equal(new_table[1::2], table[1::2])
+    assert not torch.equal(new_table[::2], table[::2])
