@@ -183,3 +183,15 @@ def test_settled_rows_are_not_swapped():
     new_table, _ = improve_by_swaps(table.clone(), dealt.clone(), settled=settled)
     assert torch.equal(new_table[1::2], table[1::2])
     assert not torch.equal(new_table[::2], table[::2])
+
+
+@pytest.mark.parametrize("mode", ["global", "auto"])
+@pytest.mark.parametrize("family", ["zipf", "hot", "uniform"])
+def test_a_layer_alone_gets_the_placement_it_gets_in_the_batch(family, mode):
+    """Rows are independent: rebalancing one layer gives that layer's row of the whole matrix."""
+    weight = generate_load(family, 5, 64, seed=3)
+    for topology in ((80, 8, 2, 16), (72, 8, 4, 8)):
+        full = eplb.rebalance_experts(weight, *topology, policy="joint", mode=mode)[0]
+        for layer in range(weight.shape[0]):
+            alone = eplb.rebalance_experts(weight[layer : layer + 1], *topology, policy="joint", mode=mode)[0]
+            assert torch.equal(alone[0], full[layer])
