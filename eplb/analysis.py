@@ -56,8 +56,11 @@ class Run:
 
 
 def run_policy(weight: torch.Tensor, topology: Topology, policy: str | None = None, mode: str = "auto",
-               *, repeats: int = 1) -> Run:
-    """Rebalance weight [L, E] on topology, time it (best of ``repeats``), and evaluate the placement."""
+               *, repeats: int = 1, bound: torch.Tensor | None = None) -> Run:
+    """Rebalance weight [L, E] on topology, time it (best of ``repeats``), and evaluate the placement.
+
+    bound: the load's [L] lower bound in this mode, if known (see ``eplb.metrics.evaluate``).
+    """
     name = DEFAULT_POLICY if policy is None else policy
     runtime_ms = float("inf")
     for _ in range(max(repeats, 1)):  # the first call in a fresh process pays torch's one-time set-up
@@ -68,7 +71,7 @@ def run_policy(weight: torch.Tensor, topology: Topology, policy: str | None = No
         )
         runtime_ms = min(runtime_ms, (time.perf_counter() - start) * 1000)
     resolved = topology.resolve_mode(mode)
-    report = evaluate(weight, phy2log, topology, resolved)
+    report = evaluate(weight, phy2log, topology, resolved, bound=bound)
     return Run(name, resolved, topology, phy2log, report, runtime_ms)
 
 
@@ -98,7 +101,16 @@ def compare_policies(
     mode that applies.
     """
     names = list(policies or POLICIES)
-    return [run_policy(weight, topology, name, mode, repeats=repeats) for mode in modes for name in names]
+    return [run for mode in modes for run in _policies_on(weight, topology, names, mode, repeats)]
+
+
+def _policies_on(weight: torch.Tensor, topology: Topology, names: list[str], mode: str, repeats: int = 1) -> list[Run]:
+    """Each named policy on one load, topology and mode; the lower bound is computed once and shared."""
+    runs, bound = [], None
+    for name in names:
+        runs.append(run_policy(weight, topology, name, mode, repeats=repeats, bound=bound))
+        bound = runs[-1].report.bound
+    return runs
 
 
 def preset_for_shape(num_layers: int, num_experts: int) -> ModelPreset | None:
@@ -196,12 +208,11 @@ def sweep(
     for index, value in enumerate(values):
         topology = topology_at(axis, value, num_experts, base)
         redundant_bytes = memory_of_copies(topology, num_layers, num_experts, expert_bytes)
-        for name in names:
-            try:
-                run = run_policy(weight, topology, name, mode)
-                points.append(SweepPoint(axis, value, name, topology, run, redundant_bytes))
-            except ValueError as exc:
-                points.append(SweepPoint(axis, value, name, topology, None, redundant_bytes, str(exc)))
+        try:
+            runs = _policies_on(weight, topology, names, mode)
+            points += [SweepPoint(axis, value, run.policy, topology, run, redundant_bytes) for run in runs]
+        except ValueError as exc:  # the topology does not fit: the same reason for every policy
+            points += [SweepPoint(axis, value, name, topology, None, redundant_bytes, str(exc)) for name in names]
         if progress is not None:
             progress(index + 1, len(values))
     return points

@@ -144,13 +144,20 @@ class PlacementReport:
         return self.bound_balancedness - self.balancedness
 
 
-def evaluate(weight: torch.Tensor, phy2log: torch.Tensor, topology, mode: str = "auto") -> PlacementReport:
-    """Measure a placement phy2log [L, P] of load weight [L, E] on a ``Topology``."""
+def evaluate(
+    weight: torch.Tensor, phy2log: torch.Tensor, topology, mode: str = "auto", *, bound: torch.Tensor | None = None
+) -> PlacementReport:
+    """Measure a placement phy2log [L, P] of load weight [L, E] on a ``Topology``.
+
+    bound: the [L] lower bound of ``eplb.bounds.lower_bound`` when the caller already has it;
+    it depends on the load, topology and mode only, so placements compared on one load share it.
+    """
     loads = gpu_loads(weight, phy2log, topology.num_gpus)
     nodes = loads.view(loads.shape[0], topology.num_nodes, -1).sum(-1)
-    bound = lower_bound(
-        weight, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus, mode
-    )
+    if bound is None:
+        bound = lower_bound(
+            weight, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus, mode
+        )
     return PlacementReport(
         gpu_loads=loads,
         node_loads=nodes,

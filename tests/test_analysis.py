@@ -208,3 +208,21 @@ def test_prices_follow_the_expert_size():
     assert unpriced.total_bytes_moved == 0 and priced.total_bytes_moved == 7 * priced.total_copies_sent > 0
     assert unpriced.priced(7).rebalances == priced.rebalances
     assert torch.equal(unpriced.priced(7).balancedness_rebalanced, priced.balancedness_rebalanced)
+
+
+def test_policies_on_one_load_share_one_bound_computation(weight, monkeypatch):
+    import eplb.metrics
+
+    calls = []
+    real = eplb.metrics.lower_bound
+    monkeypatch.setattr(eplb.metrics, "lower_bound", lambda *a, **k: calls.append(a) or real(*a, **k))
+    runs = compare_policies(weight, BASE, ["hierarchical", "global"])
+    assert len(calls) == 2  # once per mode, not once per policy
+    by_mode = {}
+    for run in runs:
+        by_mode.setdefault(run.mode, run.report.bound)
+        assert torch.equal(run.report.bound, by_mode[run.mode])
+    assert torch.equal(by_mode["global"], real(weight, *vars(BASE).values(), "global"))
+    calls.clear()
+    sweep(weight, "redundant", [0, 8], BASE)
+    assert len(calls) == 2  # once per point

@@ -108,7 +108,8 @@ def placement(digest: str, topology: eplb.Topology, mode: str, policy: str) -> P
     Raises ValueError (eplb's message) on a topology the contract rejects.
     """
     weight = lookup(digest)
-    run = run_policy(weight, topology, policy, mode)
+    bound = baseline(digest, topology, mode).report.bound  # cached; the bound depends on no placement
+    run = run_policy(weight, topology, policy, mode, bound=bound)
     return _placement(weight, run.phy2log, run.report, run.runtime_ms, run.policy, run.mode)
 
 
