@@ -45,8 +45,7 @@ MAX_PAIRS = 8
 """Heaviest bins a swap pass pairs with light partners."""
 
 GOOD_ENOUGH = 5e-4
-"""A row stops swapping once its heaviest bin is within this fraction of its mean bin load."""
-"""A swap must lower its heavy bin by this fraction of the bin's load."""
+"""A row stops swapping once its heaviest bin is within this fraction of its ``packing_floor``."""
 
 HEAVY_LEVELS = (1, 2)
 """h of the "h heavy copies per bin" candidates."""
@@ -251,7 +250,7 @@ def pair_difference(pairs: int, dtype: torch.dtype, device: torch.device) -> tor
 
 
 def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMPROVE_PASSES,
-                     good_enough: torch.Tensor | None = None, settled: torch.Tensor | None = None):
+                     stop_at: torch.Tensor | None = None):
     """Even out bins by swapping copies: table, loads [R, M, s] -> improved (table, loads), both in place.
 
     Each pass sorts the bins by load and pairs the k-th heaviest with the k-th lightest,
@@ -260,9 +259,9 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
     moves d = a - b, and the pair's larger load becomes (H + L) / 2 + |d - (H - L) / 2|;
     every pair takes the swap that minimises it, if that is below H. Every bin keeps
     its number of copies and no pair gets worse. A row leaves once two passes in a row
-    find nothing to improve in it, or after a pass that began with its heaviest bin at
-    most ``good_enough`` [R]; a row whose heaviest bin is at most ``settled`` [R] takes no
-    (further) pass at all. The passes work on the remaining rows only. CPU time here goes
+    find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
+    (checked before each pass; a row already there takes none). The passes work on the
+    remaining rows only. CPU time here goes
     mostly to dispatching small tensor operations, so a pass uses few of them.
     """
     num_rows, num_bins, per_bin = loads.shape
@@ -275,14 +274,11 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
     copy_load = torch.empty_like(flat_table, dtype=loads.dtype).scatter_(1, flat_table, loads.view(num_rows, -1))
     rows = None  # None: every row, worked on in place; else the active rows, copied out
     work_table, work_load = flat_table, copy_load
-    if good_enough is not None and settled is not None:
-        good_enough = torch.maximum(good_enough, settled)
-    if settled is not None:
-        rows = (loads.sum(-1).amax(dim=-1) > settled).nonzero().squeeze(1)
+    if stop_at is not None:
+        rows = (loads.sum(-1).amax(dim=-1) > stop_at).nonzero().squeeze(1)
         if rows.numel() == 0:
             return table, loads
-        work_table, work_load = flat_table[rows], copy_load[rows]
-        good_enough = None if good_enough is None else good_enough[rows]
+        work_table, work_load, stop_at = flat_table[rows], copy_load[rows], stop_at[rows]
     halve = pair_difference(pairs, loads.dtype, loads.device)
     improved_before = torch.ones(work_table.shape[0], dtype=torch.bool, device=loads.device)
     for step in range(passes):
@@ -311,8 +307,8 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
         improved = better.any(dim=-1)
         keep = improved | improved_before
         improved_before = improved
-        if good_enough is not None:
-            keep &= bin_load.amax(dim=-1) > good_enough
+        if stop_at is not None:
+            keep &= bin_load.amax(dim=-1) > stop_at
         if not bool(keep.all()):
             if rows is not None:  # write the leaving rows' (and everyone's) work back
                 flat_table[rows] = work_table
@@ -321,7 +317,7 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
                 break
             work_table, work_load = flat_table[rows], copy_load[rows]
             improved_before = improved_before[keep]
-            good_enough = None if good_enough is None else good_enough[keep]
+            stop_at = None if stop_at is None else stop_at[keep]
     else:
         if rows is not None:
             flat_table[rows] = work_table
@@ -329,14 +325,42 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
     return table, loads
 
 
-def pack_copies(loads: torch.Tensor, num_bins: int,
-                settled: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+@lru_cache(maxsize=64)
+def floor_columns(num_bins: int, per_bin: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Prefix-sum columns of ``packing_floor``'s bounds, j = 0 .. per_bin - 1: four [per_bin] int64."""
+    num_slots = num_bins * per_bin
+    j = torch.arange(per_bin)
+    return tuple(t.to(device) for t in (j * num_bins + 1, j * num_bins - j, torch.full_like(j, num_slots),
+                                          num_slots - (per_bin - 1 - j)))
+
+
+def packing_floor(loads: torch.Tensor, num_bins: int) -> torch.Tensor:
+    """A proven lower bound on the heaviest bin of any packing of these copies: [R] float64.
+
+    loads: [R, S] copy loads sorted heaviest first, S = num_bins * s, every bin takes
+    exactly s copies. The bound is the largest of the mean bin load and, for
+    j = 0 .. s - 1: among the j * num_bins + 1 heaviest copies some bin holds j + 1
+    (pigeonhole), weighing at least the j + 1 lightest of them; its other s - j - 1
+    copies weigh at least the s - j - 1 lightest copies of all (never among the
+    first, as (s - j) * num_bins > s - j - 1). j = 0 is the heaviest copy plus the
+    s - 1 lightest; j = 1 shows that num_bins + 1 heavy copies force two onto one bin.
+    """
+    num_rows, num_slots = loads.shape
+    per_bin = num_slots // num_bins
+    prefix = torch.zeros(num_rows, num_slots + 1, dtype=torch.float64, device=loads.device)
+    torch.cumsum(loads, dim=-1, dtype=torch.float64, out=prefix[:, 1:])
+    top_end, top_start, low_end, low_start = (prefix[:, c] for c in floor_columns(num_bins, per_bin, loads.device))
+    pigeonhole = (top_end - top_start + low_end - low_start).amax(dim=-1)
+    return torch.maximum(pigeonhole, prefix[:, -1] / num_bins)
+
+
+def pack_copies(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Deal then swap: loads [R, S] sorted heaviest first -> (table [R, M, S/M] of copy indices, bin loads [R, M]).
 
-    settled: [R] or None, passed on to ``improve_by_swaps``.
+    A row stops swapping once its heaviest bin is within ``GOOD_ENOUGH`` of its ``packing_floor``.
     """
-    good = loads.sum(-1) / num_bins * (1 + GOOD_ENOUGH)
-    table, packed = improve_by_swaps(*deal_in_rounds(loads, num_bins), good_enough=good, settled=settled)
+    stop_at = packing_floor(loads, num_bins) * (1 + GOOD_ENOUGH)
+    table, packed = improve_by_swaps(*deal_in_rounds(loads, num_bins), stop_at=stop_at.to(loads.dtype))
     return table, packed.sum(-1)
 
 
@@ -396,6 +420,33 @@ class JointSearch(Policy):
             phy2item = self._search(weight, num_slots, num_bins, rows_per_layer)
         return phy2item.clone()
 
+    @staticmethod
+    def _stop_at(floor: torch.Tensor, peak: torch.Tensor, row: torch.Tensor | None, num_rows: int,
+                 rows_per_layer: int) -> torch.Tensor:
+        """When each packed (row, candidate) may stop swapping: [K] load thresholds.
+
+        floor, peak: [K] ``packing_floor`` and dealt heaviest bin of each packed count
+        vector; row: [K] the row (of num_rows) each belongs to, None when K = num_rows.
+        A packing stops once its heaviest bin is
+        * within ``GOOD_ENOUGH`` of its own floor: it cannot get much better;
+        * at most the layer's floor, the largest over the layer's rows of the row's
+          smallest candidate floor: every placement of the layer has a bin that heavy,
+          so this row no longer decides the layer's heaviest bin;
+        * anywhere, if its floor is at least the dealt peak of another candidate of
+          its row: it can at best tie with that one, so it is not worth a pass.
+        """
+        stop_at = floor * (1 + GOOD_ENOUGH)
+        row_floor = floor
+        if row is not None:
+            row_floor = torch.full((num_rows,), torch.inf, dtype=floor.dtype, device=floor.device)
+            row_floor.scatter_reduce_(0, row, floor, reduce="amin")
+            best_peak = torch.full_like(row_floor, torch.inf).scatter_reduce_(0, row, peak.to(floor.dtype), "amin")
+            stop_at = torch.where(floor >= best_peak[row], torch.inf, stop_at)
+        if rows_per_layer > 1:
+            layer_floor = row_floor.view(-1, rows_per_layer).amax(dim=-1).repeat_interleave(rows_per_layer)
+            stop_at = torch.maximum(stop_at, layer_floor if row is None else layer_floor[row])
+        return stop_at
+
     def _search(self, weight: torch.Tensor, num_slots: int, num_bins: int, rows_per_layer: int) -> torch.Tensor:
         """``replicate_and_pack``'s work: weight [B, n] -> phy2log [B, num_slots]."""
         num_rows, num_items = weight.shape
@@ -415,13 +466,12 @@ class JointSearch(Policy):
         # Copies heaviest first: sort the items once, then repeat each by its count.
         order = per_copy.argsort(dim=-1, descending=True)
         phy2item = order.flatten().repeat_interleave(flat_counts.gather(1, order).flatten()).view(order.shape[0], -1)
-        # No bin of a layer can end below the mean bin load of the layer's heaviest row, so a
-        # row already at or below that has no bearing on the layer's heaviest bin.
-        settled = None
-        if rows_per_layer > 1:
-            settled = (weight.sum(-1) / num_bins).view(-1, rows_per_layer).amax(-1).repeat_interleave(rows_per_layer)
-            settled = settled if row is None else settled[row]
-        table, bin_loads = pack_copies(per_copy.gather(1, phy2item), num_bins, settled)
+        loads = per_copy.gather(1, phy2item)  # [K, S], heaviest first
+        floor = packing_floor(loads, num_bins)
+        table, packed = deal_in_rounds(loads, num_bins)
+        stop_at = self._stop_at(floor, packed.sum(-1).amax(dim=-1), row, num_rows, rows_per_layer)
+        table, packed = improve_by_swaps(table, packed, stop_at=stop_at.to(loads.dtype))
+        bin_loads = packed.sum(-1)
         if row is None:
             return phy2item.gather(-1, table.flatten(1))
         peak = torch.full((num_rows, num_candidates), torch.inf, dtype=bin_loads.dtype, device=weight.device)
