@@ -9,6 +9,7 @@ import torch
 
 from .policies import DEFAULT_POLICY, POLICIES
 from .policies.base import copy_counts
+from .sorting import sort_rows
 
 MODES = ("auto", "hierarchical", "global")
 
@@ -113,35 +114,25 @@ def validate_weight(weight) -> torch.Tensor:
     return weight
 
 
-RANK_ROUNDS = 3
-"""Rounds ``ranked_copies`` spends on experts with several copies before it sorts instead."""
-
-
 def ranked_copies(phy2log: torch.Tensor, logcnt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every slot with its expert and copy rank: (experts, slots, ranks), each [L, P] int64.
+    """Every slot with its expert and copy rank, expert by expert: (experts, slots, ranks), each [L, P] int64.
 
     phy2log: [L, P] int64, logcnt: [L, E] its copy counts. The rank of a slot is the
-    number of lower slots holding the same expert. When no expert has more than
-    RANK_ROUNDS + 1 copies (the usual case), rounds of one ``scatter_reduce`` rank them
-    in slot order: round k drops each expert's lowest slot still unranked, so the slots
-    left are copy k + 1 or later. Otherwise a stable sort of each layer by expert gives
-    the slots expert by expert, copies in slot order.
+    number of lower slots holding the same expert. Sorting the keys expert * 2**b + slot
+    (2**b > P; distinct keys, so any sort is stable) lists the slots expert by expert,
+    in slot order. Shifts decode the keys, and they usually fit 32-bit integers, which
+    sort fastest.
     """
     num_layers, num_replicas = phy2log.shape
     slots = torch.arange(num_replicas, device=phy2log.device)
-    most = int(logcnt.max())
-    if most > RANK_ROUNDS + 1:
-        experts_sorted, slots_sorted = phy2log.sort(dim=-1, stable=True)
-        first_position = logcnt.cumsum(dim=-1) - logcnt  # [L, E]
-        return experts_sorted, slots_sorted, slots - first_position.gather(-1, experts_sorted)
-    rank = torch.zeros_like(phy2log)
-    # Slots still to rank hold their own index, the others num_replicas (never an expert's lowest).
-    left = torch.where(logcnt.gather(1, phy2log) > 1, slots, num_replicas)
-    for _ in range(most - 1):
-        lowest = torch.full_like(logcnt, num_replicas).scatter_reduce_(1, phy2log, left, "amin")
-        left = left.masked_fill(left == lowest.gather(1, phy2log), num_replicas)
-        rank += left < num_replicas
-    return phy2log, slots.expand(num_layers, -1), rank
+    bits = max(num_replicas - 1, 1).bit_length()
+    key = (phy2log << bits) | slots
+    if logcnt.shape[1] << bits < 2**31:
+        key = key.int()
+    key = sort_rows(key).long()
+    experts, slots_sorted = key >> bits, key & ((1 << bits) - 1)
+    first_position = logcnt.cumsum(dim=-1) - logcnt  # [L, E]
+    return experts, slots_sorted, slots - first_position.gather(-1, experts)
 
 
 def log2phy_from_phy2log(phy2log: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
