@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 import eplb
 from eplb.metrics import balancedness, gpu_loads
 from eplb.policies.base import copy_counts
-from eplb.policies.joint import (deal_in_rounds, heavy_share_counts, improve_by_swaps, min_max_counts,
-                                 packing_floor, top_marginal_counts, two_slot_search)
+from eplb.policies.joint import (deal_in_rounds, improve_by_swaps, min_max_counts, packing_floor, run_counts,
+                                 sorted_rows, two_slot_search)
 from eplb.workloads import FAMILIES, generate_load
 
 
@@ -91,31 +91,35 @@ def test_min_max_counts_match_deepseek_replication(loads, extra):
     assert float((weight / counts).max()) == pytest.approx(float((weight / expected).max()))
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 50), st.booleans()), min_size=1, max_size=9), st.integers(0, 12))
-def test_restricted_counts_match_one_copy_at_a_time(items, extra):
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=9), st.integers(0, 12), st.data())
+def test_run_counts_match_one_copy_at_a_time(items, extra, data):
     """The harmonic top-marginal shortcut gives the same largest load per copy as adding
-    copies one at a time to the allowed item with the largest load per copy."""
-    loads = torch.tensor([[float(w) for w, _ in items]], dtype=torch.float64)
-    allowed = torch.tensor([[a for _, a in items]])
-    allowed[0, 0] = True  # a row with extra copies allows an item
-    counts = top_marginal_counts(loads, extra, allowed)
-    assert int(counts.sum()) == len(items) + extra and bool((counts[~allowed] == 1).all())
+    copies one at a time to the item of the run with the largest load per copy."""
+    loads = torch.tensor([[float(w) for w in items]], dtype=torch.float64)
+    start = data.draw(st.integers(0, len(items) - 1))
+    stop = data.draw(st.integers(start + 1, len(items)))
+    value, item = sorted_rows(loads)
+    counts = run_counts(value, item, *(torch.tensor([v]) for v in (0, start, stop, extra)))
+    in_run = torch.zeros_like(loads, dtype=torch.bool)
+    in_run[0, item[0, start:stop]] = True
+    assert int(counts.sum()) == len(items) + extra and bool((counts[~in_run] == 1).all())
     greedy = torch.ones_like(counts)
     for _ in range(extra):
-        per_copy = torch.where(allowed, loads / greedy, -1.0)
+        per_copy = torch.where(in_run, loads / greedy, -1.0)
         greedy[0, int(per_copy.argmax())] += 1
-    assert float(torch.where(allowed, loads / counts, 0).max()) == pytest.approx(
-        float(torch.where(allowed, loads / greedy, 0).max()))
+    assert float(torch.where(in_run, loads / counts, 0).max()) == pytest.approx(
+        float(torch.where(in_run, loads / greedy, 0).max()))
 
 
-def test_heavy_share_counts_give_heavy_experts_two_copies_per_gpu():
+def test_heavy_share_candidate_gives_hot_experts_two_copies_per_gpu():
     """Three hot experts on 32 GPUs: 64 heavy copies, two per GPU, as the 192-slot Qwen3 shape needs."""
     weight = generate_load("hot", 4, 128, seed=0).double()
-    fallback = min_max_counts(weight, 192)
-    counts = heavy_share_counts(weight, 192, 32, 2, fallback)
+    candidates = eplb.POLICIES["joint"].candidate_counts(weight, 192, 32)
     hot = weight * 3 * 32 > weight.sum(-1, keepdim=True)
-    assert bool((counts.sum(-1) == 192).all()) and bool(((counts * hot).sum(-1) == 64).all())
+    assert bool((candidates.sum(-1) == 192).all())
+    heavy_copies = (candidates * hot.unsqueeze(1)).sum(-1)  # [layers, candidates]
+    assert bool((heavy_copies == 64).any(dim=1).all())
     phy2log = eplb.rebalance_experts(weight, 192, 1, 1, 32, policy="joint", mode="global")[0]
     assert balancedness(gpu_loads(weight, phy2log, 32)) > 0.99
 

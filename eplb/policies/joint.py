@@ -33,6 +33,7 @@ from itertools import combinations
 
 import torch
 
+from ..sorting import argsort_rows, topk_rows
 from .base import Policy, copies_from_counts
 
 IMPROVE_PASSES = 12
@@ -65,74 +66,74 @@ def harmonic_pairs(extra: int, ranks: int, device: torch.device = torch.device("
             torch.tensor(copy, dtype=torch.float64, device=device))
 
 
-def top_marginal_counts(weight: torch.Tensor, extra: torch.Tensor | int,
-                        allowed: torch.Tensor | None = None) -> torch.Tensor:
-    """Counts of DeepSeek's min-max replication, restricted to ``allowed`` items: [B, n] int64 >= 1.
+def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start: torch.Tensor,
+               stop: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+    """DeepSeek's min-max replication of runs of items, batched: [Q, n] int64 counts >= 1.
 
-    weight: [B, n]; extra: extra copies per row (int, or a [B] / [B, 1] int64 tensor >= 0); a row
-    with extra copies must allow an item. Adding the (k+1)-th copy of item e lowers its
-    load per copy from w_e / k, so DeepSeek's greedy (one copy at a time to the largest
-    load per copy) adds exactly the top ``extra`` marginals w_e / k. The item of weight
-    rank r (1-based) never needs the marginal w_(r) / k with r * k > extra: the marginals
-    w_(r') / m with r' <= r, m <= k are all at least as large, and at least extra of them
-    have r' * m <= extra (m = k for the p = floor(extra / k) heaviest items, and
-    floor(extra / (p + 1)) >= extra - p * k more for item p + 1). So the top ``extra``
-    among ``harmonic_pairs`` is a valid greedy outcome (ties may fall differently).
+    value: [B, n] loads sorted heaviest first, item: [B, n] the item of each. Request q
+    gives extra[q] extra copies to the items at sorted positions start[q] .. stop[q] - 1
+    of row src[q] (start < stop when extra > 0), minimising their largest load per copy;
+    every other item keeps one copy. src, start, stop, extra: [Q] int64.
+
+    Adding the (k+1)-th copy of an item lowers its load per copy from w / k, so the greedy
+    (one copy at a time to the largest load per copy) adds exactly the top ``extra``
+    marginals w / k. The item of rank r in the run (1-based) never needs the marginal
+    w_(r) / k with r * k > extra: the marginals w_(r') / m with r' <= r, m <= k are all at
+    least as large, and at least extra of them have r' * m <= extra (m = k for the
+    p = floor(extra / k) heaviest items, and floor(extra / (p + 1)) >= extra - p * k more
+    for item p + 1). So the top ``extra`` among ``harmonic_pairs`` is a valid greedy
+    outcome (ties may fall differently).
     """
-    num_rows, num_items = weight.shape
-    if isinstance(extra, int):  # the same for every row
-        most, take = (extra if num_rows else 0), None
-    else:
-        extra = extra.view(-1, 1)
-        most = int(extra.max()) if num_rows else 0
-        take = (torch.arange(most, device=weight.device) < extra).long()
-    logcnt = torch.ones(num_rows, num_items, dtype=torch.int64, device=weight.device)
+    num_items = value.shape[1]
+    logcnt = torch.ones(src.shape[0], num_items, dtype=torch.int64, device=value.device)
+    most = int(extra.max()) if extra.numel() else 0
     if most == 0:
         return logcnt
-    key = weight if allowed is None else torch.where(allowed, weight, -1.0)
-    value, item = key.topk(min(most, num_items), dim=-1)  # [B, r]: heaviest allowed first
-    value = value.double()  # exact, so the same order as a topk in float64
-    rank, copy = harmonic_pairs(most, value.shape[-1], weight.device)
-    marginal = value[:, rank]
-    if allowed is None:
-        marginal /= copy
-    else:
-        marginal = torch.where(marginal >= 0, marginal / copy, -1.0 - copy)  # disallowed items rank last
-    best = marginal.topk(most, dim=-1).indices  # [B, most], best first
-    chosen = item.gather(1, rank[best])
-    return logcnt.scatter_add_(1, chosen, torch.ones_like(chosen) if take is None else take.expand_as(chosen))
+    rank, copy = harmonic_pairs(most, min(most, num_items), value.device)
+    position = start.unsqueeze(1) + rank  # [Q, K]
+    inside = position < stop.unsqueeze(1)
+    position.clamp_(max=num_items - 1)
+    row = src.unsqueeze(1)
+    # float64 keeps the marginals exact, so ties order as a float64 greedy's would; runs
+    # shorter than the pairs need rank their missing items last.
+    marginal = torch.where(inside, value[row, position].double() / copy, -1.0 - copy)
+    best = topk_rows(marginal, most)[1]  # [Q, most], best first
+    chosen = item[row, position.gather(1, best)]
+    take = (torch.arange(most, device=value.device) < extra.unsqueeze(1)).long()
+    return logcnt.scatter_add_(1, chosen, take)
+
+
+def sorted_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """weight [B, n] -> (loads sorted heaviest first, their items), both [B, n]."""
+    item = argsort_rows(weight, descending=True)
+    return weight.gather(1, item), item
 
 
 def min_max_counts(weight: torch.Tensor, num_slots: int) -> torch.Tensor:
     """Counts minimising the largest load per copy (DeepSeek's replication): [B, n] int64, rows sum to num_slots."""
-    return top_marginal_counts(weight, num_slots - weight.shape[-1])
-
-
-def heavy_share_counts(weight: torch.Tensor, num_slots: int, num_bins: int, per_bin: int,
-                       fallback: torch.Tensor) -> torch.Tensor:
-    """Counts that give the heavy items exactly ``per_bin`` copies per bin between them.
-
-    weight: [B, n] -> logcnt [B, n] int64. Heavy: load above the mean bin load / (per_bin + 1),
-    so per_bin + 1 heavy copies on one bin would overshoot the mean. The heavy items
-    split per_bin * num_bins copies by min-max counts; the light items take the remaining
-    slots the same way. Rows where that is impossible (no heavy item, too many, too few
-    slots, no light item) take ``fallback`` [B, n] instead.
-    """
     num_rows, num_items = weight.shape
+    value, item = sorted_rows(weight)
+    rows = torch.arange(num_rows, device=weight.device)
+    return run_counts(value, item, rows, torch.zeros_like(rows), torch.full_like(rows, num_items),
+                      torch.full_like(rows, num_slots - num_items))
+
+
+def heavy_split(value: torch.Tensor, num_slots: int, num_bins: int, per_bin: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The "per_bin heavy copies per bin" candidate's runs: (feasible, num_heavy, heavy_extra), each [B].
+
+    value: [B, n] loads sorted heaviest first. Heavy: load above the mean bin load /
+    (per_bin + 1), so per_bin + 1 heavy copies on one bin would overshoot the mean; the
+    heavy items are the first num_heavy. They share per_bin * num_bins copies
+    (heavy_extra of them extra), the light items take the other slots. Infeasible rows
+    (no heavy item, too many, too few slots, no light item) get no extra copies.
+    """
+    num_items = value.shape[1]
     heavy_copies = per_bin * num_bins
-    heavy = weight * (per_bin + 1) * num_bins > weight.sum(-1, keepdim=True)  # [B, n]
-    num_heavy = heavy.sum(-1, keepdim=True)
+    num_heavy = (value * (per_bin + 1) * num_bins > value.sum(-1, keepdim=True)).sum(-1)
     feasible = (num_heavy >= 1) & (num_heavy <= heavy_copies) & (num_heavy < num_items)
     feasible &= heavy_copies - num_heavy + num_items <= num_slots
-    if not bool(feasible.any()):
-        return fallback
-    # Extra copies: heavy_copies - num_heavy for the heavy items, the rest for the light
-    # ones: two restricted min-max passes, done as one batch of 2B rows.
-    heavy_extra = torch.where(feasible, heavy_copies - num_heavy, 0)
-    light_extra = torch.where(feasible, num_slots - num_items - heavy_extra, 0)
-    counts = top_marginal_counts(weight.repeat(2, 1), torch.cat([heavy_extra, light_extra]),
-                                 torch.cat([heavy, ~heavy])).view(2, num_rows, num_items)
-    return torch.where(feasible, counts.sum(0) - 1, fallback)
+    return feasible, num_heavy, torch.where(feasible, heavy_copies - num_heavy, 0)
 
 
 @lru_cache(maxsize=16)
@@ -209,7 +210,7 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, to
     bin_load = loads[:, :num_bins].clone()  # round 0: copy k to bin k
     bins = [copy_index[:num_bins].expand(num_rows, -1)]
     for start in range(num_bins, num_slots, num_bins):
-        lightest_first = bin_load.argsort(dim=-1)
+        lightest_first = argsort_rows(bin_load)
         bins.append(lightest_first)
         bin_load.scatter_add_(1, lightest_first, loads[:, start : start + num_bins])
     # Copy k of round t lands in bin bins[t][k], column t of the table.
@@ -285,7 +286,7 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
         active = work_table.shape[0]
         work = work_load.gather(1, work_table).view(active, num_bins, per_bin)
         bin_load = work.sum(-1)
-        picked = bin_load.argsort(dim=-1, descending=True).index_select(
+        picked = argsort_rows(bin_load, descending=True).index_select(
             1, pair_columns(num_bins, pairs, step, loads.device))  # [A, 2 * pairs]: heavy bins, then partners
         half_gap = bin_load.gather(1, picked) @ halve  # [A, pairs]: (H - L) / 2
         # Copies of the heavy bins and of their partners, copy position first: [s, A, pairs] each.
@@ -379,7 +380,7 @@ class JointSearch(Policy):
     def pack(self, weight: torch.Tensor, num_packs: int) -> torch.Tensor:
         num_rows, num_items = weight.shape
         per_pack = num_items // num_packs
-        order = weight.argsort(dim=-1, descending=True)
+        order = argsort_rows(weight, descending=True)
         if per_pack == 2:  # largest with smallest: optimal for pairs
             pack_of = paired_packs(num_packs, weight.device)
         else:
@@ -397,15 +398,26 @@ class JointSearch(Policy):
 
         A candidate that is the min-max counts in every row is left out (C >= 1).
         """
-        min_max = min_max_counts(weight, num_slots)
+        num_rows, num_items = weight.shape
+        value, item = sorted_rows(weight)
+        rows = torch.arange(num_rows, device=weight.device)
+        first, everyone, spare = (torch.full_like(rows, v) for v in (0, num_items, num_slots - num_items))
+        # Runs of sorted items to replicate: all of them for the min-max counts, then for
+        # every level with a feasible row the heavy run and the light run.
+        splits = [heavy_split(value, num_slots, num_bins, h) for h in HEAVY_LEVELS]
+        splits = [split for split in splits if bool(split[0].any())]
+        starts, stops, extras = [first], [everyone], [spare]
+        for feasible, num_heavy, heavy_extra in splits:
+            starts += [first, num_heavy]
+            stops += [num_heavy, everyone]
+            extras += [heavy_extra, torch.where(feasible, spare - heavy_extra, 0)]
+        counts = run_counts(value, item, rows.repeat(len(starts)), torch.cat(starts), torch.cat(stops),
+                            torch.cat(extras)).view(-1, num_rows, num_items)
+        min_max = counts[0]
         candidates = [min_max]
-        # An item is heavy at level h when w * (h + 1) * bins > the row's load: none at the
-        # top level means none at any level (a cheap test before the per-level work).
-        if bool((weight.amax(dim=-1) * (max(HEAVY_LEVELS) + 1) * num_bins > weight.sum(dim=-1)).any()):
-            for h in HEAVY_LEVELS:
-                heavy = heavy_share_counts(weight, num_slots, num_bins, h, min_max)
-                if heavy is not min_max:
-                    candidates.append(heavy)
+        for level, (feasible, _, _) in enumerate(splits):
+            both = counts[1 + 2 * level] + counts[2 + 2 * level] - 1
+            candidates.append(torch.where(feasible.unsqueeze(1), both, min_max))
         if num_slots == 2 * num_bins:
             exact = two_slot_search(weight, num_bins)
             if exact is not None:
@@ -464,7 +476,7 @@ class JointSearch(Policy):
             flat_counts, row_weight = counts[row, candidate], weight[row]  # [K, n]
         per_copy = row_weight / flat_counts
         # Copies heaviest first: sort the items once, then repeat each by its count.
-        order = per_copy.argsort(dim=-1, descending=True)
+        order = argsort_rows(per_copy, descending=True)
         phy2item = order.flatten().repeat_interleave(flat_counts.gather(1, order).flatten()).view(order.shape[0], -1)
         loads = per_copy.gather(1, phy2item)  # [K, S], heaviest first
         floor = packing_floor(loads, num_bins)
