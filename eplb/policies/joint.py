@@ -229,11 +229,13 @@ def dealing_constants(num_bins: int, per_bin: int, device: torch.device) -> tupl
 
 @lru_cache(maxsize=64)
 def pair_columns(num_bins: int, pairs: int, step: int, device: torch.device) -> torch.Tensor:
-    """Ranks of the bins a swap pass pairs: [2 * pairs] int64, the ``pairs`` heaviest (ranks
-    0..pairs-1), then their partners: the lightest ranks in reverse, shifted by ``step``."""
+    """Ranks of the bins a swap pass looks at: [2 * pairs + u] int64, the ``pairs`` heaviest
+    (ranks 0..pairs-1), their partners (the lightest ranks in reverse, shifted by ``step``),
+    and, when some bin is in no pair (u = 1), the heaviest such bin (rank ``pairs``)."""
     heavy = torch.arange(pairs)
     light = num_bins - 1 - (heavy + step) % pairs
-    return torch.cat([heavy, light]).to(device)
+    unpaired = torch.arange(pairs, pairs + (num_bins > 2 * pairs))
+    return torch.cat([heavy, light, unpaired]).to(device)
 
 
 @lru_cache(maxsize=16)
@@ -261,7 +263,7 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
     every pair takes the swap that minimises it, if that is below H. Every bin keeps
     its number of copies and no pair gets worse. A row leaves once two passes in a row
     find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
-    (checked before each pass; a row already there takes none). The passes work on the
+    (checked before the first pass and after each). The passes work on the
     remaining rows only. CPU time here goes
     mostly to dispatching small tensor operations, so a pass uses few of them.
     """
@@ -287,12 +289,13 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
         work = work_load.gather(1, work_table).view(active, num_bins, per_bin)
         bin_load = work.sum(-1)
         picked = argsort_rows(bin_load, descending=True).index_select(
-            1, pair_columns(num_bins, pairs, step, loads.device))  # [A, 2 * pairs]: heavy bins, then partners
-        half_gap = bin_load.gather(1, picked) @ halve  # [A, pairs]: (H - L) / 2
+            1, pair_columns(num_bins, pairs, step, loads.device))  # heavy bins, partners, [heaviest unpaired]
+        picked_load = bin_load.gather(1, picked)
+        half_gap = picked_load[:, : 2 * pairs] @ halve  # [A, pairs]: (H - L) / 2
         # Copies of the heavy bins and of their partners, copy position first: [s, A, pairs] each.
         by_position = work.permute(2, 0, 1)
         heavy, light = (by_position.gather(2, side.unsqueeze(0).expand(per_bin, -1, -1))
-                        for side in (picked[:, :pairs], picked[:, pairs:]))
+                        for side in (picked[:, :pairs], picked[:, pairs : 2 * pairs]))
         # Distance of each swap from the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced
         # over its first axis (on a CPU much faster than over a short last axis).
         distance = (heavy[:, None] - light[None]).sub_(half_gap).abs_().view(per_bin * per_bin, -1)
@@ -300,16 +303,19 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
         # Swapping helps when the new larger load (H + L) / 2 + miss is below H.
         better = miss < half_gap * (1 - 1e-9)
         # Slots of each pair's two copies, [A, pairs, 2]: bin * s + position in the bin.
-        ij = swap_positions(per_bin, loads.device)[where].add_(picked.view(active, 2, pairs).transpose(1, 2),
-                                                               alpha=per_bin)
+        ij = swap_positions(per_bin, loads.device)[where].add_(
+            picked[:, : 2 * pairs].view(active, 2, pairs).transpose(1, 2), alpha=per_bin)
         ij[..., 1] = torch.where(better, ij[..., 1], ij[..., 0])  # a slot with itself: no swap
         ij = ij.view(active, -1)
         work_table.scatter_(1, ij, work_table.gather(1, ij).view(active, pairs, 2).flip(-1).view(active, -1))
         improved = better.any(dim=-1)
         keep = improved | improved_before
         improved_before = improved
-        if stop_at is not None:
-            keep &= bin_load.amax(dim=-1) > stop_at
+        if stop_at is not None:  # the row's heaviest bin after the swaps
+            peak = (picked_load[:, :pairs] - torch.where(better, half_gap - miss, 0)).amax(dim=-1)
+            if picked.shape[1] > 2 * pairs:
+                peak = torch.maximum(peak, picked_load[:, -1])
+            keep &= peak > stop_at
         if not bool(keep.all()):
             if rows is not None:  # write the leaving rows' (and everyone's) work back
                 flat_table[rows] = work_table
@@ -404,8 +410,12 @@ class JointSearch(Policy):
         first, everyone, spare = (torch.full_like(rows, v) for v in (0, num_items, num_slots - num_items))
         # Runs of sorted items to replicate: all of them for the min-max counts, then for
         # every level with a feasible row the heavy run and the light run.
-        splits = [heavy_split(value, num_slots, num_bins, h) for h in HEAVY_LEVELS]
-        splits = [split for split in splits if bool(split[0].any())]
+        # An item is heavy at level h when w * (h + 1) * bins > the row's load: none at the
+        # top level means none at any level (a cheap test before the per-level work).
+        splits = []
+        if bool((value[:, 0] * (max(HEAVY_LEVELS) + 1) * num_bins > value.sum(dim=-1)).any()):
+            splits = [heavy_split(value, num_slots, num_bins, h) for h in HEAVY_LEVELS]
+            splits = [split for split in splits if bool(split[0].any())]
         starts, stops, extras = [first], [everyone], [spare]
         for feasible, num_heavy, heavy_extra in splits:
             starts += [first, num_heavy]
