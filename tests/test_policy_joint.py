@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import eplb
 from eplb.metrics import balancedness, gpu_loads
 from eplb.policies.base import copy_counts
-from eplb.policies.joint import (deal_in_rounds, improve_by_swaps, min_max_counts, packing_floor, run_counts,
+from eplb.policies.joint import (GOOD_ENOUGH, deal_in_rounds, improve_by_swaps, min_max_counts, packing_floor, run_counts,
                                  sorted_rows, two_slot_search)
 from eplb.workloads import FAMILIES, generate_load
 
@@ -168,8 +168,9 @@ def test_log2phy_lists_copies_in_slot_order(num_experts, extra, seed):
 
 @settings(max_examples=30, deadline=None)
 @given(st.sampled_from(FAMILIES), st.integers(0, 99), st.sampled_from([2, 4]))
-def test_rows_that_cannot_hold_the_layer_peak_do_not_change_it(family, seed, nodes):
-    """Stopping node rows at the layer's largest node mean leaves every layer's heaviest GPU as it was."""
+def test_rows_that_cannot_hold_the_layer_peak_barely_change_it(family, seed, nodes):
+    """Node rows stop within GOOD_ENOUGH of their layer's floor, so every layer's heaviest GPU
+    is at most GOOD_ENOUGH heavier than with each node row placed on its own."""
     policy = eplb.POLICIES["joint"]
     weight = generate_load(family, 3 * nodes, 16, seed=seed)  # 3 layers of `nodes` node rows
     peaks = []
@@ -177,7 +178,9 @@ def test_rows_that_cannot_hold_the_layer_peak_do_not_change_it(family, seed, nod
         phy2log = policy.replicate_and_pack(weight, 24, 4, rows_per_layer=rows_per_layer)
         bins = (weight / copy_counts(phy2log, 16)).gather(1, phy2log).view(-1, 4, 6).sum(-1)
         peaks.append(bins.amax(-1).view(3, nodes).amax(-1))
-    assert torch.allclose(peaks[0], peaks[1], rtol=1e-6)
+    alone, together = peaks
+    assert bool((together >= alone * (1 - 1e-6)).all())
+    assert bool((together <= alone * (1 + GOOD_ENOUGH + 1e-6)).all())
 
 
 def best_packing_peak(loads, num_bins):

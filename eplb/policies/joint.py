@@ -275,15 +275,19 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
     # Load of every copy by copy index; a pass gathers the bins' copies from it, so a swap
     # only has to move two entries of the table.
     copy_load = torch.empty_like(flat_table, dtype=loads.dtype).scatter_(1, flat_table, loads.view(num_rows, -1))
-    rows = None  # None: every row, worked on in place; else the active rows, copied out
-    work_table, work_load = flat_table, copy_load
-    if stop_at is not None:
+    # The passes work on the active rows, copied out (index_select: far cheaper than
+    # advanced indexing on a CPU) and written back when rows leave.
+    if stop_at is None:
+        rows = torch.arange(num_rows, device=loads.device)
+    else:
         rows = (loads.sum(-1).amax(dim=-1) > stop_at).nonzero().squeeze(1)
         if rows.numel() == 0:
             return table, loads
-        work_table, work_load, stop_at = flat_table[rows], copy_load[rows], stop_at[rows]
+        stop_at = stop_at.index_select(0, rows)
+    work_table, work_load = flat_table.index_select(0, rows), copy_load.index_select(0, rows)
     halve = pair_difference(pairs, loads.dtype, loads.device)
-    improved_before = torch.ones(work_table.shape[0], dtype=torch.bool, device=loads.device)
+    positions = swap_positions(per_bin, loads.device)
+    improved_before = torch.ones(rows.shape[0], dtype=torch.bool, device=loads.device)
     for step in range(passes):
         active = work_table.shape[0]
         work = work_load.gather(1, work_table).view(active, num_bins, per_bin)
@@ -299,11 +303,12 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
         # Distance of each swap from the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced
         # over its first axis (on a CPU much faster than over a short last axis).
         distance = (heavy[:, None] - light[None]).sub_(half_gap).abs_().view(per_bin * per_bin, -1)
-        miss, where = (t.view(active, pairs) for t in distance.min(dim=0))
+        miss, where = distance.min(dim=0)
+        miss = miss.view(active, pairs)
         # Swapping helps when the new larger load (H + L) / 2 + miss is below H.
         better = miss < half_gap * (1 - 1e-9)
         # Slots of each pair's two copies, [A, pairs, 2]: bin * s + position in the bin.
-        ij = swap_positions(per_bin, loads.device)[where].add_(
+        ij = positions.index_select(0, where).view(active, pairs, 2).add_(
             picked[:, : 2 * pairs].view(active, 2, pairs).transpose(1, 2), alpha=per_bin)
         ij[..., 1] = torch.where(better, ij[..., 1], ij[..., 0])  # a slot with itself: no swap
         ij = ij.view(active, -1)
@@ -317,17 +322,15 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
                 peak = torch.maximum(peak, picked_load[:, -1])
             keep &= peak > stop_at
         if not bool(keep.all()):
-            if rows is not None:  # write the leaving rows' (and everyone's) work back
-                flat_table[rows] = work_table
-            rows = keep.nonzero().squeeze(1) if rows is None else rows[keep]
-            if rows.numel() == 0:
+            flat_table.index_copy_(0, rows, work_table)
+            stay = keep.nonzero().squeeze(1)
+            if stay.numel() == 0:
                 break
-            work_table, work_load = flat_table[rows], copy_load[rows]
-            improved_before = improved_before[keep]
-            stop_at = None if stop_at is None else stop_at[keep]
+            rows, work_table, work_load, improved_before = (
+                t.index_select(0, stay) for t in (rows, work_table, work_load, improved_before))
+            stop_at = None if stop_at is None else stop_at.index_select(0, stay)
     else:
-        if rows is not None:
-            flat_table[rows] = work_table
+        flat_table.index_copy_(0, rows, work_table)
     loads.view(num_rows, -1).copy_(copy_load.gather(1, flat_table))
     return table, loads
 
@@ -449,24 +452,26 @@ class JointSearch(Policy):
 
         floor, peak: [K] ``packing_floor`` and dealt heaviest bin of each packed count
         vector; row: [K] the row (of num_rows) each belongs to, None when K = num_rows.
-        A packing stops once its heaviest bin is
-        * within ``GOOD_ENOUGH`` of its own floor: it cannot get much better;
-        * at most the layer's floor, the largest over the layer's rows of the row's
-          smallest candidate floor: every placement of the layer has a bin that heavy,
-          so this row no longer decides the layer's heaviest bin;
-        * anywhere, if its floor is at least the dealt peak of another candidate of
-          its row: it can at best tie with that one, so it is not worth a pass.
+        A packing stops once its heaviest bin is within ``GOOD_ENOUGH`` of the larger of
+        * its own floor: it cannot get much better;
+        * the layer's floor, the largest over the layer's rows of the row's smallest
+          candidate floor: every placement of the layer has a bin that heavy, so this
+          row no longer decides (much of) the layer's heaviest bin.
+        A packing whose floor is at least the dealt peak of another candidate of its row
+        takes no pass at all: it can at best tie with that one.
         """
-        stop_at = floor * (1 + GOOD_ENOUGH)
         row_floor = floor
         if row is not None:
             row_floor = torch.full((num_rows,), torch.inf, dtype=floor.dtype, device=floor.device)
             row_floor.scatter_reduce_(0, row, floor, reduce="amin")
-            best_peak = torch.full_like(row_floor, torch.inf).scatter_reduce_(0, row, peak.to(floor.dtype), "amin")
-            stop_at = torch.where(floor >= best_peak[row], torch.inf, stop_at)
+        stop_at = floor
         if rows_per_layer > 1:
             layer_floor = row_floor.view(-1, rows_per_layer).amax(dim=-1).repeat_interleave(rows_per_layer)
             stop_at = torch.maximum(stop_at, layer_floor if row is None else layer_floor[row])
+        stop_at = stop_at * (1 + GOOD_ENOUGH)
+        if row is not None:
+            best_peak = torch.full_like(row_floor, torch.inf).scatter_reduce_(0, row, peak.to(floor.dtype), "amin")
+            stop_at = torch.where(floor >= best_peak[row], torch.inf, stop_at)
         return stop_at
 
     def _search(self, weight: torch.Tensor, num_slots: int, num_bins: int, rows_per_layer: int) -> torch.Tensor:
