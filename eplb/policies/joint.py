@@ -93,12 +93,12 @@ def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start
     position = start.unsqueeze(1) + rank  # [Q, K]
     inside = position < stop.unsqueeze(1)
     position.clamp_(max=num_items - 1)
-    row = src.unsqueeze(1)
+    flat = position.add_(src.unsqueeze(1), alpha=num_items)  # into value.flatten(): take, not [row, position]
     # float64 keeps the marginals exact, so ties order as a float64 greedy's would; runs
     # shorter than the pairs need rank their missing items last.
-    marginal = torch.where(inside, value[row, position].double() / copy, -1.0 - copy)
+    marginal = torch.where(inside, value.take(flat).double() / copy, -1.0 - copy)
     best = topk_rows(marginal, most)[1]  # [Q, most], best first
-    chosen = item[row, position.gather(1, best)]
+    chosen = item.take(flat.gather(1, best))
     take = (torch.arange(most, device=value.device) < extra.unsqueeze(1)).long()
     return logcnt.scatter_add_(1, chosen, take)
 
@@ -467,11 +467,11 @@ class JointSearch(Policy):
         stop_at = floor
         if rows_per_layer > 1:
             layer_floor = row_floor.view(-1, rows_per_layer).amax(dim=-1).repeat_interleave(rows_per_layer)
-            stop_at = torch.maximum(stop_at, layer_floor if row is None else layer_floor[row])
+            stop_at = torch.maximum(stop_at, layer_floor if row is None else layer_floor.index_select(0, row))
         stop_at = stop_at * (1 + GOOD_ENOUGH)
         if row is not None:
             best_peak = torch.full_like(row_floor, torch.inf).scatter_reduce_(0, row, peak.to(floor.dtype), "amin")
-            stop_at = torch.where(floor >= best_peak[row], torch.inf, stop_at)
+            stop_at = torch.where(floor >= best_peak.index_select(0, row), torch.inf, stop_at)
         return stop_at
 
     def _search(self, weight: torch.Tensor, num_slots: int, num_bins: int, rows_per_layer: int) -> torch.Tensor:
@@ -480,15 +480,17 @@ class JointSearch(Policy):
         counts = self.candidate_counts(weight, num_slots, num_bins)  # [B, C, n]
         num_candidates = counts.shape[1]
         if num_candidates == 1:
-            row = candidate = None
+            row = None
             flat_counts, row_weight = counts[:, 0], weight
         else:
             # Pack the first candidate everywhere, the others only where they differ from the earlier ones.
             tried = torch.ones(num_rows, num_candidates, dtype=torch.bool, device=weight.device)
             for c in range(1, num_candidates):
                 tried[:, c] = (counts[:, c : c + 1] != counts[:, :c]).any(dim=-1).all(dim=-1)
-            row, candidate = tried.nonzero(as_tuple=True)  # row-major, so candidate 0 of each row comes first
-            flat_counts, row_weight = counts[row, candidate], weight[row]  # [K, n]
+            which = tried.view(-1).nonzero().squeeze(1)  # row * C + candidate, candidate 0 of each row first
+            row = which // num_candidates
+            flat_counts = counts.view(-1, num_items).index_select(0, which)  # [K, n]
+            row_weight = weight.index_select(0, row)
         per_copy = row_weight / flat_counts
         # Copies heaviest first: sort the items once, then repeat each by its count.
         order = argsort_rows(per_copy, descending=True)
@@ -501,10 +503,11 @@ class JointSearch(Policy):
         bin_loads = packed.sum(-1)
         if row is None:
             return phy2item.gather(-1, table.flatten(1))
-        peak = torch.full((num_rows, num_candidates), torch.inf, dtype=bin_loads.dtype, device=weight.device)
-        peak[row, candidate] = bin_loads.amax(dim=-1)
-        best = peak.argmin(dim=-1, keepdim=True)  # the first candidate among ties
-        packed_row = torch.zeros(num_rows, num_candidates, dtype=torch.int64, device=weight.device)
-        packed_row[row, candidate] = torch.arange(row.numel(), device=weight.device)
-        chosen = packed_row.gather(1, best).squeeze(1)
-        return phy2item[chosen].gather(-1, table[chosen].flatten(1))
+        peak = torch.full((num_rows * num_candidates,), torch.inf, dtype=bin_loads.dtype, device=weight.device)
+        peak.index_copy_(0, which, bin_loads.amax(dim=-1))
+        best = peak.view(num_rows, num_candidates).argmin(dim=-1)  # the first candidate among ties
+        packed_row = torch.zeros(num_rows * num_candidates, dtype=torch.int64, device=weight.device)
+        packed_row.index_copy_(0, which, torch.arange(which.numel(), device=weight.device))
+        chosen = packed_row.index_select(0, best.add_(torch.arange(num_rows, device=weight.device),
+                                                      alpha=num_candidates))
+        return phy2item.index_select(0, chosen).gather(-1, table.index_select(0, chosen).flatten(1))
