@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 import eplb
 from eplb.metrics import balancedness, gpu_loads
 from eplb.policies.base import copy_counts
-from eplb.policies.joint import (GOOD_ENOUGH, deal_in_rounds, improve_by_swaps, min_max_counts, packing_floor, run_counts,
-                                 sorted_rows, two_slot_search)
+from eplb.policies.joint import (GOOD_ENOUGH, deal_in_rounds, improve_by_swaps, min_max_counts, packing_floor,
+                                 run_counts, sorted_rows, two_slot_search)
 from eplb.workloads import FAMILIES, generate_load
 
 

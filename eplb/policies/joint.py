@@ -45,7 +45,7 @@ MAX_ENUMERATED = 20_000
 MAX_PAIRS = 8
 """Heaviest bins a swap pass pairs with light partners."""
 
-GOOD_ENOUGH = 5e-4
+GOOD_ENOUGH = 1e-3
 """A row stops swapping once its heaviest bin is within this fraction of its ``packing_floor``."""
 
 HEAVY_LEVELS = (1, 2)
