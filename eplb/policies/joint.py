@@ -67,13 +67,15 @@ def harmonic_pairs(extra: int, ranks: int, device: torch.device = torch.device("
 
 
 def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start: torch.Tensor,
-               stop: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
-    """DeepSeek's min-max replication of runs of items, batched: [Q, n] int64 counts >= 1.
+               stop: torch.Tensor, extra: torch.Tensor, target: torch.Tensor | None = None,
+               num_targets: int | None = None) -> torch.Tensor:
+    """DeepSeek's min-max replication of runs of items, batched: [T, n] int64 counts >= 1.
 
     value: [B, n] loads sorted heaviest first, item: [B, n] the item of each. Request q
     gives extra[q] extra copies to the items at sorted positions start[q] .. stop[q] - 1
-    of row src[q] (start < stop when extra > 0), minimising their largest load per copy;
-    every other item keeps one copy. src, start, stop, extra: [Q] int64.
+    of row src[q] (start < stop when extra > 0), minimising their largest load per copy,
+    and adds them to output row target[q] (default: q; T = num_targets, default Q), which
+    starts at one copy per item. src, start, stop, extra, target: [Q] int64.
 
     Adding the (k+1)-th copy of an item lowers its load per copy from w / k, so the greedy
     (one copy at a time to the largest load per copy) adds exactly the top ``extra``
@@ -85,7 +87,9 @@ def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start
     outcome (ties may fall differently).
     """
     num_items = value.shape[1]
-    logcnt = torch.ones(src.shape[0], num_items, dtype=torch.int64, device=value.device)
+    if target is None:
+        target, num_targets = torch.arange(src.shape[0], device=value.device), src.shape[0]
+    logcnt = torch.ones(num_targets, num_items, dtype=torch.int64, device=value.device)
     most = int(extra.max()) if extra.numel() else 0
     if most == 0:
         return logcnt
@@ -98,9 +102,10 @@ def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start
     # shorter than the pairs need rank their missing items last.
     marginal = torch.where(inside, value.take(flat).double() / copy, -1.0 - copy)
     best = topk_rows(marginal, most)[1]  # [Q, most], best first
-    chosen = item.take(flat.gather(1, best))
+    chosen = item.take(flat.gather(1, best)).add_(target.unsqueeze(1), alpha=num_items)
     take = (torch.arange(most, device=value.device) < extra.unsqueeze(1)).long()
-    return logcnt.scatter_add_(1, chosen, take)
+    logcnt.view(-1).scatter_add_(0, chosen.flatten(), take.flatten())
+    return logcnt
 
 
 def sorted_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -375,6 +380,12 @@ def pack_copies(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch
 
 
 @lru_cache(maxsize=16)
+def earlier_candidates(num_candidates: int, device: torch.device) -> torch.Tensor:
+    """[C, C] bool, True where the column's candidate comes before the row's."""
+    return torch.ones(num_candidates, num_candidates, dtype=torch.bool).tril(-1).to(device)
+
+
+@lru_cache(maxsize=16)
 def paired_packs(num_packs: int, device: torch.device) -> torch.Tensor:
     """Pack of the k-th heaviest of 2 * num_packs items, largest with smallest: 0..M-1, M-1..0."""
     pack_of = torch.arange(num_packs, device=device)
@@ -411,31 +422,30 @@ class JointSearch(Policy):
         value, item = sorted_rows(weight)
         rows = torch.arange(num_rows, device=weight.device)
         first, everyone, spare = (torch.full_like(rows, v) for v in (0, num_items, num_slots - num_items))
-        # Runs of sorted items to replicate: all of them for the min-max counts, then for
-        # every level with a feasible row the heavy run and the light run.
         # An item is heavy at level h when w * (h + 1) * bins > the row's load: none at the
         # top level means none at any level (a cheap test before the per-level work).
         splits = []
         if bool((value[:, 0] * (max(HEAVY_LEVELS) + 1) * num_bins > value.sum(dim=-1)).any()):
             splits = [heavy_split(value, num_slots, num_bins, h) for h in HEAVY_LEVELS]
             splits = [split for split in splits if bool(split[0].any())]
+        # Runs of sorted items to replicate: all of them for the min-max counts (candidate 0);
+        # for level h's candidate (h = 1, 2, ...) a heavy and a light run where feasible, else
+        # the min-max run again.
         starts, stops, extras = [first], [everyone], [spare]
         for feasible, num_heavy, heavy_extra in splits:
             starts += [first, num_heavy]
-            stops += [num_heavy, everyone]
-            extras += [heavy_extra, torch.where(feasible, spare - heavy_extra, 0)]
+            stops += [torch.where(feasible, num_heavy, num_items), everyone]
+            extras += [torch.where(feasible, heavy_extra, spare), torch.where(feasible, spare - heavy_extra, 0)]
+        num_candidates = 1 + len(splits)
+        candidate = torch.arange(num_candidates, device=weight.device).repeat_interleave(2)[1:]
+        target = (rows * num_candidates).repeat(len(starts)).add_(candidate.repeat_interleave(num_rows))
         counts = run_counts(value, item, rows.repeat(len(starts)), torch.cat(starts), torch.cat(stops),
-                            torch.cat(extras)).view(-1, num_rows, num_items)
-        min_max = counts[0]
-        candidates = [min_max]
-        for level, (feasible, _, _) in enumerate(splits):
-            both = counts[1 + 2 * level] + counts[2 + 2 * level] - 1
-            candidates.append(torch.where(feasible.unsqueeze(1), both, min_max))
+                            torch.cat(extras), target, num_rows * num_candidates).view(num_rows, num_candidates, -1)
         if num_slots == 2 * num_bins:
             exact = two_slot_search(weight, num_bins)
             if exact is not None:
-                candidates.append(exact[1])
-        return torch.stack(candidates, dim=1)
+                counts = torch.cat([counts, exact[1].unsqueeze(1)], dim=1)
+        return counts
 
     def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
                            rows_per_layer: int = 1) -> torch.Tensor:
@@ -484,10 +494,9 @@ class JointSearch(Policy):
             flat_counts, row_weight = counts[:, 0], weight
         else:
             # Pack the first candidate everywhere, the others only where they differ from the earlier ones.
-            tried = torch.ones(num_rows, num_candidates, dtype=torch.bool, device=weight.device)
-            for c in range(1, num_candidates):
-                tried[:, c] = (counts[:, c : c + 1] != counts[:, :c]).any(dim=-1).all(dim=-1)
-            which = tried.view(-1).nonzero().squeeze(1)  # row * C + candidate, candidate 0 of each row first
+            same = (counts.unsqueeze(2) == counts.unsqueeze(1)).all(dim=-1)  # [B, C, C]
+            repeat = (same & earlier_candidates(num_candidates, weight.device)).any(dim=-1)  # [B, C]
+            which = (~repeat).view(-1).nonzero().squeeze(1)  # row * C + candidate, candidate 0 of each row first
             row = which // num_candidates
             flat_counts = counts.view(-1, num_items).index_select(0, which)  # [K, n]
             row_weight = weight.index_select(0, row)
