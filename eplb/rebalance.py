@@ -96,6 +96,9 @@ def validate_weight(weight) -> torch.Tensor:
         raise ValueError(f"weight must be 2-D [layers, experts], got shape {tuple(weight.shape)}")
     if weight.numel() == 0:
         raise ValueError(f"weight must have at least one layer and one expert, got shape {tuple(weight.shape)}")
+    low, high = torch.aminmax(weight)
+    if bool(low >= 0) and bool(high < math.inf):  # the common case, in one pass; NaN fails both
+        return weight
     if weight.is_floating_point():
         bad = ~torch.isfinite(weight)
         if bool(bad.any()):

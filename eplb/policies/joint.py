@@ -364,7 +364,8 @@ def packing_floor(loads: torch.Tensor, num_bins: int) -> torch.Tensor:
     per_bin = num_slots // num_bins
     prefix = torch.zeros(num_rows, num_slots + 1, dtype=torch.float64, device=loads.device)
     torch.cumsum(loads, dim=-1, dtype=torch.float64, out=prefix[:, 1:])
-    top_end, top_start, low_end, low_start = (prefix[:, c] for c in floor_columns(num_bins, per_bin, loads.device))
+    top_end, top_start, low_end, low_start = (prefix.index_select(1, c)
+                                              for c in floor_columns(num_bins, per_bin, loads.device))
     pigeonhole = (top_end - top_start + low_end - low_start).amax(dim=-1)
     return torch.maximum(pigeonhole, prefix[:, -1] / num_bins)
 
