@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -112,8 +113,15 @@ def limit_of(weight: torch.Tensor, topology: Topology, mode: str) -> tuple[torch
     return bound, "bound"
 
 
+WARMUP_CALLS = 2
+"""Untimed calls before timing: the first calls of a shape fill caches and load code paths."""
+
+
 def _median_ms(fn, repeats: int) -> tuple[object, float]:
-    result, times = None, []
+    """(fn's result, median milliseconds of ``repeats`` calls after ``WARMUP_CALLS`` untimed ones)."""
+    for _ in range(WARMUP_CALLS):
+        result = fn()
+    times = []
     for _ in range(max(1, repeats)):
         start = time.perf_counter()
         result = fn()
@@ -188,34 +196,41 @@ def load_seed():
     return module
 
 
-def speed_report(policies: list[str], repeats: int) -> list[str]:
-    """Median runtimes on the DeepSeek-V3 288-slot, 32-GPU uniform load, the seed included, one run."""
+def speed_report(policies: list[str], repeats: int, families=FAMILIES) -> list[str]:
+    """Median runtimes on the DeepSeek-V3 288-slot, 32-GPU shape for every load, the seed
+    included (uniform load), one run; ratios are deepseek's time over each policy's."""
     t = SPEED_SHAPE.topology
-    weight = generate_load("uniform", SPEED_SHAPE.num_layers, SPEED_SHAPE.num_experts, seed=0)
-    ms: dict[str, float] = {}
-    for mode in ("hierarchical", "global"):
-        for name in policies:
-            _, ms[f"{name} {mode}"] = _median_ms(
-                lambda: rebalance_experts(weight, t.num_replicas, t.num_groups, t.num_nodes, t.num_gpus,
-                                          policy=name, mode=mode), repeats)
-    lines = [f"Runtime on {SPEED_SHAPE.describe()}, uniform load, median of {repeats} (ms):"]
-    lines += [f"  {key}: {value:.2f}" for key, value in ms.items()]
+
+    def timed(place, weight) -> float:
+        return _median_ms(lambda: place(weight, t.num_replicas, t.num_groups, t.num_nodes, t.num_gpus), repeats)[1]
+
+    others = [name for name in policies if name != "deepseek"]
+    head = ["load", "mode"] + [f"{name} ms" for name in policies]
+    if "deepseek" in policies:
+        head += [f"deepseek / {name}" for name in others]
+    table = [head]
+    ms: dict[tuple[str, str, str], float] = {}
+    for family in families:
+        weight = generate_load(family, SPEED_SHAPE.num_layers, SPEED_SHAPE.num_experts, seed=0)
+        for mode in ("hierarchical", "global"):
+            for name in policies:
+                ms[family, mode, name] = timed(partial(rebalance_experts, policy=name, mode=mode), weight)
+            line = [family, mode] + [f"{ms[family, mode, name]:.2f}" for name in policies]
+            if "deepseek" in policies:
+                line += [f"{ms[family, mode, 'deepseek'] / ms[family, mode, name]:.1f}x" for name in others]
+            table.append(line)
+    widths = [max(len(line[i]) for line in table) for i in range(len(head))]
+    lines = [f"Runtime on {SPEED_SHAPE.describe()}, median of {repeats} (ms):"]
+    lines += ["  " + "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     seed = load_seed()
     if seed is None:
         lines.append(f"  seed: skipped, {SEED_PATH} not found")
-    else:
-        _, seed_ms = _median_ms(lambda: seed.rebalance_experts(weight, t.num_replicas, t.num_groups, t.num_nodes,
-                                                                t.num_gpus), repeats)
-        lines.append(f"  seed zigzag (hierarchical): {seed_ms:.2f}")
-        if "zigzag hierarchical" in ms:
-            lines.append(f"  zigzag / seed: {ms['zigzag hierarchical'] / seed_ms:.2f}x (goal: at most 1.5x)")
-    if "deepseek hierarchical" in ms:
-        for name in policies:
-            if name == "deepseek":
-                continue
-            for mode in ("hierarchical", "global"):
-                ratio = ms[f"deepseek {mode}"] / ms[f"{name} {mode}"]
-                lines.append(f"  deepseek / {name} ({mode}): {ratio:.1f}x faster")
+    elif "zigzag" in policies:
+        uniform = generate_load("uniform", SPEED_SHAPE.num_layers, SPEED_SHAPE.num_experts, seed=0)
+        ratio = timed(partial(rebalance_experts, policy="zigzag", mode="hierarchical"), uniform) / timed(
+            seed.rebalance_experts, uniform)
+        lines.append(f"  zigzag / seed zigzag (hierarchical, uniform load, timed again): {ratio:.2f}x "
+                     "(goal: at most 1.5x)")
     return lines
 
 
@@ -321,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + "\n".join(lines))
     if not args.quick:
         print()
-        for line in speed_report(args.policies, repeats):
+        for line in speed_report(args.policies, repeats, args.families):
             print(line)
     return 0
 
