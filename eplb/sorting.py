@@ -19,8 +19,12 @@ NUMPY_DTYPES = (torch.float32, torch.float64, torch.int32, torch.int64)
 """CPU dtypes sorted with numpy; others (float16, bfloat16, ...) use torch."""
 
 
+SHORT_ROW = 16
+"""Rows shorter than this sort as fast with torch (numpy's speed does not pay for the conversion)."""
+
+
 def _on_numpy(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and x.dtype in NUMPY_DTYPES
+    return x.device.type == "cpu" and x.dtype in NUMPY_DTYPES and x.shape[-1] >= SHORT_ROW
 
 
 def argsort_rows(x: torch.Tensor, descending: bool = False) -> torch.Tensor:
