@@ -207,7 +207,7 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, to
     """Pack copies heaviest first, one per bin per round, each round's heaviest to the lightest bin.
 
     loads: [R, S] copy loads sorted heaviest first, S divisible by num_bins. Returns
-    (table [R, num_bins, S/num_bins] of copy indices into loads, the same table of loads).
+    (table [R, num_bins, S/num_bins] of copy indices into loads, bin loads [R, num_bins]).
     """
     num_rows, num_slots = loads.shape
     per_bin = num_slots // num_bins
@@ -221,7 +221,7 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, to
     # Copy k of round t lands in bin bins[t][k], column t of the table.
     position = torch.stack(bins, dim=1).flatten(1).mul_(per_bin).add_(column)  # [R, S]
     table = torch.empty_like(position).scatter_(1, position, copy_index.expand(num_rows, -1))
-    return table.view(num_rows, num_bins, per_bin), loads.gather(1, table).view(num_rows, num_bins, per_bin)
+    return table.view(num_rows, num_bins, per_bin), bin_load
 
 
 @lru_cache(maxsize=64)
@@ -258,8 +258,8 @@ def pair_difference(pairs: int, dtype: torch.dtype, device: torch.device) -> tor
 
 
 def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMPROVE_PASSES,
-                     stop_at: torch.Tensor | None = None):
-    """Even out bins by swapping copies: table, loads [R, M, s] -> improved (table, loads), both in place.
+                     stop_at: torch.Tensor | None = None) -> torch.Tensor:
+    """Even out bins by swapping copies: table [R, M, s] of indices into loads [R, S] -> table, improved in place.
 
     Each pass sorts the bins by load and pairs the k-th heaviest with the k-th lightest,
     for the ``MAX_PAIRS`` heaviest bins (partners shifted by the pass number, so a stuck
@@ -268,28 +268,28 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
     every pair takes the swap that minimises it, if that is below H. Every bin keeps
     its number of copies and no pair gets worse. A row leaves once two passes in a row
     find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
-    (checked before the first pass and after each). The passes work on the
-    remaining rows only. CPU time here goes
-    mostly to dispatching small tensor operations, so a pass uses few of them.
+    (checked before the first pass and after each). The passes work on the remaining
+    rows only. CPU time here goes mostly to dispatching small tensor operations, so a
+    pass uses few of them.
     """
-    num_rows, num_bins, per_bin = loads.shape
+    num_rows, num_bins, per_bin = table.shape
     pairs = min(num_bins // 2, MAX_PAIRS)
     if pairs == 0 or per_bin == 0:
-        return table, loads
+        return table
     flat_table = table.view(num_rows, -1)
-    # Load of every copy by copy index; a pass gathers the bins' copies from it, so a swap
-    # only has to move two entries of the table.
-    copy_load = torch.empty_like(flat_table, dtype=loads.dtype).scatter_(1, flat_table, loads.view(num_rows, -1))
+    # A pass gathers the bins' copies from the copy loads, so a swap only has to move two
+    # entries of the table.
     # The passes work on the active rows, copied out (index_select: far cheaper than
     # advanced indexing on a CPU) and written back when rows leave.
     if stop_at is None:
         rows = torch.arange(num_rows, device=loads.device)
     else:
-        rows = (loads.sum(-1).amax(dim=-1) > stop_at).nonzero().squeeze(1)
+        bin_load = loads.gather(1, flat_table).view(num_rows, num_bins, per_bin).sum(-1)
+        rows = (bin_load.amax(dim=-1) > stop_at).nonzero().squeeze(1)
         if rows.numel() == 0:
-            return table, loads
+            return table
         stop_at = stop_at.index_select(0, rows)
-    work_table, work_load = flat_table.index_select(0, rows), copy_load.index_select(0, rows)
+    work_table, work_load = flat_table.index_select(0, rows), loads.index_select(0, rows)
     halve = pair_difference(pairs, loads.dtype, loads.device)
     positions = swap_positions(per_bin, loads.device)
     improved_before = torch.ones(rows.shape[0], dtype=torch.bool, device=loads.device)
@@ -336,17 +336,25 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
             stop_at = None if stop_at is None else stop_at.index_select(0, stay)
     else:
         flat_table.index_copy_(0, rows, work_table)
-    loads.view(num_rows, -1).copy_(copy_load.gather(1, flat_table))
-    return table, loads
+    return table
+
+
+FLOOR_LEVELS = 16
+"""Pigeonhole bounds j < FLOOR_LEVELS in ``packing_floor``: the later ones rarely bind, and
+fewer keep its matrix product linear in the number of slots."""
 
 
 @lru_cache(maxsize=64)
-def floor_columns(num_bins: int, per_bin: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Prefix-sum columns of ``packing_floor``'s bounds, j = 0 .. per_bin - 1: four [per_bin] int64."""
-    num_slots = num_bins * per_bin
-    j = torch.arange(per_bin)
-    return tuple(t.to(device) for t in (j * num_bins + 1, j * num_bins - j, torch.full_like(j, num_slots),
-                                          num_slots - (per_bin - 1 - j)))
+def floor_weights(num_bins: int, per_bin: int, device: torch.device) -> torch.Tensor:
+    """[S, J + 1] float64: column j < J = min(s, FLOOR_LEVELS) sums ``packing_floor``'s j-th
+    pigeonhole bound, column J is the mean bin load (every weight 1 / num_bins)."""
+    num_slots, levels = num_bins * per_bin, min(per_bin, FLOOR_LEVELS)
+    weights = torch.zeros(num_slots, levels + 1, dtype=torch.float64)
+    for j in range(levels):
+        weights[j * num_bins - j : j * num_bins + 1, j] = 1  # the j + 1 lightest of the top j * M + 1
+        weights[num_slots - (per_bin - 1 - j) :, j] = 1  # the s - j - 1 lightest of all
+    weights[:, levels] = 1 / num_bins
+    return weights.to(device)
 
 
 def packing_floor(loads: torch.Tensor, num_bins: int) -> torch.Tensor:
@@ -354,20 +362,20 @@ def packing_floor(loads: torch.Tensor, num_bins: int) -> torch.Tensor:
 
     loads: [R, S] copy loads sorted heaviest first, S = num_bins * s, every bin takes
     exactly s copies. The bound is the largest of the mean bin load and, for
-    j = 0 .. s - 1: among the j * num_bins + 1 heaviest copies some bin holds j + 1
+    j = 0 .. min(s, FLOOR_LEVELS) - 1: among the j * num_bins + 1 heaviest copies some bin holds j + 1
     (pigeonhole), weighing at least the j + 1 lightest of them; its other s - j - 1
     copies weigh at least the s - j - 1 lightest copies of all (never among the
     first, as (s - j) * num_bins > s - j - 1). j = 0 is the heaviest copy plus the
     s - 1 lightest; j = 1 shows that num_bins + 1 heavy copies force two onto one bin.
+    Every bound is a weighted sum of the copies, so one matrix product gives them all.
     """
-    num_rows, num_slots = loads.shape
-    per_bin = num_slots // num_bins
-    prefix = torch.zeros(num_rows, num_slots + 1, dtype=torch.float64, device=loads.device)
-    torch.cumsum(loads, dim=-1, dtype=torch.float64, out=prefix[:, 1:])
-    top_end, top_start, low_end, low_start = (prefix.index_select(1, c)
-                                              for c in floor_columns(num_bins, per_bin, loads.device))
-    pigeonhole = (top_end - top_start + low_end - low_start).amax(dim=-1)
-    return torch.maximum(pigeonhole, prefix[:, -1] / num_bins)
+    per_bin = loads.shape[1] // num_bins
+    return (loads.double() @ floor_weights(num_bins, per_bin, loads.device)).amax(dim=-1)
+
+
+def bin_loads(loads: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Load of every bin: copy loads [R, S], table [R, M, s] of copy indices -> [R, M]."""
+    return loads.gather(1, table.flatten(1)).view(table.shape).sum(-1)
 
 
 def pack_copies(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -376,8 +384,8 @@ def pack_copies(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch
     A row stops swapping once its heaviest bin is within ``GOOD_ENOUGH`` of its ``packing_floor``.
     """
     stop_at = packing_floor(loads, num_bins) * (1 + GOOD_ENOUGH)
-    table, packed = improve_by_swaps(*deal_in_rounds(loads, num_bins), stop_at=stop_at.to(loads.dtype))
-    return table, packed.sum(-1)
+    table = improve_by_swaps(deal_in_rounds(loads, num_bins)[0], loads, stop_at=stop_at.to(loads.dtype))
+    return table, bin_loads(loads, table)
 
 
 @lru_cache(maxsize=16)
@@ -507,14 +515,13 @@ class JointSearch(Policy):
         phy2item = order.flatten().repeat_interleave(flat_counts.gather(1, order).flatten()).view(order.shape[0], -1)
         loads = per_copy.gather(1, phy2item)  # [K, S], heaviest first
         floor = packing_floor(loads, num_bins)
-        table, packed = deal_in_rounds(loads, num_bins)
-        stop_at = self._stop_at(floor, packed.sum(-1).amax(dim=-1), row, num_rows, rows_per_layer)
-        table, packed = improve_by_swaps(table, packed, stop_at=stop_at.to(loads.dtype))
-        bin_loads = packed.sum(-1)
+        table, dealt = deal_in_rounds(loads, num_bins)
+        stop_at = self._stop_at(floor, dealt.amax(dim=-1), row, num_rows, rows_per_layer)
+        table = improve_by_swaps(table, loads, stop_at=stop_at.to(loads.dtype))
         if row is None:
             return phy2item.gather(-1, table.flatten(1))
-        peak = torch.full((num_rows * num_candidates,), torch.inf, dtype=bin_loads.dtype, device=weight.device)
-        peak.index_copy_(0, which, bin_loads.amax(dim=-1))
+        peak = torch.full((num_rows * num_candidates,), torch.inf, dtype=loads.dtype, device=weight.device)
+        peak.index_copy_(0, which, bin_loads(loads, table).amax(dim=-1))
         best = peak.view(num_rows, num_candidates).argmin(dim=-1)  # the first candidate among ties
         packed_row = torch.zeros(num_rows * num_candidates, dtype=torch.int64, device=weight.device)
         packed_row.index_copy_(0, which, torch.arange(which.numel(), device=weight.device))
