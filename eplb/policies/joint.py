@@ -446,10 +446,14 @@ class JointSearch(Policy):
             stops += [torch.where(feasible, num_heavy, num_items), everyone]
             extras += [torch.where(feasible, heavy_extra, spare), torch.where(feasible, spare - heavy_extra, 0)]
         num_candidates = 1 + len(splits)
-        candidate = torch.arange(num_candidates, device=weight.device).repeat_interleave(2)[1:]
-        target = (rows * num_candidates).repeat(len(starts)).add_(candidate.repeat_interleave(num_rows))
-        counts = run_counts(value, item, rows.repeat(len(starts)), torch.cat(starts), torch.cat(stops),
-                            torch.cat(extras), target, num_rows * num_candidates).view(num_rows, num_candidates, -1)
+        if splits:
+            candidate = torch.arange(num_candidates, device=weight.device).repeat_interleave(2)[1:]
+            target = (rows * num_candidates).repeat(len(starts)).add_(candidate.repeat_interleave(num_rows))
+            counts = run_counts(value, item, rows.repeat(len(starts)), torch.cat(starts), torch.cat(stops),
+                                torch.cat(extras), target, num_rows * num_candidates)
+        else:
+            counts = run_counts(value, item, rows, first, everyone, spare)
+        counts = counts.view(num_rows, num_candidates, num_items)
         if num_slots == 2 * num_bins:
             exact = two_slot_search(weight, num_bins)
             if exact is not None:
@@ -512,7 +516,8 @@ class JointSearch(Policy):
         per_copy = row_weight / flat_counts
         # Copies heaviest first: sort the items once, then repeat each by its count.
         order = argsort_rows(per_copy, descending=True)
-        phy2item = order.flatten().repeat_interleave(flat_counts.gather(1, order).flatten()).view(order.shape[0], -1)
+        phy2item = order.flatten().repeat_interleave(flat_counts.gather(1, order).flatten(),
+                                                     output_size=order.shape[0] * num_slots).view(-1, num_slots)
         loads = per_copy.gather(1, phy2item)  # [K, S], heaviest first
         floor = packing_floor(loads, num_bins)
         table, dealt = deal_in_rounds(loads, num_bins)
