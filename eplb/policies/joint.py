@@ -51,6 +51,15 @@ GOOD_ENOUGH = 1e-3
 HEAVY_LEVELS = (1, 2)
 """h of the "h heavy copies per bin" candidates."""
 
+REFINE_SLOTS = 4
+"""Bins of at most this many slots also try counts refined by ``refine_counts``."""
+
+REFINE_STEPS = 48
+"""Most copies ``refine_counts`` moves per row."""
+
+REFINE_TAKERS = 8
+"""Experts each step of ``refine_counts`` considers taking a copy from."""
+
 
 @lru_cache(maxsize=32)
 def harmonic_pairs(extra: int, ranks: int, device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor]:
@@ -388,6 +397,65 @@ def pack_copies(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch
     return table, bin_loads(loads, table)
 
 
+def dealt_peak(weight: torch.Tensor, counts: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deal every row's copies (``deal_in_rounds``): (heaviest bin's load [R], its items [R, s]).
+
+    weight, counts: [R, n]. With two slots per bin the dealing pairs the sorted copies
+    largest with smallest, the optimal packing for these counts.
+    """
+    per_copy = weight / counts
+    order = argsort_rows(per_copy, descending=True)
+    num_rows, num_slots = counts.shape[0], int(counts[0].sum())
+    phy2item = order.flatten().repeat_interleave(counts.gather(1, order).flatten(),
+                                                 output_size=num_rows * num_slots).view(num_rows, num_slots)
+    table, bin_load = deal_in_rounds(per_copy.gather(1, phy2item), num_bins)
+    peak, heaviest = bin_load.max(dim=-1)
+    slots = table.gather(1, heaviest.view(-1, 1, 1).expand(-1, 1, table.shape[2])).squeeze(1)
+    return peak, phy2item.gather(1, slots)
+
+
+def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int) -> torch.Tensor:
+    """Local search over copy counts, judged by the dealt packing: weight, counts [B, n] -> [B, n].
+
+    With few slots per bin the counts decide the packing: two slots per bin pair every
+    copy with one partner, and the best counts often give a light expert several tiny
+    copies to sit beside the heaviest ones, which no rule on loads per copy proposes.
+    Each step, every row tries giving one more copy to each expert in its heaviest
+    dealt bin, taken from each of the ``REFINE_TAKERS`` experts whose load per copy
+    would stay lowest, and keeps the move that lowers its heaviest dealt bin most.
+    Rows stop when no move helps, after ``REFINE_STEPS`` steps at most.
+    """
+    num_rows, num_items = weight.shape
+    weight = weight.double()
+    counts = counts.clone()
+    peak, in_heaviest = dealt_peak(weight, counts, num_bins)
+    per_bin = in_heaviest.shape[1]
+    takers = min(REFINE_TAKERS, num_items)
+    moves = per_bin * takers
+    for _ in range(REFINE_STEPS):
+        after = torch.where(counts > 1, weight / (counts - 1).clamp(min=1), torch.inf)
+        taker = topk_rows(-after, takers)[1]  # [B, K]: lightest loads per copy after giving one up
+        giver_item = in_heaviest.repeat_interleave(takers, dim=1)  # [B, moves]
+        taker_item = taker.repeat(1, per_bin)
+        tried = counts.unsqueeze(1).repeat(1, moves, 1)  # [B, moves, n]
+        tried.scatter_add_(2, giver_item.unsqueeze(2), torch.ones_like(giver_item).unsqueeze(2))
+        tried.scatter_add_(2, taker_item.unsqueeze(2), torch.full_like(taker_item, -1).unsqueeze(2))
+        valid = (tried.amin(dim=-1) >= 1) & (giver_item != taker_item)
+        tried = torch.where(valid.unsqueeze(2), tried, counts.unsqueeze(1))  # a void move tries the counts as they are
+        tried_peak, tried_items = dealt_peak(weight.repeat_interleave(moves, dim=0), tried.view(-1, num_items),
+                                             num_bins)
+        tried_peak = torch.where(valid, tried_peak.view(num_rows, moves), torch.inf)
+        best_peak, best = tried_peak.min(dim=-1)
+        better = best_peak < peak * (1 - 1e-9)
+        if not bool(better.any()):
+            break
+        pick = best.add_(torch.arange(num_rows, device=weight.device), alpha=moves)
+        counts = torch.where(better.unsqueeze(1), tried.view(-1, num_items).index_select(0, pick), counts)
+        in_heaviest = torch.where(better.unsqueeze(1), tried_items.index_select(0, pick), in_heaviest)
+        peak = torch.where(better, best_peak, peak)
+    return counts
+
+
 @lru_cache(maxsize=16)
 def earlier_candidates(num_candidates: int, device: torch.device) -> torch.Tensor:
     """[C, C] bool, True where the column's candidate comes before the row's."""
@@ -454,10 +522,11 @@ class JointSearch(Policy):
         else:
             counts = run_counts(value, item, rows, first, everyone, spare)
         counts = counts.view(num_rows, num_candidates, num_items)
-        if num_slots == 2 * num_bins:
-            exact = two_slot_search(weight, num_bins)
-            if exact is not None:
-                counts = torch.cat([counts, exact[1].unsqueeze(1)], dim=1)
+        exact = two_slot_search(weight, num_bins) if num_slots == 2 * num_bins else None
+        if exact is not None:
+            counts = torch.cat([counts, exact[1].unsqueeze(1)], dim=1)
+        elif num_slots <= REFINE_SLOTS * num_bins and num_slots > num_items:
+            counts = torch.cat([counts, refine_counts(weight, counts[:, 0], num_bins).unsqueeze(1)], dim=1)
         return counts
 
     def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
