@@ -11,18 +11,24 @@ lightest heaviest bin:
   share exactly h copies per bin between them, the light experts take the other
   slots, so every bin gets h heavy copies and no bin more;
 * with two slots per bin and few count vectors, every count vector that could beat
-  the min-max counts (exact).
+  the min-max counts (exact);
+* otherwise, with at most ``REFINE_SLOTS`` slots per bin, the min-max counts refined
+  by a local search judged by the dealt packing (``refine_counts``).
 
 Packing deals the copies, heaviest first, in rounds of one copy per bin, each
 round's heaviest copy to the currently lightest bin (so every bin ends with
 exactly its number of slots), then improves by swaps: bins are paired heaviest
-with lightest and each pair swaps the one pair of copies that evens it out best.
-Packs of two items are paired largest with smallest, which is optimal.
+with lightest and each pair swaps the one pair of copies that evens it out best,
+until the heaviest bin is within ``GOOD_ENOUGH`` of a proven floor
+(``packing_floor``). Packs of two items are paired largest with smallest, which is
+optimal.
 
 Everything is batched over rows (layers, or layers x nodes) and candidates; the
-only Python loops run over packing rounds and improvement passes. Sorting long
-rows is the costliest tensor operation on a CPU, so each candidate sorts its
-experts once and everything else uses short sorts and ``topk``.
+only Python loops run over packing rounds, improvement passes and refinement
+steps. On a CPU most of the time is the dispatch of small tensor operations, so
+the code keeps their number down (one batch for every candidate's counts,
+``take`` / ``index_select`` rather than advanced indexing), and sorts rows with
+``eplb.sorting``.
 """
 
 from __future__ import annotations
