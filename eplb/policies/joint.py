@@ -42,8 +42,9 @@ import torch
 from ..sorting import argsort_rows, topk_rows
 from .base import Policy, copies_from_counts
 
-IMPROVE_PASSES = 12
-"""Swap passes after the dealing; stops early once no pair improves."""
+PASSES_PER_TURN = 4
+"""Swap passes per turn: a pass pairs 2 * min(M / 2, MAX_PAIRS) of the M bins, so every bin
+takes part about once in M / (2 * pairs) passes, a turn; rows get 1 + that many turns."""
 
 MAX_ENUMERATED = 20_000
 """Largest number of count vectors the two-slots-per-bin search enumerates."""
@@ -272,7 +273,13 @@ def pair_difference(pairs: int, dtype: torch.dtype, device: torch.device) -> tor
     return torch.cat([eye, -eye]).to(device)
 
 
-def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMPROVE_PASSES,
+def swap_passes(num_bins: int) -> int:
+    """Most swap passes for M bins: ``PASSES_PER_TURN`` for each turn (see there), and one more turn."""
+    pairs = max(min(num_bins // 2, MAX_PAIRS), 1)
+    return PASSES_PER_TURN * (1 + -(-num_bins // (2 * pairs)))
+
+
+def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | None = None,
                      stop_at: torch.Tensor | None = None) -> torch.Tensor:
     """Even out bins by swapping copies: table [R, M, s] of indices into loads [R, S] -> table, improved in place.
 
@@ -308,7 +315,7 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int = IMP
     halve = pair_difference(pairs, loads.dtype, loads.device)
     positions = swap_positions(per_bin, loads.device)
     improved_before = torch.ones(rows.shape[0], dtype=torch.bool, device=loads.device)
-    for step in range(passes):
+    for step in range(swap_passes(num_bins) if passes is None else passes):
         active = work_table.shape[0]
         work = work_load.gather(1, work_table).view(active, num_bins, per_bin)
         bin_load = work.sum(-1)
