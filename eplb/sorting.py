@@ -48,7 +48,7 @@ def topk_rows(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     torch's ``topk`` is quick on short rows and while k is a small part of the row;
     beyond that a full numpy sort is quicker on a CPU.
     """
-    if not _on_numpy(x) or x.shape[-1] < 48 or 6 * k <= x.shape[-1]:
+    if not _on_numpy(x) or x.shape[-1] < 32 or 6 * k <= x.shape[-1]:
         return x.topk(k, dim=-1)
     indices = argsort_rows(x, descending=True)[..., :k]
     return x.gather(-1, indices), indices
