@@ -290,7 +290,8 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
     every pair takes the swap that minimises it, if that is below H. Every bin keeps
     its number of copies and no pair gets worse. A row leaves once two passes in a row
     find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
-    (checked before the first pass and after each). The passes work on the remaining
+    (checked before the first pass and after each), or after ``passes`` passes (default
+    ``swap_passes(M)``). The passes work on the remaining
     rows only. CPU time here goes mostly to dispatching small tensor operations, so a
     pass uses few of them.
     """
@@ -299,10 +300,9 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
     if pairs == 0 or per_bin == 0:
         return table
     flat_table = table.view(num_rows, -1)
-    # A pass gathers the bins' copies from the copy loads, so a swap only has to move two
-    # entries of the table.
-    # The passes work on the active rows, copied out (index_select: far cheaper than
-    # advanced indexing on a CPU) and written back when rows leave.
+    # A pass gathers the bins' copies from the copy loads, so a swap only moves two entries
+    # of the table. The passes work on the active rows, copied out (index_select: far
+    # cheaper than advanced indexing on a CPU) and written back when rows leave.
     if stop_at is None:
         rows = torch.arange(num_rows, device=loads.device)
     else:
@@ -384,12 +384,12 @@ def packing_floor(loads: torch.Tensor, num_bins: int) -> torch.Tensor:
 
     loads: [R, S] copy loads sorted heaviest first, S = num_bins * s, every bin takes
     exactly s copies. The bound is the largest of the mean bin load and, for
-    j = 0 .. min(s, FLOOR_LEVELS) - 1: among the j * num_bins + 1 heaviest copies some bin holds j + 1
-    (pigeonhole), weighing at least the j + 1 lightest of them; its other s - j - 1
-    copies weigh at least the s - j - 1 lightest copies of all (never among the
-    first, as (s - j) * num_bins > s - j - 1). j = 0 is the heaviest copy plus the
-    s - 1 lightest; j = 1 shows that num_bins + 1 heavy copies force two onto one bin.
-    Every bound is a weighted sum of the copies, so one matrix product gives them all.
+    j = 0 .. min(s, FLOOR_LEVELS) - 1: among the j * num_bins + 1 heaviest copies some
+    bin holds j + 1 (pigeonhole), weighing at least the j + 1 lightest of them; its
+    other s - j - 1 copies weigh at least the s - j - 1 lightest copies of all (never
+    among the first, as (s - j) * num_bins > s - j - 1). j = 0 is the heaviest copy plus
+    the s - 1 lightest; j = 1 shows that num_bins + 1 heavy copies force two onto one
+    bin. Every bound is a weighted sum of the copies, so one matrix product gives them all.
     """
     per_bin = loads.shape[1] // num_bins
     return (loads.double() @ floor_weights(num_bins, per_bin, loads.device)).amax(dim=-1)
@@ -410,18 +410,26 @@ def pack_copies(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch
     return table, bin_loads(loads, table)
 
 
+def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots: int
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every copy, heaviest first: weight, counts [R, n] (rows summing to num_slots) ->
+    (item of each copy, load of each copy), both [R, num_slots]. Sorts the items once by
+    load per copy, then repeats each by its count."""
+    per_copy = weight / counts
+    order = argsort_rows(per_copy, descending=True)
+    phy2item = order.flatten().repeat_interleave(counts.gather(1, order).flatten(),
+                                                 output_size=order.shape[0] * num_slots).view(-1, num_slots)
+    return phy2item, per_copy.gather(1, phy2item)
+
+
 def dealt_peak(weight: torch.Tensor, counts: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Deal every row's copies (``deal_in_rounds``): (heaviest bin's load [R], its items [R, s]).
 
     weight, counts: [R, n]. With two slots per bin the dealing pairs the sorted copies
     largest with smallest, the optimal packing for these counts.
     """
-    per_copy = weight / counts
-    order = argsort_rows(per_copy, descending=True)
-    num_rows, num_slots = counts.shape[0], int(counts[0].sum())
-    phy2item = order.flatten().repeat_interleave(counts.gather(1, order).flatten(),
-                                                 output_size=num_rows * num_slots).view(num_rows, num_slots)
-    table, bin_load = deal_in_rounds(per_copy.gather(1, phy2item), num_bins)
+    phy2item, loads = copies_heaviest_first(weight, counts, int(counts[0].sum()))
+    table, bin_load = deal_in_rounds(loads, num_bins)
     peak, heaviest = bin_load.max(dim=-1)
     slots = table.gather(1, heaviest.view(-1, 1, 1).expand(-1, 1, table.shape[2])).squeeze(1)
     return peak, phy2item.gather(1, slots)
@@ -595,12 +603,7 @@ class JointSearch(Policy):
             row = which // num_candidates
             flat_counts = counts.view(-1, num_items).index_select(0, which)  # [K, n]
             row_weight = weight.index_select(0, row)
-        per_copy = row_weight / flat_counts
-        # Copies heaviest first: sort the items once, then repeat each by its count.
-        order = argsort_rows(per_copy, descending=True)
-        phy2item = order.flatten().repeat_interleave(flat_counts.gather(1, order).flatten(),
-                                                     output_size=order.shape[0] * num_slots).view(-1, num_slots)
-        loads = per_copy.gather(1, phy2item)  # [K, S], heaviest first
+        phy2item, loads = copies_heaviest_first(row_weight, flat_counts, num_slots)  # [K, S] each
         floor = packing_floor(loads, num_bins)
         table, dealt = deal_in_rounds(loads, num_bins)
         stop_at = self._stop_at(floor, dealt.amax(dim=-1), row, num_rows, rows_per_layer)
