@@ -5,9 +5,9 @@ operation of the vectorised policies: torch sorts CPU rows with a scalar
 comparison sort, while numpy sorts with SIMD instructions (x86-simd-sort on
 AVX2 / AVX-512 machines), several times faster on such rows. These helpers take
 and return torch tensors; on the CPU they sort with numpy, sharing memory with
-the tensors, and on any other device (CUDA) with torch. As with torch's default
-sort, the order among equal keys is unspecified, but the same input always
-gives the same output.
+the tensors (results carry no gradient), and on any other device (CUDA) with
+torch. As with torch's default sort, the order among equal keys is unspecified,
+but the same input always gives the same output.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def argsort_rows(x: torch.Tensor, descending: bool = False) -> torch.Tensor:
     """Indices that sort each row: x [..., n] -> [..., n] int64."""
     if not _on_numpy(x):
         return x.argsort(dim=-1, descending=descending)
-    values = x.numpy()
+    values = x.detach().numpy()
     return torch.from_numpy(np.argsort(-values if descending else values, axis=-1)).long()
 
 
@@ -39,7 +39,7 @@ def sort_rows(x: torch.Tensor) -> torch.Tensor:
     """Each row's values in ascending order: x [..., n] -> [..., n], x's dtype."""
     if not _on_numpy(x):
         return x.sort(dim=-1).values
-    return torch.from_numpy(np.sort(x.numpy(), axis=-1))
+    return torch.from_numpy(np.sort(x.detach().numpy(), axis=-1))
 
 
 def topk_rows(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

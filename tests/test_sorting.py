@@ -28,3 +28,9 @@ def test_topk_rows_matches_torch_topk_for_small_and_large_k(width, k):
     values, indices = topk_rows(x, k)
     expected = x.topk(k, dim=-1)
     assert torch.equal(values, expected.values) and torch.equal(x.gather(1, indices), expected.values)
+
+
+def test_rows_of_a_tensor_that_requires_grad_sort_too():
+    x = torch.rand(3, 40, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    assert torch.equal(argsort_rows(x), x.detach().argsort(dim=-1))
+    assert torch.equal(sort_rows(x), x.detach().sort(dim=-1).values)
