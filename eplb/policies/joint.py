@@ -130,13 +130,17 @@ def sorted_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return weight.gather(1, item), item
 
 
+def whole_runs(num_rows: int, num_items: int, num_slots: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """``run_counts`` requests for the min-max counts of every row: (src, start, stop, extra), each [B]:
+    the run of all items, with every spare slot."""
+    rows = torch.arange(num_rows, device=device)
+    return rows, torch.zeros_like(rows), torch.full_like(rows, num_items), torch.full_like(rows, num_slots - num_items)
+
+
 def min_max_counts(weight: torch.Tensor, num_slots: int) -> torch.Tensor:
     """Counts minimising the largest load per copy (DeepSeek's replication): [B, n] int64, rows sum to num_slots."""
-    num_rows, num_items = weight.shape
     value, item = sorted_rows(weight)
-    rows = torch.arange(num_rows, device=weight.device)
-    return run_counts(value, item, rows, torch.zeros_like(rows), torch.full_like(rows, num_items),
-                      torch.full_like(rows, num_slots - num_items))
+    return run_counts(value, item, *whole_runs(*weight.shape, num_slots, weight.device))
 
 
 def heavy_split(value: torch.Tensor, num_slots: int, num_bins: int, per_bin: int
@@ -518,8 +522,7 @@ class JointSearch(Policy):
         """
         num_rows, num_items = weight.shape
         value, item = sorted_rows(weight)
-        rows = torch.arange(num_rows, device=weight.device)
-        first, everyone, spare = (torch.full_like(rows, v) for v in (0, num_items, num_slots - num_items))
+        rows, first, everyone, spare = whole_runs(num_rows, num_items, num_slots, weight.device)
         # An item is heavy at level h when w * (h + 1) * bins > the row's load: none at the
         # top level means none at any level (a cheap test before the per-level work).
         splits = []
