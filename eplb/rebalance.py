@@ -83,36 +83,43 @@ class Topology:
         return resolved
 
 
-def validate_weight(weight) -> torch.Tensor:
-    """Check a load matrix [layers, experts]; return it as a tensor (not copied)."""
+def validate_weight(weight, *, history: bool = False) -> torch.Tensor:
+    """Check a load matrix [layers, experts]; return it as a tensor (not copied).
+
+    With ``history=True`` a window of per-step loads [steps, layers, experts] is
+    accepted too (2-D stays 2-D).
+    """
+    shapes = "[layers, experts] or [steps, layers, experts]" if history else "[layers, experts]"
     if not isinstance(weight, torch.Tensor):
         try:
             weight = torch.as_tensor(weight)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise ValueError(f"weight must be a [layers, experts] array of numbers: {exc}") from None
+            raise ValueError(f"weight must be a {shapes} array of numbers: {exc}") from None
     if weight.dtype == torch.bool or weight.is_complex():
         raise ValueError(f"weight must hold real numbers, got dtype {weight.dtype}")
-    if weight.dim() != 2:
-        raise ValueError(f"weight must be 2-D [layers, experts], got shape {tuple(weight.shape)}")
+    if weight.dim() not in ((2, 3) if history else (2,)):
+        raise ValueError(f"weight must be {shapes}, got shape {tuple(weight.shape)}")
     if weight.numel() == 0:
-        raise ValueError(f"weight must have at least one layer and one expert, got shape {tuple(weight.shape)}")
+        needs = "at least one layer and one expert" + (" (and one step)" if weight.dim() == 3 else "")
+        raise ValueError(f"weight must have {needs}, got shape {tuple(weight.shape)}")
     low, high = torch.aminmax(weight)
     if bool(low >= 0) and bool(high < math.inf):  # the common case, in one pass; NaN fails both
         return weight
+    where = "step {}, layer {}, expert {}" if weight.dim() == 3 else "layer {}, expert {}"
     if weight.is_floating_point():
         bad = ~torch.isfinite(weight)
         if bool(bad.any()):
-            layer, expert = (int(i) for i in bad.nonzero()[0])
+            first = where.format(*(int(i) for i in bad.nonzero()[0]))
             raise ValueError(
-                f"weight has {int(bad.sum())} NaN or infinite loads (first at layer {layer}, expert {expert}): "
+                f"weight has {int(bad.sum())} NaN or infinite loads (first at {first}): "
                 "loads must be finite token counts"
             )
     negative = weight < 0
     if bool(negative.any()):
-        layer, expert = (int(i) for i in negative.nonzero()[0])
+        index = tuple(int(i) for i in negative.nonzero()[0])
         raise ValueError(
-            f"weight has {int(negative.sum())} negative loads (first at layer {layer}, expert {expert}, "
-            f"value {weight[layer, expert].item()}): loads are token counts, 0 or more"
+            f"weight has {int(negative.sum())} negative loads (first at {where.format(*index)}, "
+            f"value {weight[index].item()}): loads are token counts, 0 or more"
         )
     return weight
 
@@ -166,8 +173,10 @@ def rebalance_experts(
     """Place replicated experts onto GPUs so that per-GPU load evens out.
 
     Parameters:
-        weight: [layers, num_logical_experts] load (token counts) per expert, any real
-            dtype, CPU or CUDA. Never modified.
+        weight: [layers, num_logical_experts] load (token counts) per expert, or a
+            window of per-step loads [steps, layers, num_logical_experts] (as SGLang's
+            ``deepseek_vec`` takes), which a policy may use to plan for the next window
+            (``Policy.place_window``); any real dtype, CPU or CUDA. Never modified.
         num_replicas: physical expert slots P, a multiple of num_gpus and >= num_logical_experts.
         num_groups: expert groups; num_logical_experts must be a multiple.
         num_nodes: server nodes; num_gpus must be a multiple.
@@ -186,15 +195,20 @@ def rebalance_experts(
 
     Raises ValueError, naming the broken rule, on invalid input.
     """
-    weight = validate_weight(weight)
+    weight = validate_weight(weight, history=True)
     name = DEFAULT_POLICY if policy is None else policy
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
+    num_experts = weight.shape[-1]
     topology = Topology(num_replicas, num_groups, num_nodes, num_gpus)
-    resolved = topology.validate(weight.shape[1], mode)
+    resolved = topology.validate(num_experts, mode)
     load = weight.to(torch.float64 if weight.dtype == torch.float64 else torch.float32)
     if resolved == "global":
         num_groups, num_nodes = 1, 1
-    phy2log = POLICIES[name].place(load, num_replicas, num_groups, num_nodes, num_gpus)
-    log2phy, logcnt = log2phy_from_phy2log(phy2log, weight.shape[1])
+    chosen = POLICIES[name]
+    if load.dim() == 3:
+        phy2log = chosen.place_window(load, num_replicas, num_groups, num_nodes, num_gpus)
+    else:
+        phy2log = chosen.place(load, num_replicas, num_groups, num_nodes, num_gpus)
+    log2phy, logcnt = log2phy_from_phy2log(phy2log, num_experts)
     return phy2log, log2phy, logcnt

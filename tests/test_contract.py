@@ -166,7 +166,8 @@ README = torch.tensor(DEEPSEEK_README_WEIGHT, dtype=torch.float32)
 @pytest.mark.parametrize(
     "weight, args, kwargs, message",
     [
-        (README[0], (16, 4, 2, 8), {}, r"2-D \[layers, experts\], got shape \(12,\)"),
+        (README[0], (16, 4, 2, 8), {}, r"\[layers, experts\] or \[steps, layers, experts\], got shape \(12,\)"),
+        (torch.ones(2, 2, 2, 12), (16, 4, 2, 8), {}, r"or \[steps, layers, experts\], got shape \(2, 2, 2, 12\)"),
         (torch.zeros(0, 12), (16, 4, 2, 8), {}, "at least one layer"),
         (torch.zeros(2, 0), (16, 4, 2, 8), {}, "at least one layer"),
         (README.clone().index_put_((torch.tensor([1]), torch.tensor([3])), torch.tensor(float("nan"))),

@@ -137,6 +137,17 @@ class Policy(ABC):
         """Hierarchical placement: weight [L, E] float -> phy2log [L, num_replicas] int64."""
         return self.steps(weight, num_replicas, num_groups, num_nodes, num_gpus).phy2log
 
+    def place_window(
+        self, window: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int
+    ) -> torch.Tensor:
+        """Plan from a window of per-step loads: window [S, L, E] float -> phy2log [L, num_replicas] int64.
+
+        The placement will serve the steps after the window. This default plans on the
+        window's sum, as DeepSeek's and vLLM's EPLB do; a policy that uses the steps'
+        spread (to hedge experts whose load swings) overrides it.
+        """
+        return self.place(window.sum(0), num_replicas, num_groups, num_nodes, num_gpus)
+
 
 @dataclass(frozen=True)
 class PlacementSteps:
