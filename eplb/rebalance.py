@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import mmap
 from dataclasses import dataclass
 
 import torch
@@ -145,6 +146,27 @@ def ranked_copies(phy2log: torch.Tensor, logcnt: torch.Tensor) -> tuple[torch.Te
     return experts, slots_sorted, slots - first_position.gather(-1, experts)
 
 
+HUGE_PAGE_BYTES = 32 * 2**20
+"""Tensors from this size on come from memory advised to use transparent huge pages (see ``filled_int64``)."""
+
+
+def filled_int64(shape: tuple[int, ...], value: int, device: torch.device) -> torch.Tensor:
+    """A new int64 tensor of ``shape``, every entry ``value``.
+
+    glibc serves an allocation above its largest mmap threshold (32 MiB) with a fresh
+    mapping on every call, and the kernel then faults its pages in one 4 KiB page at a
+    time: most of the cost of filling a large log2phy. On Linux such a tensor lives in
+    an anonymous mapping advised to use transparent huge pages (2 MiB per fault); the
+    tensor keeps the mapping alive and unmaps it when freed.
+    """
+    numel = math.prod(shape)
+    if device.type != "cpu" or numel * 8 < HUGE_PAGE_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.full(shape, value, dtype=torch.int64, device=device)
+    memory = mmap.mmap(-1, numel * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    memory.madvise(mmap.MADV_HUGEPAGE)
+    return torch.frombuffer(memory, dtype=torch.int64).view(shape).fill_(value)
+
+
 def log2phy_from_phy2log(phy2log: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Derive the reverse map from a placement.
 
@@ -155,7 +177,7 @@ def log2phy_from_phy2log(phy2log: torch.Tensor, num_experts: int) -> tuple[torch
     width = num_replicas - num_experts + 1
     logcnt = copy_counts(phy2log, num_experts)
     experts, slots, rank = ranked_copies(phy2log, logcnt)
-    log2phy = torch.full((num_layers, num_experts * width), -1, dtype=torch.int64, device=phy2log.device)
+    log2phy = filled_int64((num_layers, num_experts * width), -1, phy2log.device)
     log2phy.scatter_(-1, experts * width + rank, slots)
     return log2phy.view(num_layers, num_experts, width), logcnt
 
