@@ -12,7 +12,11 @@ placement that satisfies the contract has max GPU load >= each of:
    An expert can have at most P - E + 1 copies since every other expert needs one.
    Whatever counts the placement uses, its max is therefore >= T*. Adding copies
    one at a time to the expert with the largest w_e / c_e (stopping at K) minimises
-   the largest w_e / c_e, so that greedy computes T* exactly.
+   the largest w_e / c_e, so that greedy computes T* exactly. It removes, one by one,
+   the X = P - E largest of the quotients w_e / c (1 <= c < K), each expert's in
+   decreasing order, so T* = max(the (X + 1)-th largest quotient, max_e w_e / K):
+   ``copy_bound`` finds that quotient among the few near the water level T with
+   sum_e min(K - 1, w_e / T) = X, without the loop.
 
 3. Hierarchical mode only, node bound: every node holds q = groups / nodes whole
    groups and its load is shared by its G / N GPUs. With group loads sorted
@@ -56,6 +60,9 @@ placement that satisfies the contract has max GPU load >= each of:
    keeps the largest T so refuted (never more than a refuted value, so the bound
    stays proven whatever the tolerance).
 
+With one node, hierarchical mode is global mode (the one node holds every group),
+so the big-copy bound applies there too.
+
 The bound's balancedness, sum of per-layer means / sum of per-layer bounds, is
 the best balancedness any placement could reach.
 """
@@ -64,10 +71,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from .policies.joint import two_slot_search
 from .rebalance import Topology
+from .sorting import sort_rows
 
 EXACT_SPLITS = 5
 """Heaviest experts whose big / not-big split the big-copy bound enumerates (2**h splits)."""
@@ -78,7 +87,87 @@ as a lower bound on its count."""
 
 
 def copy_bound(weight: torch.Tensor, num_replicas: int, max_copies: int) -> torch.Tensor:
-    """T*: the least possible largest load per copy. weight [L, E] -> [L] float64."""
+    """T*: the least possible largest load per copy. weight [L, E] -> [L] float64.
+
+    The (X + 1)-th largest quotient w_e / c (1 <= c < K = max_copies, X = P - E) is
+    found among the quotients between two water levels: U, where the quotients above
+    number at most X, and a lower one where those above number more than X + E. Each
+    expert's quotients above the band count as removed; the band (about 3E quotients
+    per layer) is sorted. A layer whose band does not provably hold the answer (it is
+    checked) takes the one-copy-at-a-time greedy instead, as do layers without load;
+    both give the same value.
+    """
+    w = weight.double()
+    num_layers, num_experts = w.shape
+    extra, k = num_replicas - num_experts, max_copies
+    if extra == 0:
+        return w.max(dim=-1).values
+    x = w.cpu().numpy()
+    capped = (x / k).max(axis=-1)  # the largest load per copy of an expert at K copies
+    if k == 1 or num_experts * (k - 1) <= extra:  # every quotient is removed
+        return torch.from_numpy(capped).to(w.device)
+    descending = -np.sort(-x, axis=-1)
+    heaviest_sum = np.pad(descending.cumsum(-1), ((0, 0), (1, 0)))  # [L, E + 1]: the j heaviest
+    upper = np.maximum(water_level(heaviest_sum, extra, k), np.finfo(np.float64).tiny)[:, None]
+    lower = water_level(heaviest_sum, extra + num_experts + 1, k)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf where a level is 0
+        first = np.clip(np.floor(x / upper), 1, k)  # quotients of c < first lie above U: removed
+        last = np.where(lower > 0, np.ceil(x / lower) + 1, k - 1.0)
+    last = np.maximum(np.minimum(last, k - 1), first - 1)  # quotients of c > last lie below the band
+    idle = heaviest_sum[:, -1:] == 0  # left to the greedy, which stops at once
+    first = np.where(idle, 1.0, first)
+    width = np.where(idle, 0, last - first + 1).astype(np.int64)  # [L, E]
+    rank = extra - (first - 1).sum(-1).astype(np.int64)  # the answer's rank inside the band, from 0: [L]
+    in_band = width.sum(-1)
+    found = (rank >= 0) & (in_band > rank)
+    value = np.full(num_layers, -np.inf)
+    if found.any():
+        band = np.sort(band_quotients(x, first, width, in_band), axis=-1)  # ascending, -inf padded
+        position = np.clip(band.shape[1] - 1 - rank, 0, band.shape[1] - 1)
+        value = np.where(found, band[np.arange(num_layers), position], value)
+        # The band holds the answer when no quotient counted as removed lies below it and
+        # none left out below the band lies above it.
+        with np.errstate(divide="ignore"):
+            removed_low = np.where(first > 1, x / np.maximum(first - 1, 1), np.inf).min(axis=-1)
+            below_high = np.where(last < k - 1, x / (last + 1), -np.inf).max(axis=-1)
+        found &= (removed_low >= value) & (below_high <= value)
+    bound = torch.from_numpy(np.maximum(value, capped)).to(w.device)
+    if not found.all():
+        rows = torch.from_numpy((~found).nonzero()[0]).to(w.device)
+        bound = bound.index_put((rows,), copy_bound_by_greedy(w[rows], num_replicas, k))
+    return bound
+
+
+def water_level(heaviest_sum: np.ndarray, target: int, max_copies: int) -> np.ndarray:
+    """T with sum_e min(K - 1, w_e / T) = target (0 where no T > 0 reaches it): [L].
+
+    heaviest_sum: [L, E + 1], entry j = the load of the j heaviest experts. With those
+    j capped the sum is j (K - 1) + (the rest of the load) / T; the level is the least
+    of the T solving that over every j with j (K - 1) < target.
+    """
+    rest = np.maximum(heaviest_sum[:, -1:] - heaviest_sum, 0)
+    share = target - np.arange(heaviest_sum.shape[1]) * (max_copies - 1.0)
+    return np.where(share > 0, rest / np.maximum(share, 1), np.inf).min(axis=-1)
+
+
+def band_quotients(weight: np.ndarray, first: np.ndarray, width: np.ndarray, in_band: np.ndarray) -> np.ndarray:
+    """w_e / c for c = first_e .. first_e + width_e - 1, each layer's in one row: [L, max in_band], -inf padded.
+
+    weight, first: [L, E] float64; width: [L, E] int64; in_band: [L] its row sums.
+    """
+    flat_width = width.reshape(-1)
+    total = int(in_band.sum())
+    within = np.arange(total) - np.repeat(flat_width.cumsum() - flat_width, flat_width)
+    quotient = np.repeat(weight.reshape(-1), flat_width) / (np.repeat(first.reshape(-1), flat_width) + within)
+    row = np.repeat(np.arange(weight.shape[0]), in_band)
+    column = np.arange(total) - np.repeat(in_band.cumsum() - in_band, in_band)
+    band = np.full((weight.shape[0], max(int(in_band.max()), 1)), -np.inf)
+    band[row, column] = quotient
+    return band
+
+
+def copy_bound_by_greedy(weight: torch.Tensor, num_replicas: int, max_copies: int) -> torch.Tensor:
+    """T* by its definition: one copy at a time to the largest load per copy. weight [L, E] -> [L] float64."""
     num_layers, num_experts = weight.shape
     w = weight.double()
     logcnt = torch.ones_like(w)
@@ -107,45 +196,82 @@ def node_bound(group_load: torch.Tensor, num_nodes: int, gpus_per_node: int) -> 
 
 
 @lru_cache(maxsize=8)
-def _splits(h: int) -> torch.Tensor:
-    """Every subset of h items as a mask: [2**h, h] bool (row k = the binary digits of k)."""
-    return (torch.arange(2**h).unsqueeze(-1) >> torch.arange(h)) & 1 == 1
+def _splits(h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every subset of h items (subset k holds item i where bit i of k is set) and its members.
+
+    Returns (outside [h, 2**h] float64, 1 where the item is not in the subset; member [M]
+    the item of each (subset, member) pair; in_split [M, 2**h] float64, 1 where the pair
+    belongs to the subset).
+    """
+    big = (np.arange(2**h)[:, None] >> np.arange(h)) & 1 == 1  # [2**h, h]
+    split, member = big.nonzero()
+    in_split = np.zeros((member.size, 2**h))
+    in_split[np.arange(member.size), split] = 1.0
+    return (~big).T.astype(np.float64), member, in_split
 
 
-def big_copies_fit(heaviest: torch.Tensor, smallest_sums: torch.Tensor, limit: torch.Tensor,
-                   slots_per_gpu: int, extra: int, num_gpus: int) -> torch.Tensor:
+def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.ndarray,
+                   slots_per_gpu: int, extra: int, num_gpus: int) -> np.ndarray:
     """The test of bound 4: False where no placement can keep every GPU at or below ``limit``.
 
     heaviest: [L, H] the H heaviest loads of each layer, heaviest first (H covers every
     expert above limit / 2); smallest_sums: [L, E + 1], entry j = sum of the j smallest
-    loads; limit: [L] float64 > 0; extra: P - E. Returns [L] bool (True: not refuted).
+    loads; limit: [L] > 0; extra: P - E; all float64 numpy arrays (the bisection calls this
+    some 30 times on small arrays, where numpy's per-call cost is a fraction of torch's).
+    The copy counts m are worked out per (split, big expert) pair only. Returns [L] bool
+    (True: not refuted).
+    """
+    t = (limit * (1 + 1e-12))[:, None]  # a hair above: rounding never refutes a reachable T
+    heavy = heaviest > t / 2
+    small_copies = np.ceil(2 * heaviest / t)  # b_e
+    # Where every heavy expert can afford its small copies, the split with no big copy passes.
+    fits = np.where(heavy, small_copies - 1, 0.0).sum(-1) <= extra
+    hard = (~fits).nonzero()[0]
+    if hard.size:
+        fits[hard] = _big_copies_fit(heaviest[hard], smallest_sums[hard], t[hard], heavy[hard], small_copies[hard],
+                                     slots_per_gpu, extra, num_gpus)
+    return fits
+
+
+def _big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, t: np.ndarray, heavy: np.ndarray,
+                    small_copies: np.ndarray, slots_per_gpu: int, extra: int, num_gpus: int) -> np.ndarray:
+    """``big_copies_fit`` on layers where the split without big copies fails: every split is tried.
+
+    t: [L, 1] the limit (a hair above); heavy, small_copies: [L, H] the heavy experts and their b_e.
     """
     num_layers, num_heavy = heaviest.shape
     num_experts = smallest_sums.shape[-1] - 1
     h = min(num_heavy, EXACT_SPLITS)
-    t = (limit * (1 + 1e-12)).unsqueeze(-1)  # a hair above: rounding never refutes a reachable T
-    heavy = heaviest > t / 2
-    fewest = torch.ceil(heaviest / t).clamp(min=1)  # a_e
-    small_copies = torch.ceil(2 * heaviest / t)  # b_e
-    others = torch.where(heavy[:, h:], fewest[:, h:] - 1, 0.0).sum(-1, keepdim=True)  # [L, 1]
+    fewest = np.maximum(np.ceil(heaviest / t), 1.0)  # a_e
+    others = np.where(heavy[:, h:], fewest[:, h:] - 1, 0.0).sum(-1, keepdims=True)  # [L, 1]
     w, a, b, heavy = heaviest[:, :h], fewest[:, :h], small_copies[:, :h], heavy[:, :h]
-    big = _splits(h).to(w.device)  # [K, h]
-    fits = ~(big & ~heavy.unsqueeze(1)).any(-1)  # [L, K]: only heavy experts can be big
-    not_big_extra = (torch.where(heavy, b - 1, 0.0).unsqueeze(1) * ~big).sum(-1)  # [L, K]
-    count = a.unsqueeze(-1) + torch.arange(SCAN_COPIES, dtype=w.dtype, device=w.device)  # [L, h, J]
-    m = a.unsqueeze(1).expand(-1, big.shape[0], -1)  # [L, K, h]
+    outside, member, in_split = _splits(h)  # [h, K], [M], [M, K]
+    fits = (~heavy) @ (1 - outside) == 0  # [L, K]: only heavy experts can be big
+    not_big_extra = np.where(heavy, b - 1, 0.0) @ outside  # [L, K]
+    a_pair, w_pair = a[:, member], w[:, member, None]  # [L, M], [L, M, 1]
+    count = a_pair[..., None] + np.arange(SCAN_COPIES, dtype=np.float64)  # [L, M, J]
+    reach = count * t[..., None]  # what c copies of the expert's GPUs can carry
+    # Slots of the light-slot lemma, offset to each layer's row of smallest_sums.
+    row_start = (np.arange(num_layers) * (num_experts + 1))[:, None, None]
+    slots = ((slots_per_gpu - 1) * count).astype(np.int64) + row_start
+    ok = np.ones(count.shape[:-1] + (SCAN_COPIES + 1,), dtype=bool)  # the last column: none of the J fits
+    m = a_pair
     for _ in range(2):
-        spare = extra - torch.where(big, m - 1, 0.0).sum(-1)  # upper bound on D: [L, K]
-        covered = ((slots_per_gpu - 1) * count.unsqueeze(1) - spare[..., None, None]).clamp(0, num_experts - 1)
-        light = smallest_sums.gather(1, covered.long().flatten(1)).view(covered.shape)  # [L, K, h, J]
-        ok = count.unsqueeze(1) * t[..., None, None] >= w[:, None, :, None] + light
-        first = torch.where(ok.any(-1), ok.double().argmax(-1), float(SCAN_COPIES))
-        m = torch.maximum(m, a.unsqueeze(1) + first)
-    big_m = torch.where(big, m, 0.0)
-    fits &= ~(big & (m >= b.unsqueeze(1))).any(-1)
-    fits &= big_m.sum(-1) <= num_gpus
-    fits &= (big_m - big.double()).sum(-1) + not_big_extra + others <= extra
+        spare = ((extra - (m - 1) @ in_split) @ in_split.T).astype(np.int64)  # bound on D, per pair: [L, M]
+        covered = slots - spare[..., None]
+        np.minimum(np.maximum(covered, row_start, out=covered), row_start + (num_experts - 1), out=covered)
+        light = smallest_sums.take(covered)  # Q(covered): [L, M, J]
+        np.greater_equal(reach, np.add(light, w_pair, out=light), out=ok[..., :SCAN_COPIES])
+        m = np.maximum(m, a_pair + ok.argmax(-1))
+    fits &= ((m >= b[:, member]) @ in_split) == 0
+    fits &= m @ in_split <= num_gpus
+    fits &= (m - 1) @ in_split + not_big_extra + others <= extra
     return fits.any(-1)
+
+
+BATCH_TESTS = 64
+"""Tests per bisection round: a round tests every midpoint of the next d bisection steps (2**d - 1
+per layer, d as large as this allows), so few layers take few rounds."""
 
 
 def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower: torch.Tensor,
@@ -154,6 +280,7 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
 
     weight: [L, E]. Only layers the test refutes at ``lower`` are bisected, until the
     interval is ``tolerance`` of the limit wide; the result is the largest refuted limit.
+    The test runs on numpy arrays on the CPU (its arithmetic is float64 either way).
     """
     w = weight.double()
     num_layers, num_experts = w.shape
@@ -170,17 +297,58 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
     if rows.numel() == 0:
         return lower
     smallest_sums = torch.nn.functional.pad(w[rows].sort(dim=-1).values.cumsum(-1), (1, 0))
-    heaviest, low = heaviest[rows], lower[rows]
+    total = w[rows].sum(-1)
+    heaviest, smallest_sums, low = heaviest[rows].cpu().numpy(), smallest_sums.cpu().numpy(), lower[rows].cpu().numpy()
     args = (num_replicas // num_gpus, extra, num_gpus)
     refuted = ~big_copies_fit(heaviest, smallest_sums, low, *args)
-    if not bool(refuted.any()):
+    if not refuted.any():
         return lower
-    high = torch.where(refuted, w[rows].sum(-1), low)  # at the total load the test always passes
-    while bool(((high - low) > tolerance * high).any()):
-        mid = (low + high) / 2
-        fits = big_copies_fit(heaviest, smallest_sums, mid, *args)
-        low, high = torch.where(fits, low, mid), torch.where(fits, mid, high)
-    return lower.index_put((rows,), low)
+    rows = rows[torch.from_numpy(refuted).to(rows.device)]
+    heaviest, smallest_sums, low = heaviest[refuted], smallest_sums[refuted], low[refuted]
+    high = total.cpu().numpy()[refuted]  # at the total load the test always passes
+    repeated = {}
+
+    def fits(limit: np.ndarray) -> np.ndarray:  # limit [layers, n]: n limits per layer
+        n = limit.shape[1]
+        if n not in repeated:
+            repeated[n] = np.repeat(heaviest, n, axis=0), np.repeat(smallest_sums, n, axis=0)
+        return big_copies_fit(*repeated[n], limit.reshape(-1), *args).reshape(limit.shape)
+
+    low = bisect_refuted(fits, low, high, tolerance)
+    return lower.index_put((rows,), torch.from_numpy(low).to(lower.device))
+
+
+def bisect_refuted(fits, low: np.ndarray, high: np.ndarray, tolerance: float) -> np.ndarray:
+    """Bisect every layer's [low, high] (low refuted, high fitting) until all are ``tolerance`` of high wide.
+
+    fits(limit [L, n]) -> [L, n] bool tests n limits of every layer. Each step halves
+    every interval: mid = (low + high) / 2 becomes high where it fits, else low. A round
+    tests all 2**d - 1 midpoints the next d steps can reach (a tree: node i's children
+    2i + 1 and 2i + 2 halve its lower and upper half), then walks the tree, so the
+    result is exactly plain bisection's, in fewer calls. low, high: [L] -> low [L].
+    """
+    num_layers = low.shape[0]
+    depth = max(1, (BATCH_TESTS // num_layers + 1).bit_length() - 1)
+    nodes = 2**depth - 1
+    every = np.arange(num_layers)
+    while ((high - low) > tolerance * high).any():
+        node_low, node_high, mid = (np.empty((num_layers, nodes)) for _ in range(3))
+        node_low[:, 0], node_high[:, 0] = low, high
+        for level in range(depth):
+            at = np.arange(2**level - 1, 2 ** (level + 1) - 1)
+            mid[:, at] = (node_low[:, at] + node_high[:, at]) / 2
+            if level + 1 < depth:
+                node_low[:, 2 * at + 1], node_high[:, 2 * at + 1] = node_low[:, at], mid[:, at]
+                node_low[:, 2 * at + 2], node_high[:, 2 * at + 2] = mid[:, at], node_high[:, at]
+        fit = fits(mid)
+        node = np.zeros(num_layers, dtype=np.int64)
+        for _ in range(depth):
+            if not ((high - low) > tolerance * high).any():
+                break
+            here, halfway = fit[every, node], mid[every, node]
+            low, high = np.where(here, low, halfway), np.where(here, halfway, high)
+            node = 2 * node + np.where(here, 1, 2)
+    return low
 
 
 def lower_bound(
@@ -192,7 +360,7 @@ def lower_bound(
     num_experts = weight.shape[-1]
     w = weight.double()
     bound = w.sum(-1) / num_gpus
-    if resolved == "global":
+    if resolved == "global" or num_nodes == 1:  # one node holds every group: the global problem
         max_copies = min(num_gpus, num_replicas - num_experts + 1)
         bound = torch.maximum(bound, copy_bound(w, num_replicas, max_copies))
         return big_copy_bound(w, num_replicas, num_gpus, bound)

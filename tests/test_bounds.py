@@ -5,12 +5,15 @@ import collections
 import functools
 import itertools
 
+import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eplb
-from eplb.bounds import bound_balancedness, exact_two_slot_optimum, lower_bound
+from eplb.bounds import (EXACT_SPLITS, SCAN_COPIES, big_copy_bound, bisect_refuted, bound_balancedness,
+                         copy_bound, copy_bound_by_greedy, exact_two_slot_optimum, lower_bound)
 from eplb.metrics import gpu_loads
 from eplb.workloads import generate_load
 
@@ -131,3 +134,149 @@ def test_big_copy_bound_on_three_hot_experts_in_a_qwen_shape():
     assert bool((bound > 1.02 * mean).all())
     phy2log = eplb.rebalance_experts(weight, 144, 1, 1, 16, policy="joint", mode="global")[0]
     assert bool((gpu_loads(weight, phy2log, 16).max(-1).values >= bound - 1e-6).all())
+
+
+def test_one_node_is_global_mode_for_the_bound():
+    """Hierarchical mode on one node is the global problem, big-copy bound included."""
+    for layers, experts, replicas, gpus in [(94, 128, 144, 16), (24, 32, 64, 32)]:  # Qwen3-235B, gpt-oss-20b
+        weight = generate_load("hot", layers, experts, seed=0)
+        auto = lower_bound(weight, replicas, 1, 1, gpus, "auto")
+        assert torch.equal(auto, lower_bound(weight, replicas, 1, 1, gpus, "global"))
+        assert bound_balancedness(weight, auto, gpus) < 0.97  # three hot experts cannot all be split evenly
+    weight = generate_load("hot", 4, 64, seed=1)
+    assert torch.equal(lower_bound(weight, 80, 8, 1, 16, "hierarchical"), lower_bound(weight, 80, 8, 1, 16, "global"))
+
+
+def loads_of_every_kind(draw, num_layers, num_experts):
+    """[L, E] float64: seeded families, small integers with ties, idle experts and idle layers."""
+    kind = draw(st.sampled_from(["uniform", "zipf", "lognormal", "hot", "zero", "ties", "idle_layer"]))
+    seed = draw(st.integers(0, 2**16))
+    if kind == "ties":
+        return torch.randint(0, 4, (num_layers, num_experts), generator=torch.Generator().manual_seed(seed)).double()
+    weight = generate_load("lognormal" if kind == "idle_layer" else kind, num_layers, num_experts, seed=seed).double()
+    if kind == "idle_layer":
+        weight[0] = 0
+    return weight
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_copy_bound_equals_adding_one_copy_at_a_time(data):
+    num_experts = data.draw(st.integers(1, 40))
+    weight = loads_of_every_kind(data.draw, data.draw(st.integers(1, 4)), num_experts)
+    num_replicas = num_experts + data.draw(st.integers(0, 3 * num_experts + 5))
+    max_copies = data.draw(st.integers(1, num_replicas - num_experts + 1))
+    assert torch.equal(copy_bound(weight, num_replicas, max_copies),
+                       copy_bound_by_greedy(weight, num_replicas, max_copies))
+
+
+@pytest.mark.parametrize("family", ["lognormal", "hot", "zipf"])
+@pytest.mark.parametrize("replicas, gpus", [(288, 32), (288, 8), (512, 256), (320, 320)])
+def test_copy_bound_equals_the_greedy_at_deepseek_v3_size(family, replicas, gpus):
+    weight = generate_load(family, 16, 256, seed=2).double()
+    max_copies = min(gpus, replicas - 256 + 1)
+    assert torch.equal(copy_bound(weight, replicas, max_copies), copy_bound_by_greedy(weight, replicas, max_copies))
+
+
+def bisection_one_step_at_a_time(fits, low, high, tolerance):
+    """Plain bisection, one test per step: the definition bisect_refuted reproduces."""
+    while bool(((high - low) > tolerance * high).any()):
+        mid = (low + high) / 2
+        fit = fits(mid[:, None])[:, 0]
+        low, high = np.where(fit, low, mid), np.where(fit, mid, high)
+    return low
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 80), st.integers(0, 2**16), st.booleans())
+def test_bisecting_in_rounds_is_plain_bisection(num_layers, seed, monotone):
+    """Any test, monotone or not: the rounds walk the same midpoints as one step at a time."""
+    rng = np.random.default_rng(seed)
+    boundary = rng.uniform(1, 2, num_layers)
+
+    def fits(limit):  # [L, n]
+        if monotone:
+            return limit >= boundary[:, None]
+        return (np.floor(limit * 1e6 * boundary[:, None]) % 3) != 0
+
+    low, high = np.ones(num_layers), np.full(num_layers, 3.0)
+    assert np.array_equal(bisect_refuted(fits, low, high, 1e-7), bisection_one_step_at_a_time(fits, low, high, 1e-7))
+
+
+# The big-copy test and bisection as first written, in torch: the reference the faster
+# numpy test (pairs of split and big expert, a cheap first check, bisection in rounds)
+# must reproduce bit for bit.
+def torch_big_copies_fit(heaviest, smallest_sums, limit, slots_per_gpu, extra, num_gpus):
+    num_layers, num_heavy = heaviest.shape
+    num_experts = smallest_sums.shape[-1] - 1
+    h = min(num_heavy, EXACT_SPLITS)
+    t = (limit * (1 + 1e-12)).unsqueeze(-1)
+    heavy = heaviest > t / 2
+    fewest = torch.ceil(heaviest / t).clamp(min=1)
+    small_copies = torch.ceil(2 * heaviest / t)
+    others = torch.where(heavy[:, h:], fewest[:, h:] - 1, 0.0).sum(-1, keepdim=True)
+    w, a, b, heavy = heaviest[:, :h], fewest[:, :h], small_copies[:, :h], heavy[:, :h]
+    big = (torch.arange(2**h).unsqueeze(-1) >> torch.arange(h)) & 1 == 1
+    fits = ~(big & ~heavy.unsqueeze(1)).any(-1)
+    not_big_extra = (torch.where(heavy, b - 1, 0.0).unsqueeze(1) * ~big).sum(-1)
+    count = a.unsqueeze(-1) + torch.arange(SCAN_COPIES, dtype=w.dtype)
+    m = a.unsqueeze(1).expand(-1, big.shape[0], -1)
+    for _ in range(2):
+        spare = extra - torch.where(big, m - 1, 0.0).sum(-1)
+        covered = ((slots_per_gpu - 1) * count.unsqueeze(1) - spare[..., None, None]).clamp(0, num_experts - 1)
+        light = smallest_sums.gather(1, covered.long().flatten(1)).view(covered.shape)
+        ok = count.unsqueeze(1) * t[..., None, None] >= w[:, None, :, None] + light
+        first = torch.where(ok.any(-1), ok.double().argmax(-1), float(SCAN_COPIES))
+        m = torch.maximum(m, a.unsqueeze(1) + first)
+    big_m = torch.where(big, m, 0.0)
+    fits &= ~(big & (m >= b.unsqueeze(1))).any(-1)
+    fits &= big_m.sum(-1) <= num_gpus
+    fits &= (big_m - big.double()).sum(-1) + not_big_extra + others <= extra
+    return fits.any(-1)
+
+
+def torch_big_copy_bound(weight, num_replicas, num_gpus, lower, tolerance=1e-7):
+    w, lower = weight.double(), lower.double()
+    extra = num_replicas - w.shape[1]
+    num_heavy = int((w > lower.unsqueeze(-1) / 2).sum(-1).max())
+    if num_heavy == 0 or extra == 0:
+        return lower
+    heaviest = w.topk(num_heavy, dim=-1).values
+    t = lower.unsqueeze(-1) * (1 + 1e-12)
+    tight = torch.where(heaviest > t / 2, torch.ceil(2 * heaviest / t) - 1, 0.0).sum(-1) > extra
+    rows = (tight & (lower > 0)).nonzero().squeeze(-1)
+    if rows.numel() == 0:
+        return lower
+    smallest_sums = torch.nn.functional.pad(w[rows].sort(dim=-1).values.cumsum(-1), (1, 0))
+    heaviest, low = heaviest[rows], lower[rows]
+    args = (num_replicas // num_gpus, extra, num_gpus)
+    refuted = ~torch_big_copies_fit(heaviest, smallest_sums, low, *args)
+    high = torch.where(refuted, w[rows].sum(-1), low)
+    while bool(((high - low) > tolerance * high).any()):
+        mid = (low + high) / 2
+        fits = torch_big_copies_fit(heaviest, smallest_sums, mid, *args)
+        low, high = torch.where(fits, low, mid), torch.where(fits, mid, high)
+    return lower.index_put((rows,), low)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_big_copy_bound_equals_the_first_torch_version(data):
+    num_experts = data.draw(st.sampled_from([4, 8, 16, 32, 64, 128]))
+    weight = loads_of_every_kind(data.draw, data.draw(st.integers(1, 6)), num_experts)
+    num_gpus = data.draw(st.sampled_from([2, 4, 8, 16, 32]))
+    num_replicas = num_gpus * (-(-num_experts // num_gpus) + data.draw(st.integers(0, 3)))
+    lower = torch.maximum(weight.sum(-1) / num_gpus,
+                          copy_bound(weight, num_replicas, min(num_gpus, num_replicas - num_experts + 1)))
+    assert torch.equal(big_copy_bound(weight, num_replicas, num_gpus, lower),
+                       torch_big_copy_bound(weight, num_replicas, num_gpus, lower))
+
+
+@pytest.mark.parametrize("layers, experts, replicas, gpus", [
+    (58, 256, 288, 32), (58, 256, 288, 144), (20, 256, 288, 72), (94, 128, 144, 16), (58, 32, 64, 32)])
+def test_big_copy_bound_equals_the_first_torch_version_on_hot_model_shapes(layers, experts, replicas, gpus):
+    weight = generate_load("hot", layers, experts, seed=4).double()
+    lower = torch.maximum(weight.sum(-1) / gpus, copy_bound(weight, replicas, min(gpus, replicas - experts + 1)))
+    bound = big_copy_bound(weight, replicas, gpus, lower)
+    assert bool((bound > lower).any())  # the big-copy bound bites here
+    assert torch.equal(bound, torch_big_copy_bound(weight, replicas, gpus, lower))
