@@ -12,7 +12,9 @@ Each point times ``rebalance_experts`` with the ``joint``, ``deepseek`` and
 ``zigzag`` policies (log2phy included), ``eplb.bounds.lower_bound`` and, alone,
 ``log2phy_from_phy2log`` on zigzag's placement, on seeded log-normal and hot
 loads; torch runs on one thread and each figure is the median of a few calls
-after one untimed call.
+after one untimed call, in CPU time of the process by default (on a shared
+machine wall time also counts the time spent waiting for a core; ``--clock wall``
+measures that instead).
 
 Work measure: layers x slots x log2(slots), the size of the [layers, slots]
 placement times the log factor of sorting its rows; each point also prints its
@@ -23,7 +25,7 @@ are never flagged (per-call overhead and timer noise dominate there).
 
 Usage:
     PYTHONPATH=. python benchmarks/bench_scaling.py [--quick] [--axes layers,gpus] [--loads hot]
-        [--functions joint,bound] [--repeats N]
+        [--functions joint,bound] [--repeats N] [--clock cpu|wall]
 """
 
 from __future__ import annotations
@@ -101,7 +103,11 @@ def calls(point: Point, weight: torch.Tensor) -> dict[str, object]:
     }
 
 
-def time_point(point: Point, family: str, functions: list[str], repeats: int) -> dict[str, float]:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def time_point(point: Point, family: str, functions: list[str], repeats: int, clock=time.process_time
+               ) -> dict[str, float]:
     """Median ms per function; the functions take turns, after one untimed call each."""
     weight = generate_load(family, point.layers, point.experts, seed=0)
     chosen = {name: fn for name, fn in calls(point, weight).items() if name in functions}
@@ -110,9 +116,9 @@ def time_point(point: Point, family: str, functions: list[str], repeats: int) ->
         fn()
     for _ in range(repeats):
         for name, fn in chosen.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
+            times[name].append((clock() - start) * 1e3)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -135,8 +141,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer points and one timed call each")
     parser.add_argument("--axes", default=None, help="comma-separated subset of layers,experts,gpus,slots_per_gpu")
-    parser.add_argument("--loads", default=",".join(LOADS), help=f"comma-separated workload families ({','.join(LOADS)})")
-    parser.add_argument("--functions", default=",".join(FUNCTIONS), help=f"comma-separated subset of {','.join(FUNCTIONS)}")
+    parser.add_argument("--loads", default=",".join(LOADS), help=f"comma-separated families ({','.join(LOADS)})")
+    parser.add_argument("--functions", default=",".join(FUNCTIONS), help=f"comma-separated {','.join(FUNCTIONS)}")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu", help="process CPU time (default) or wall time")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per point (default 3, 1 with --quick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     return parser.parse_args(argv)
@@ -155,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         if name not in FUNCTIONS:
             raise SystemExit(f"unknown function {name!r}: choose from {', '.join(FUNCTIONS)}")
     repeats = args.repeats or (1 if args.quick else 3)
-    print(f"Scaling: global mode, torch threads {torch.get_num_threads()}, median of {repeats} timed call(s) "
-          f"after one untimed; work = layers x slots x log2(slots); cliff = more than {CLIFF:g}x a neighbour "
+    print(f"Scaling: global mode, torch threads {torch.get_num_threads()}, {args.clock} time, "
+          f"median of {repeats} call(s) after one untimed; work = layers x slots x log2(slots); cliff = more than {CLIFF:g}x a neighbour "
           f"beyond the growth in work (points under {FLOOR_MS:g} ms not flagged)")
     flagged = []
     started = time.perf_counter()
@@ -164,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         values = [v for v, _ in all_axes[axis]]
         points = [p for _, p in all_axes[axis]]
         for family in args.loads.split(","):
-            measured = [time_point(p, family, functions, repeats) for p in points]
+            measured = [time_point(p, family, functions, repeats, CLOCKS[args.clock]) for p in points]
             per_function = {f: cliffs(points, [m[f] for m in measured]) for f in functions}
             print(f"\naxis {axis}, {family} load")
             header = f"  {axis:>13}  {'shape':<44} {'work':>9}"
