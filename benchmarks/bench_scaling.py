@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown function {name!r}: choose from {', '.join(FUNCTIONS)}")
     repeats = args.repeats or (1 if args.quick else 3)
     print(f"Scaling: global mode, torch threads {torch.get_num_threads()}, {args.clock} time, "
-          f"median of {repeats} call(s) after one untimed; work = layers x slots x log2(slots); cliff = more than {CLIFF:g}x a neighbour "
-          f"beyond the growth in work (points under {FLOOR_MS:g} ms not flagged)")
+          f"median of {repeats} call(s) after one untimed; work = layers x slots x log2(slots); "
+          f"cliff = more than {CLIFF:g}x a neighbour beyond the growth in work "
+          f"(points under {FLOOR_MS:g} ms not flagged)")
     flagged = []
     started = time.perf_counter()
     for axis in chosen_axes:
