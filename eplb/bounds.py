@@ -196,18 +196,9 @@ def node_bound(group_load: torch.Tensor, num_nodes: int, gpus_per_node: int) -> 
 
 
 @lru_cache(maxsize=8)
-def _splits(h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every subset of h items (subset k holds item i where bit i of k is set) and its members.
-
-    Returns (outside [h, 2**h] float64, 1 where the item is not in the subset; member [M]
-    the item of each (subset, member) pair; in_split [M, 2**h] float64, 1 where the pair
-    belongs to the subset).
-    """
-    big = (np.arange(2**h)[:, None] >> np.arange(h)) & 1 == 1  # [2**h, h]
-    split, member = big.nonzero()
-    in_split = np.zeros((member.size, 2**h))
-    in_split[np.arange(member.size), split] = 1.0
-    return (~big).T.astype(np.float64), member, in_split
+def _splits(h: int) -> np.ndarray:
+    """Every subset of h items as a mask: [2**h, h] bool (row k = the binary digits of k)."""
+    return (np.arange(2**h)[:, None] >> np.arange(h)) & 1 == 1
 
 
 def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.ndarray,
@@ -218,58 +209,53 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     expert above limit / 2); smallest_sums: [L, E + 1], entry j = sum of the j smallest
     loads; limit: [L] > 0; extra: P - E; all float64 numpy arrays (the bisection calls this
     some 30 times on small arrays, where numpy's per-call cost is a fraction of torch's).
-    The copy counts m are worked out per (split, big expert) pair only. Returns [L] bool
-    (True: not refuted).
-    """
-    t = (limit * (1 + 1e-12))[:, None]  # a hair above: rounding never refutes a reachable T
-    heavy = heaviest > t / 2
-    small_copies = np.ceil(2 * heaviest / t)  # b_e
-    # Where every heavy expert can afford its small copies, the split with no big copy passes.
-    fits = np.where(heavy, small_copies - 1, 0.0).sum(-1) <= extra
-    hard = (~fits).nonzero()[0]
-    if hard.size:
-        fits[hard] = _big_copies_fit(heaviest[hard], smallest_sums[hard], t[hard], heavy[hard], small_copies[hard],
-                                     slots_per_gpu, extra, num_gpus)
-    return fits
+    Returns [L] bool (True: not refuted).
 
-
-def _big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, t: np.ndarray, heavy: np.ndarray,
-                    small_copies: np.ndarray, slots_per_gpu: int, extra: int, num_gpus: int) -> np.ndarray:
-    """``big_copies_fit`` on layers where the split without big copies fails: every split is tried.
-
-    t: [L, 1] the limit (a hair above); heavy, small_copies: [L, H] the heavy experts and their b_e.
+    Copy counts only ever rise from a_e, so a split that fails with every m_e = a_e fails
+    for good: the counts m are worked out only for the splits that pass that first check
+    (usually one per layer), and only for their big experts.
     """
     num_layers, num_heavy = heaviest.shape
     num_experts = smallest_sums.shape[-1] - 1
     h = min(num_heavy, EXACT_SPLITS)
+    t = (limit * (1 + 1e-12))[:, None]  # a hair above: rounding never refutes a reachable T
+    heavy = heaviest > t / 2
     fewest = np.maximum(np.ceil(heaviest / t), 1.0)  # a_e
-    others = np.where(heavy[:, h:], fewest[:, h:] - 1, 0.0).sum(-1, keepdims=True)  # [L, 1]
+    small_copies = np.ceil(2 * heaviest / t)  # b_e
+    others = np.where(heavy[:, h:], fewest[:, h:] - 1, 0.0).sum(-1)  # [L]
     w, a, b, heavy = heaviest[:, :h], fewest[:, :h], small_copies[:, :h], heavy[:, :h]
-    outside, member, in_split = _splits(h)  # [h, K], [M], [M, K]
-    fits = (~heavy) @ (1 - outside) == 0  # [L, K]: only heavy experts can be big
-    not_big_extra = np.where(heavy, b - 1, 0.0) @ outside  # [L, K]
-    a_pair, w_pair = a[:, member], w[:, member, None]  # [L, M], [L, M, 1]
-    count = a_pair[..., None] + np.arange(SCAN_COPIES, dtype=np.float64)  # [L, M, J]
-    reach = count * t[..., None]  # what c copies of the expert's GPUs can carry
-    # Slots of the light-slot lemma, offset to each layer's row of smallest_sums.
-    row_start = (np.arange(num_layers) * (num_experts + 1))[:, None, None]
-    slots = ((slots_per_gpu - 1) * count).astype(np.int64) + row_start
-    ok = np.ones(count.shape[:-1] + (SCAN_COPIES + 1,), dtype=bool)  # the last column: none of the J fits
+    big = _splits(h)  # [K, h]
+    inside = big.T.astype(np.float64)  # [h, K]
+    not_big_extra = np.where(heavy, b - 1, 0.0) @ (1 - inside)  # [L, K]
+    passes = ((~heavy) @ inside == 0) & ((a >= b) @ inside == 0)  # only heavy experts can be big; m < b
+    passes &= (a @ inside <= num_gpus) & ((a - 1) @ inside + not_big_extra + others[:, None] <= extra)
+    case_row, case_split = passes.nonzero()  # [C] the (layer, split) cases left
+    pair_case, item = big[case_split].nonzero()  # [N] each case's big experts
+    row = case_row[pair_case]
+    a_pair, w_pair, b_pair = a[row, item], w[row, item, None], b[row, item]  # [N], [N, 1], [N]
+    count = a_pair[:, None] + np.arange(SCAN_COPIES, dtype=np.float64)  # [N, J]
+    reach = count * t[row]  # what c copies of the expert's GPUs can carry
+    first_sum = (row * (num_experts + 1))[:, None]  # where each layer's smallest_sums start
+    slots = ((slots_per_gpu - 1) * count).astype(np.int64) + first_sum  # light-slot lemma slots, offset
+    ok = np.ones((row.size, SCAN_COPIES + 1), dtype=bool)  # the last column: none of the J fits
+    num_cases = case_row.size
     m = a_pair
     for _ in range(2):
-        spare = ((extra - (m - 1) @ in_split) @ in_split.T).astype(np.int64)  # bound on D, per pair: [L, M]
-        covered = slots - spare[..., None]
-        np.minimum(np.maximum(covered, row_start, out=covered), row_start + (num_experts - 1), out=covered)
-        light = smallest_sums.take(covered)  # Q(covered): [L, M, J]
-        np.greater_equal(reach, np.add(light, w_pair, out=light), out=ok[..., :SCAN_COPIES])
+        spare = (extra - np.bincount(pair_case, m - 1, num_cases)).astype(np.int64)[pair_case]  # bound on D
+        covered = slots - spare[:, None]
+        np.minimum(np.maximum(covered, first_sum, out=covered), first_sum + (num_experts - 1), out=covered)
+        light = smallest_sums.take(covered)  # Q(covered): [N, J]
+        np.greater_equal(reach, np.add(light, w_pair, out=light), out=ok[:, :SCAN_COPIES])
         m = np.maximum(m, a_pair + ok.argmax(-1))
-    fits &= ((m >= b[:, member]) @ in_split) == 0
-    fits &= m @ in_split <= num_gpus
-    fits &= (m - 1) @ in_split + not_big_extra + others <= extra
-    return fits.any(-1)
+    fits = np.bincount(pair_case, m >= b_pair, num_cases) == 0
+    fits &= np.bincount(pair_case, m, num_cases) <= num_gpus
+    fits &= np.bincount(pair_case, m - 1, num_cases) + not_big_extra[case_row, case_split] + others[case_row] <= extra
+    result = np.zeros(num_layers, dtype=bool)
+    result[case_row[fits]] = True
+    return result
 
 
-BATCH_TESTS = 64
+BATCH_TESTS = 192
 """Tests per bisection round: a round tests every midpoint of the next d bisection steps (2**d - 1
 per layer, d as large as this allows), so few layers take few rounds."""
 
