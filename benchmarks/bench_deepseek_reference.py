@@ -44,6 +44,11 @@ SPEED_CASES = (  # (label, layers, experts, replicas, groups, nodes, gpus, mode)
 )
 
 
+def default_peers() -> Path:
+    """Where the peers' code is read from: $EPLB_PEERS, else peers/ beside the project root."""
+    return Path(os.environ.get("EPLB_PEERS") or ROOT.parent / "peers")
+
+
 def load_published(peers: Path):
     """DeepSeek's eplb module from peers/deepseek-eplb/eplb.py, or None when absent."""
     path = peers / "deepseek-eplb" / "eplb.py"
@@ -156,8 +161,7 @@ def speed(module, repeats: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_peers = os.environ.get("EPLB_PEERS") or str(ROOT.parent / "peers")
-    parser.add_argument("--peers", default=default_peers, help="folder holding deepseek-eplb/eplb.py")
+    parser.add_argument("--peers", default=str(default_peers()), help="folder holding deepseek-eplb/eplb.py")
     parser.add_argument("--cases", type=int, default=4000, help="random cases in all (default 4000)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per speed case (default 5)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

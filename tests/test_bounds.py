@@ -236,19 +236,15 @@ def torch_big_copies_fit(heaviest, smallest_sums, limit, slots_per_gpu, extra, n
 
 
 def torch_big_copy_bound(weight, num_replicas, num_gpus, lower, tolerance=1e-7):
+    """Every layer with a positive lower bound bisected (a layer the test passes at once keeps it)."""
     w, lower = weight.double(), lower.double()
     extra = num_replicas - w.shape[1]
-    num_heavy = int((w > lower.unsqueeze(-1) / 2).sum(-1).max())
+    rows = (lower > 0).nonzero().squeeze(-1)
+    num_heavy = int((w[rows] > lower[rows].unsqueeze(-1) / 2).sum(-1).max()) if rows.numel() else 0
     if num_heavy == 0 or extra == 0:
         return lower
-    heaviest = w.topk(num_heavy, dim=-1).values
-    t = lower.unsqueeze(-1) * (1 + 1e-12)
-    tight = torch.where(heaviest > t / 2, torch.ceil(2 * heaviest / t) - 1, 0.0).sum(-1) > extra
-    rows = (tight & (lower > 0)).nonzero().squeeze(-1)
-    if rows.numel() == 0:
-        return lower
+    heaviest, low = w[rows].topk(num_heavy, dim=-1).values, lower[rows]
     smallest_sums = torch.nn.functional.pad(w[rows].sort(dim=-1).values.cumsum(-1), (1, 0))
-    heaviest, low = heaviest[rows], lower[rows]
     args = (num_replicas // num_gpus, extra, num_gpus)
     refuted = ~torch_big_copies_fit(heaviest, smallest_sums, low, *args)
     high = torch.where(refuted, w[rows].sum(-1), low)

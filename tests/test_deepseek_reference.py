@@ -11,10 +11,6 @@ project), the same cases are also run through it.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -22,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eplb
+from benchmarks.bench_deepseek_reference import default_peers, load_published
 from eplb.policies.deepseek import _pack_in_lockstep, _pack_row_by_row, balanced_packing
 from eplb.presets import DEEPSEEK_README_WEIGHT
 from eplb.workloads import generate_load
@@ -114,19 +111,7 @@ def described_rebalance(weight: torch.Tensor, num_replicas: int, num_groups: int
     return phy2log, logcnt
 
 
-def published_module():
-    """DeepSeek's eplb.py from a local copy of the peers, or None."""
-    root = Path(os.environ.get("EPLB_PEERS") or Path(__file__).resolve().parents[2] / "peers")
-    path = root / "deepseek-eplb" / "eplb.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("deepseek_published_eplb", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PUBLISHED = published_module()
+PUBLISHED = load_published(default_peers())  # None without a local copy
 
 
 def assert_deepseeks(weight, num_replicas, num_groups, num_nodes, num_gpus):
