@@ -159,7 +159,7 @@ def loads_of_every_kind(draw, num_layers, num_experts):
     return weight
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_copy_bound_equals_adding_one_copy_at_a_time(data):
     num_experts = data.draw(st.integers(1, 40))
@@ -255,7 +255,7 @@ def torch_big_copy_bound(weight, num_replicas, num_gpus, lower, tolerance=1e-7):
     return lower.index_put((rows,), low)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.data())
 def test_big_copy_bound_equals_the_first_torch_version(data):
     num_experts = data.draw(st.sampled_from([4, 8, 16, 32, 64, 128]))
