@@ -27,8 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
-import eplb.formats
+import eplb.formats.safe
 from eplb.formats import write_load
+from eplb.presets import custom_model
 from tests.conftest import ROOT, assert_clean
 from tests.e2e.conftest import app_pages
 from ui import data
@@ -42,6 +43,7 @@ MAGIC = [b"", b"\x80\x02", b"\x80\x04\x95", b"PK\x03\x04", b"\x93NUMPY\x01\x00",
 """Starts of the formats the reader detects, so random bodies reach each parser, not only the text path."""
 
 LOAD = torch.tensor([[3, 0, 7, 1], [2, 9, 0, 4], [5, 5, 5, 5]])  # [layers 3, experts 4]
+MODEL = custom_model(3, 4, 0)  # LOAD's model, for the formats with one row per decoder layer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -105,14 +107,14 @@ def _torch(obj, legacy: bool = False) -> bytes:
 VALID = {
     "load.csv": write_load("csv", LOAD),
     "load.json": write_load("json", LOAD),
-    "sglang.json": write_load("sglang-count-json", LOAD[None]),
-    "expert-load.json": write_load("vllm-load-json", LOAD[None].repeat(2, 1, 1)),
+    "sglang.json": write_load("sglang-count-json", LOAD[None], model=MODEL),
+    "expert-load.json": write_load("expert-load-json", LOAD[None].repeat(2, 1, 1)),
     "load.npy": write_load("npy", LOAD),
     "load.npz": _npz(load=LOAD.numpy()),
     "compressed.npz": _npz(True, load=LOAD.numpy()),
     "load.pt": write_load("pt", LOAD),
     "legacy.pt": _torch(LOAD, legacy=True),
-    "sglang.pt": write_load("sglang-count-pt", LOAD[None]),
+    "sglang.pt": write_load("sglang-count-pt", LOAD[None], model=MODEL),
 }
 """One small valid file per container and engine layout; each reads back to LOAD."""
 
@@ -273,7 +275,7 @@ def test_one_by_one_and_very_wide_matrices_read():
 
 
 def test_a_file_over_the_size_limit_is_refused_with_the_limit(monkeypatch):
-    monkeypatch.setattr(eplb.formats, "MAX_BYTES", 2**20)
+    monkeypatch.setattr(eplb.formats.safe, "MAX_BYTES", 2**20)
     row = b",".join(b"1" for _ in range(512)) + b"\n"  # 1 KiB per row
     at_limit = row * 1024
     assert len(at_limit) == 2**20
@@ -393,7 +395,7 @@ def test_shapes_that_fit_no_topology_are_explained_inline(open_page, name, conte
 
 
 def test_a_file_over_the_limit_is_refused_in_the_app(open_page, monkeypatch):
-    monkeypatch.setattr(eplb.formats, "MAX_BYTES", 4096)
+    monkeypatch.setattr(eplb.formats.safe, "MAX_BYTES", 4096)
     at = open_page(data="upload")
     _upload(at, "good.csv", CSV)
     good = _shown(at)
