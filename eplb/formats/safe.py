@@ -534,6 +534,9 @@ def parse_json(text: str, name: str):
         raise fail(name, "", "holds lists nested too deep to read; expected a list of lists or an engine dump") from None
 
 
+_YAML_ALIAS = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s,\]}]", re.M)
+
+
 def parse_yaml(text: str, name: str):
     """yaml.safe_load of one document without anchors or aliases (they can multiply a small file's size)."""
     check_size(len(text), name, limit=MAX_YAML_BYTES)
@@ -542,14 +545,11 @@ def parse_yaml(text: str, name: str):
     except ImportError:
         raise fail(name, "", "is YAML (a TensorRT-LLM placement); reading it needs PyYAML: pip install pyyaml") from None
 
-    class _Loader(yaml.SafeLoader):
-        def compose_node(self, parent, index):
-            if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
-                raise yaml.YAMLError("anchors and aliases are not accepted")
-            return super().compose_node(parent, index)
-
+    if _YAML_ALIAS.search(text):
+        raise fail(name, "", "invalid YAML (anchors and aliases are not accepted: they can multiply a small file's "
+                   "size); expected a TensorRT-LLM placement (num_slots, initial_global_assignments)")
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - safe loaders only
     except yaml.YAMLError as exc:
         raise fail(name, "", f"invalid YAML ({reason(exc)}); expected a TensorRT-LLM placement "
                    "(num_slots, initial_global_assignments)") from None

@@ -114,7 +114,7 @@ LOAD_LAYOUTS = [
 def _write_config(placement: Placement) -> bytes:
     import yaml
 
-    class _Dumper(yaml.SafeDumper):
+    class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
         pass
 
     _Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence(
@@ -124,7 +124,7 @@ def _write_config(placement: Placement) -> bytes:
         "initial_global_assignments": dict(zip(placement.layer_ids, placement.phy2log.tolist())),
         "layer_updates_per_iter": 0,
     }
-    return yaml.dump(config, Dumper=_Dumper, width=float("inf")).encode()
+    return yaml.dump(config, Dumper=_Dumper, width=2**30).encode()
 
 
 def _read_config(parsed: Parsed) -> torch.Tensor:
