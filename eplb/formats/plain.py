@@ -25,7 +25,7 @@ from .safe import Parsed, fail, short
 from .values import LoadData, check_phy2log, make_load, plain_numbers, to_array
 
 LAYER_LABELS = {"", "layer", "layers", "layer_id", "layer_idx", "layer_index", "index", "idx", "#"}
-_COMMENT = re.compile(r"^[ \t]*#(?:[ \t].*)?\r?$\n?", re.M)
+_COMMENT = re.compile(rb"^[ \t]*#(?:[ \t].*)?\r?$\n?", re.M)
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.I)
 _NAN = ["nan", "NaN", "NAN", "-nan", "-NaN", "+nan"]
 
@@ -51,35 +51,48 @@ def _cells(line: str, delimiter: str | None) -> list[str]:
         return line.split(delimiter)
 
 
-def read_csv(text: str, name: str) -> LoadData:
+def _first_lines(raw: bytes, count: int) -> list[str]:
+    """The first ``count`` non-blank lines, found without splitting the whole file."""
+    lines, start = [], 0
+    while len(lines) < count and start < len(raw):
+        stop = raw.find(b"\n", start)
+        stop = len(raw) if stop < 0 else stop
+        if raw[start:stop].strip():
+            lines.append(raw[start:stop].decode("utf-8", "replace"))
+        start = stop + 1
+    return lines
+
+
+def read_csv(raw: bytes, name: str) -> LoadData:
     """A matrix of numbers, one row per layer; an optional header row and first column of layer labels.
 
     pandas' C parser reads the numbers; only when it refuses a cell are the rows walked
     again (``_locate``) to name the row and column. Cells are counted before parsing.
     """
-    text = _COMMENT.sub("", text)
-    lines = (line for line in text.splitlines() if line.strip())
-    first = next(lines, None)
-    if first is None:
+    if b"#" in raw:
+        raw = _COMMENT.sub(b"", raw)
+    if raw[:1].isspace():
+        raw = raw.lstrip()  # pandas' skiprows counts blank lines
+    lines = _first_lines(raw, 2)
+    if not lines:
         raise fail(name, "", "no rows of numbers; expected one row per layer, one column per expert")
-    delimiter = _delimiter(first)
-    head = _cells(first, delimiter)
+    delimiter = _delimiter(lines[0])
+    head = _cells(lines[0], delimiter)
     notes = []
     header = (head[0].strip().lower() in LAYER_LABELS and len(head) > 1) or not any(is_number(c) for c in head)
-    second = next(lines, None) if header else first
     if header:
         notes.append("skipped a header row")
-        if second is None:
+        if len(lines) < 2:
             raise fail(name, "", "has a header row but no rows of numbers")
-    row = _cells(second, delimiter)
-    label_column = len(row) > 1 and (
-        (header and head[0].strip().lower() in LAYER_LABELS)
-        or (not is_number(row[0]) and _labels_in_first_column(text, delimiter, header, name)))
+    row = _cells(lines[1] if header else lines[0], delimiter)
     width = len(row)
-    estimate = (text.count("\n") + 1) * width
+    estimate = (raw.count(b"\n") + 1) * width
     if estimate > safe.MAX_ELEMENTS:
         raise safe.too_many(name, "values", estimate)
-    values = _parse(text, name, delimiter, header, label_column, width)
+    label_column = len(row) > 1 and (
+        (header and head[0].strip().lower() in LAYER_LABELS)
+        or (not is_number(row[0]) and _labels_in_first_column(raw, delimiter, header, name)))
+    values = _parse(raw, name, delimiter, header, label_column, width)
     if label_column:
         notes.append("skipped a first column of layer labels")
     return make_load(torch.from_numpy(values), "CSV", name, "values", ", ".join(notes))
@@ -95,14 +108,12 @@ def _pandas(name: str):
     return pandas
 
 
-def _labels_in_first_column(text: str, delimiter: str | None, header: bool, name: str) -> bool:
+def _labels_in_first_column(raw: bytes, delimiter: str | None, header: bool, name: str) -> bool:
     """Whether no row's first cell is a number: then the first column names the layers."""
     pd = _pandas(name)
-
     try:
-        first = pd.read_csv(io.BytesIO(text.encode("utf-8")), sep=delimiter or r"\s+", header=None,
-                            skiprows=1 if header else 0, usecols=[0], dtype=str, engine="c", keep_default_na=False,
-                            skip_blank_lines=True, skipinitialspace=True)[0]
+        first = pd.read_csv(io.BytesIO(raw), sep=delimiter or r"\s+", header=None, skiprows=1 if header else 0,
+                            usecols=[0], dtype=str, engine="c", keep_default_na=False, skip_blank_lines=True)[0]
     except MemoryError:
         raise
     except Exception:  # ragged or damaged rows: the full parse names them
@@ -110,32 +121,51 @@ def _labels_in_first_column(text: str, delimiter: str | None, header: bool, name
     return not bool(first.str.strip().str.fullmatch(_NUMBER).any())
 
 
-def _parse(text: str, name: str, delimiter: str | None, header: bool, label_column: bool, width: int) -> np.ndarray:
-    """The numbers of a CSV as float64 [rows, columns], or a FormatError naming the first bad cell."""
+def _parse(raw: bytes, name: str, delimiter: str | None, header: bool, label_column: bool,
+           width: int) -> np.ndarray:
+    """The numbers of a CSV as float64 [rows, columns], or a FormatError naming the first bad cell.
+
+    The fast pass reads numbers only; a file with NaN or infinity written out (nan, inf)
+    takes a second pass that reads those too, so that the load check can name them.
+    """
     pd = _pandas(name)
-
-    try:
-        frame = pd.read_csv(
-            io.BytesIO(text.encode("utf-8")), sep=delimiter or r"\s+", header=None, skiprows=1 if header else 0,
-            usecols=range(1, width) if label_column else None, dtype=np.float64, engine="c",
-            keep_default_na=False, na_values=_NAN, skip_blank_lines=True, skipinitialspace=True,
-        )
-    except MemoryError:
-        raise
-    except Exception as exc:  # ValueError on a cell, ParserError on a ragged row, ...
-        raise _locate(text, name, delimiter, header, label_column, width) or fail(
-            name, "", f"not readable as CSV: {safe.reason(exc)}; expected one row per layer, one column per expert"
+    common = dict(sep=delimiter or r"\s+", header=None, skiprows=1 if header else 0, dtype=np.float64, engine="c",
+                  usecols=range(1, width) if label_column else None, skip_blank_lines=True,
+                  chunksize=max(1, 2**22 // width))
+    for options in (dict(na_filter=False), dict(keep_default_na=False, na_values=_NAN)):
+        try:
+            chunks = [_float32_rows(frame.to_numpy(dtype=np.float64), name, width - label_column)
+                      for frame in pd.read_csv(io.BytesIO(raw), **common, **options)]
+            break
+        except (MemoryError, safe.FormatError):
+            raise
+        except Exception as exc:  # ValueError on a cell, ParserError on a ragged row, ...
+            failure = exc
+    else:
+        raise _locate(raw, name, delimiter, header, label_column, width) or fail(
+            name, "", f"not readable as CSV: {safe.reason(failure)}; expected one row per layer, one column per expert"
         ) from None
-    if frame.shape[1] != width - label_column:  # a first row shorter than the rest
-        raise _locate(text, name, delimiter, header, label_column, width) or fail(
-            name, "", "rows of different lengths; expected one row per layer, one column per expert")
-    return frame.to_numpy(dtype=np.float64)
+    return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
 
-def _locate(text: str, name: str, delimiter: str | None, header: bool, label_column: bool,
+def _float32_rows(values: np.ndarray, name: str, width: int) -> np.ndarray:
+    """A chunk of rows as float32, the type every load is kept in: the chunks of a large file cost half as much.
+
+    Values beyond float32's range are named here, before the cast would make them infinite.
+    """
+    if values.shape[1] != width:  # a first row shorter than the rest
+        raise ValueError("rows of different lengths")
+    beyond = np.isfinite(values) & (values > safe.FLOAT32_MAX)
+    if beyond.any():
+        raise fail(name, "values", f"has loads up to {values[beyond].max():.3g}, beyond float32's largest "
+                   f"({safe.FLOAT32_MAX:.3g}); scale the loads down")
+    return values.astype(np.float32)
+
+
+def _locate(raw: bytes, name: str, delimiter: str | None, header: bool, label_column: bool,
             width: int) -> safe.FormatError | None:
     """Walk the rows to the first ragged row or non-number, as pandas saw them: the error naming it."""
-    lines = (line for line in text.splitlines() if line.strip())
+    lines = (line for line in io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", newline=None) if line.strip())
     if delimiter is None:
         rows = (line.split() for line in lines)
     else:

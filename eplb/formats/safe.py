@@ -63,7 +63,7 @@ class FormatError(ValueError):
 
 @dataclass(frozen=True)
 class Parsed:
-    """One file opened: ``obj`` is the loaded object (CSV: the text), ``size`` its bytes on disk.
+    """One file opened: ``obj`` is the loaded object (CSV: its text as UTF-8 bytes), ``size`` its bytes on disk.
 
     container: "torch .pt", "NumPy .npy", "NumPy .npz", "safetensors", "JSON", "YAML" or "CSV".
     """
@@ -414,7 +414,10 @@ def parse(data: bytes, name: str) -> list[Parsed]:
     if re.match(r"(\s*#.*\n)*\s*(%YAML|---|num_slots\s*:|initial_global_assignments\s*:|layer_updates_per_iter\s*:)",
                 text):
         return [Parsed(name, "YAML", parse_yaml(text, name), size)]
-    return [Parsed(name, "CSV", text, size)]
+    # CSV stays bytes (the file's own when it is UTF-8 already): pandas parses bytes, and a copy of a large
+    # file's text would cost as much again
+    raw = data if data.isascii() else text.encode("utf-8")
+    return [Parsed(name, "CSV", raw, size)]
 
 
 def _unzip(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], name: str) -> list[Parsed]:
