@@ -151,11 +151,15 @@ def _parse(raw: bytes, name: str, delimiter: str | None, header: bool, label_col
 def _float32_rows(values: np.ndarray, name: str, width: int) -> np.ndarray:
     """A chunk of rows as float32, the type every load is kept in: the chunks of a large file cost half as much.
 
-    Values beyond float32's range are named here, before the cast would make them infinite.
+    Values beyond float32's range are named here, before the cast would make them infinite; a chunk with
+    NaN, infinity or negative cells stays float64 for the load check to name them.
     """
     if values.shape[1] != width:  # a first row shorter than the rest
         raise ValueError("rows of different lengths")
-    beyond = np.isfinite(values) & (values > safe.FLOAT32_MAX)
+    finite = np.isfinite(values)
+    if not finite.all() or (values < 0).any():
+        return values  # kept as read, so that the load check names the cell (a tiny negative must not become -0)
+    beyond = values > safe.FLOAT32_MAX
     if beyond.any():
         raise fail(name, "values", f"has loads up to {values[beyond].max():.3g}, beyond float32's largest "
                    f"({safe.FLOAT32_MAX:.3g}); scale the loads down")

@@ -204,38 +204,57 @@ def count_values(obj, name: str, limit: int) -> int:
     """The values every tensor, array and list in a loaded object would make together; FormatError above ``limit``.
 
     Views count as the copies they would make (a stride-0 ``expand`` of one number to
-    2^25 columns counts 2^25), and a tensor referenced twice counts twice: that is what
-    reading it would do. Meta, nested and sparse tensors are refused here, before any
-    operation could raise on them.
+    2^25 columns counts 2^25), and a tensor, list or dict referenced twice counts twice:
+    that is what reading it would do. Shared parts are measured once (memoized), so a
+    small file of many references is measured quickly; a part that contains itself is
+    refused. Meta, nested and sparse tensors are refused here, before any operation
+    could raise on them.
     """
-    total, seen, todo = 0, set(), [(obj, "")]
-    while todo:
-        item, field = todo.pop()
+    memo: dict[int, int] = {}
+    open_now: set[int] = set()
+    keep = []  # the containers memoized, so that their ids stay theirs while we walk
+
+    def walk(item, field: str) -> int:
         if isinstance(item, torch.Tensor):
             problem = _tensor_problem(item)
             if problem:
                 raise fail(name, field or "tensor", problem)
-            total += item.numel()
-        elif isinstance(item, np.ndarray):
-            total += item.size
-        elif isinstance(item, dict):
-            if id(item) in seen:
-                raise fail(name, field, "refers to itself; save plain tensors or lists")
-            seen.add(id(item))
-            todo.extend((v, f"{field}.{short(k, 30)}".lstrip(".")) for k, v in item.items())
-        elif isinstance(item, (list, tuple)):
-            if id(item) in seen:
-                raise fail(name, field, "refers to itself; save plain tensors or lists")
-            seen.add(id(item))
-            if item and not any(isinstance(v, (list, tuple, dict, torch.Tensor, np.ndarray)) for v in item):
-                total += len(item)  # a row of plain values
-            elif item and all(isinstance(v, (list, tuple)) for v in item):
-                total += nested_list_size(item)[0]  # nested numbers: shared rows counted, visited once
-            else:
-                todo.extend((v, f"{field}[{i}]") for i, v in enumerate(item))
-        if total > limit:
+            return item.numel()
+        if isinstance(item, np.ndarray):
+            return item.size
+        if not isinstance(item, (dict, list, tuple)):
+            return 0
+        key = id(item)
+        if key in memo:
+            return memo[key]
+        if key in open_now:
+            raise fail(name, field, "contains itself; save plain tensors or lists")
+        values = list(item.values()) if isinstance(item, dict) else item
+        if not any(isinstance(v, (list, tuple, dict, torch.Tensor, np.ndarray)) for v in values):
+            count = len(values)  # a row of plain values, counted at C speed
+        else:
+            open_now.add(key)
+            count = 0
+            keys = item.keys() if isinstance(item, dict) else range(len(item))
+            for k, v in zip(keys, values):
+                count += walk(v, f"{field}.{short(k, 30)}".lstrip(".") if isinstance(item, dict) else f"{field}[{k}]")
+                if count > limit:
+                    break
+            open_now.discard(key)
+        memo[key] = count
+        keep.append(item)
+        if count > limit:
             raise fail(name, "", f"its tensors and lists would make more than {limit:,} values (views and shared "
                        "tensors count as the copies they make); save plain data, or sum or slice it first")
+        return count
+
+    try:
+        total = walk(obj, "")
+    except RecursionError:
+        raise fail(name, "", "holds lists nested too deep to read; save plain tensors or lists") from None
+    if total > limit:  # a bare tensor
+        raise fail(name, "", f"its tensors would make more than {limit:,} values ({total:,}; views count as the "
+                   "copies they make); save plain data, or sum or slice it first")
     return total
 
 
