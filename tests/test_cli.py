@@ -182,3 +182,28 @@ def test_python_m_eplb_end_to_end(tmp_path, capsys):
     done = _python_m_eplb("rebalance", "t.json", "--gpus", 3, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+
+
+def _readme_commands() -> list[str]:
+    """The `python -m eplb ...` lines of the README's code blocks, in order."""
+    text = (ROOT / "README.md").read_text()
+    blocks = text.split("```")[1::2]
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("python -m eplb")]
+
+
+def test_every_readme_command_runs(capsys, tmp_path, monkeypatch):
+    """The README's command-line block, line by line, in a fresh folder: each exits 0 and writes what it names."""
+    import shlex
+
+    commands = _readme_commands()
+    assert len(commands) >= 8, commands
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        argv = shlex.split(command)[3:]
+        code, out, err = run(capsys, *argv)
+        assert code == 0, f"{command}: {err}"
+        if "-o" in argv:
+            assert (tmp_path / argv[argv.index("-o") + 1]).stat().st_size > 0, command
+    assert formats.read_placement((tmp_path / "placement.pt").read_bytes(), "placement.pt").shape == (61, 288)
+    assert formats.read_placement((tmp_path / "eplb.yaml").read_bytes(), "eplb.yaml").shape == (58, 288)
+    assert formats.read_load_file(tmp_path / "load.npy").matrix.shape == (58, 256)

@@ -599,6 +599,8 @@ def test_memory_blow_ups_are_refused_before_they_allocate(tmp_path):
         assert len(content) < 2**20, (name, len(content))  # all of them small files
     (tmp_path / "warm.csv").write_bytes(b"1,2\n3,4\n")
     found = _peak_growth(paths, tmp_path / "warm.csv")
+    print("\npeak memory above the start while refusing: " + ", ".join(
+        f"{p.name} ({p.stat().st_size / 1024:.1f} KB) {found[str(p)]['growth'] / 2**20:.1f} MiB" for p in paths))
     for path in paths:
         result = found[str(path)]
         assert result["message"] and result["message"].startswith(path.name), result
