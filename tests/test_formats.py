@@ -557,3 +557,30 @@ def test_a_pickle_refusal_quotes_the_unpickler_not_torchs_unsafe_advice():
 def test_read_placement_checks_sizes_before_building_tables(document, match):
     with pytest.raises(FormatError, match=match):
         read_placement(json.dumps(document).encode(), "p.json")
+
+
+# ---------------------------------------------------------------- dumps above the size limit, summed from disk
+
+
+def test_dumps_above_the_size_limit_are_summed_from_disk_where_the_format_allows(tmp_path, monkeypatch):
+    trace = torch.randint(0, 100, (40, 2, 6), dtype=torch.int32)
+    stat = tmp_path / "expert_distribution_recorder_1.pt"
+    stat.write_bytes(torch_bytes({"rank": 0, "logical_count": torch.cat([trace, torch.zeros(8, 2, 6, dtype=torch.int32)]),
+                                  "average_utilization_rate_over_window": None}))
+    npy = tmp_path / "trace.npy"
+    npy.write_bytes(npy_bytes(trace.numpy()))
+    csv = tmp_path / "load.csv"
+    csv.write_bytes(csv_bytes(trace.reshape(80, 6).tolist()))
+    monkeypatch.setattr(safe, "MAX_BYTES", 512)  # every file above is larger
+    with pytest.raises(FormatError, match="MiB limit"):  # CSV is read whole: refused from disk too
+        read_load_file(csv)
+    for path in (stat, npy):
+        assert path.stat().st_size > 512
+        with pytest.raises(FormatError, match="MiB limit"):  # in memory (an upload): refused
+            read_load(path.read_bytes(), path.name)
+        loaded = read_load_file(path)  # on disk: memory-mapped and summed in chunks
+        assert torch.equal(loaded.matrix, trace.sum(0).float()) and torch.equal(loaded.trace, trace.float())
+    monkeypatch.setattr(safe, "MAX_ELEMENTS", 200)  # and a trace above what is kept: its sum only, said so
+    loaded = read_load_file(npy)
+    assert loaded.trace is None and torch.equal(loaded.matrix, trace.sum(0).float())
+    assert "only the sum is kept" in loaded.description
