@@ -202,11 +202,14 @@ def accept_uploads(files: list[tuple[str, bytes]]) -> bool:
     on the model told from the shape, and True is returned. On a reader error the
     message is kept for display, the previous data stays, and False is returned.
     """
-    names = files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more files"
     try:
         loaded = data.from_uploads(files)
     except ValueError as exc:  # FormatError and eplb's ValueErrors
-        st.session_state[_UPLOAD_ERROR] = f"Could not use {names}: {exc}. Keeping the current data."
+        names = [name for name, _ in files]
+        fault = next((name for name in names if str(exc).startswith(name)), names[0])  # the reader names it first
+        others = [name for name in names if name != fault]
+        with_others = f" (uploaded with {', '.join(others[:3])}{' ...' if len(others) > 3 else ''})" if others else ""
+        st.session_state[_UPLOAD_ERROR] = f"Could not use {fault}{with_others}: {exc}. Keeping the current data."
         return False
     st.session_state[_UPLOADED] = loaded
     st.session_state[_UPLOAD_MODEL] = loaded.model or ""
