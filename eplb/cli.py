@@ -20,7 +20,7 @@ from .workloads import FAMILIES, generate_load, generate_trace
 USAGE_ERROR = 2
 
 MAX_TABLE = 2**26
-"""Most values of one table the command line builds: log2phy [layers, experts, slots - experts + 1], a generated trace."""
+"""Most values of one table the command line builds: log2phy [layers, experts, slots - experts + 1], a trace."""
 
 MAX_TOKENS = 2**40
 """Most routed tokens x top-k per step a generated load may have."""

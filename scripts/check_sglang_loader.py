@@ -117,7 +117,8 @@ def main(argv=None) -> int:
             state.exec.moe.ep_num_redundant_experts = slots - preset.num_experts
             topology = eplb_topology(slots, groups, gpus)
             for fmt in ("sglang-json", "sglang-pt"):
-                path = Path(tmp) / f"{name.replace('/', '-').replace(' ', '-')}{formats.PLACEMENT_FORMATS[fmt].extension}"
+                stem = name.replace("/", "-").replace(" ", "-")
+                path = Path(tmp) / f"{stem}{formats.PLACEMENT_FORMATS[fmt].extension}"
                 path.write_bytes(formats.write_placement(fmt, phy2log, topology, mode="auto", policy="joint",
                                                          model=preset))
                 print(f"{name:26s} {fmt:17s} ok: {_check_model(sgl, state, preset, path)}")

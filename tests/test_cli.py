@@ -188,7 +188,8 @@ def _readme_commands() -> list[str]:
     """The `python -m eplb ...` lines of the README's code blocks, in order."""
     text = (ROOT / "README.md").read_text()
     blocks = text.split("```")[1::2]
-    return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("python -m eplb")]
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith("python -m eplb")]
 
 
 def test_every_readme_command_runs(capsys, tmp_path, monkeypatch):

@@ -565,8 +565,8 @@ def test_read_placement_checks_sizes_before_building_tables(document, match):
 def test_dumps_above_the_size_limit_are_summed_from_disk_where_the_format_allows(tmp_path, monkeypatch):
     trace = torch.randint(0, 100, (40, 2, 6), dtype=torch.int32)
     stat = tmp_path / "expert_distribution_recorder_1.pt"
-    stat.write_bytes(torch_bytes({"rank": 0, "logical_count": torch.cat([trace, torch.zeros(8, 2, 6, dtype=torch.int32)]),
-                                  "average_utilization_rate_over_window": None}))
+    buffer = torch.cat([trace, torch.zeros(8, 2, 6, dtype=torch.int32)])  # 8 steps never filled
+    stat.write_bytes(torch_bytes({"rank": 0, "logical_count": buffer, "average_utilization_rate_over_window": None}))
     npy = tmp_path / "trace.npy"
     npy.write_bytes(npy_bytes(trace.numpy()))
     csv = tmp_path / "load.csv"

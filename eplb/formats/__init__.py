@@ -179,7 +179,8 @@ def layer_rule(writer: Writer, num_rows: int, num_experts: int, model: ModelPres
     """
     if writer.layers == "any":
         return model
-    wants = f"{writer.label} wants one row per {'decoder layer, dense layers included' if writer.layers == 'decoder' else 'MoE layer'}"
+    rows = "decoder layer, dense layers included" if writer.layers == "decoder" else "MoE layer"
+    wants = f"{writer.label} wants one row per {rows}"
     return resolve_model(num_rows, num_experts, model, wants=wants)
 
 

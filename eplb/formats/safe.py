@@ -316,7 +316,8 @@ def npy_header(stream, name: str, member: str = "") -> tuple[tuple[int, ...], np
         raise fail(name, member, "refused: the array holds Python objects, and loading them could run code; "
                    "save a numeric array (np.save with a float or int dtype)")
     if min(shape, default=0) < 0:
-        raise fail(name, member, f"the header claims a {list(shape)} {dtype} array: damaged; save it again with np.save")
+        raise fail(name, member, f"the header claims a {list(shape)} {dtype} array: damaged; save it again with "
+                   "np.save")
     return tuple(shape), dtype
 
 
@@ -414,7 +415,8 @@ def parse(data: bytes, name: str) -> list[Parsed]:
         except FormatError:
             raise
         except Exception as exc:  # BadZipFile, UnicodeDecodeError in a member name, ...
-            raise damaged(name, "zip archive (torch .pt, NumPy .npz or a .zip of files)", exc, "save it again") from None
+            raise damaged(name, "zip archive (torch .pt, NumPy .npz or a .zip of files)", exc,
+                          "save it again") from None
         names = [m.filename for m in members]
         if names and all(n.endswith(".npy") for n in names):
             return [Parsed(name, "NumPy .npz", _read_npz(archive, name), size)]
@@ -553,7 +555,8 @@ def parse_json(text: str, name: str):
     except ValueError:  # Python's limit on the digits of an integer
         raise fail(name, "", "holds a number of over 4300 digits; expected token counts") from None
     except RecursionError:
-        raise fail(name, "", "holds lists nested too deep to read; expected a list of lists or an engine dump") from None
+        raise fail(name, "", "holds lists nested too deep to read; expected a list of lists or an engine "
+                   "dump") from None
 
 
 _YAML_ALIAS = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s,\]}]", re.M)
@@ -565,7 +568,8 @@ def parse_yaml(text: str, name: str):
     try:
         import yaml
     except ImportError:
-        raise fail(name, "", "is YAML (a TensorRT-LLM placement); reading it needs PyYAML: pip install pyyaml") from None
+        raise fail(name, "", "is YAML (a TensorRT-LLM placement); reading it needs PyYAML: pip install "
+                   "pyyaml") from None
 
     if _YAML_ALIAS.search(text):
         raise fail(name, "", "invalid YAML (anchors and aliases are not accepted: they can multiply a small file's "

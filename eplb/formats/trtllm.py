@@ -104,7 +104,8 @@ def _span(ids: list[int]) -> str:
 
 
 LOAD_LAYOUTS = [
-    LoadLayout("TensorRT-LLM expert statistics", "'{iter}_{layer}' counts (TensorRT-LLM)", _is_statistics, _read_statistics, several=True),
+    LoadLayout("TensorRT-LLM expert statistics", "'{iter}_{layer}' counts (TensorRT-LLM)", _is_statistics,
+               _read_statistics, several=True),
 ]
 
 
