@@ -158,7 +158,8 @@ def _float32_rows(values: np.ndarray, name: str, width: int) -> np.ndarray:
         raise ValueError("rows of different lengths")
     finite = np.isfinite(values)
     if not finite.all() or (values < 0).any():
-        return values  # kept as read, so that the load check names the cell (a tiny negative must not become -0)
+        return np.array(values)  # kept as read (a writable copy), for the load check to name the cell: a tiny
+        # negative must not become -0
     beyond = values > safe.FLOAT32_MAX
     if beyond.any():
         raise fail(name, "values", f"has loads up to {values[beyond].max():.3g}, beyond float32's largest "
