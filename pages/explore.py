@@ -1,9 +1,10 @@
 """Explore: one load, one topology, one policy; per-GPU load before and after the rebalance."""
 
 import streamlit as st
-from eplb.formats import PLACEMENT_FORMATS, write_placement
+from eplb.formats import PLACEMENT_FORMATS, placement_problem, write_placement
+from eplb.presets import PRESETS
 
-from ui import compute, data, figures, state
+from ui import compute, data, figures, state, text
 
 st.title("EPLB Explorer")
 st.caption("Expert-parallelism load balancing: where each expert's copies go, and what that does to every GPU's load.")
@@ -64,15 +65,28 @@ st.subheader("Copies per expert")
 st.plotly_chart(figures.replica_heatmap(after.logcnt), width="stretch")
 
 st.subheader("Downloads")
+st.caption("The placement for each engine. SGLang's and TensorRT-LLM's files index decoder layers, dense layers "
+           "included, so they need the data's model (a sample's or a preset's; for an upload, the sidebar asks).")
 buttons = st.container(horizontal=True)
-for fmt, (label, extension, mime) in PLACEMENT_FORMATS.items():
+model = PRESETS.get(shown.model)
+unavailable: dict[str, list[str]] = {}  # why -> the formats it turns off
+for fmt, writer in PLACEMENT_FORMATS.items():
+    problem = "it needs the data's model: choose it under the uploader in the sidebar" \
+        if model is None and writer.layers != "any" else \
+        placement_problem(fmt, after.phy2log, shown.topology, mode=shown.mode, model=model)
     buttons.download_button(
-        label,
-        lambda fmt=fmt: write_placement(fmt, after.phy2log, shown.topology, mode=shown.mode, policy=shown.policy),
-        file_name=f"placement-{fmt}{extension}", mime=mime, on_click="ignore", key=f"download_{fmt}",
+        writer.label,
+        lambda fmt=fmt: write_placement(fmt, after.phy2log, shown.topology, mode=shown.mode, policy=shown.policy,
+                                        model=model),
+        file_name=f"placement-{fmt}{writer.extension}", mime=writer.mime, on_click="ignore", key=f"download_{fmt}",
+        disabled=problem is not None,
     )
+    if problem:
+        unavailable.setdefault(problem, []).append(writer.label)
 buttons.download_button(
     "Per-GPU loads (CSV)",
     lambda: data.gpu_loads_csv({"before": before.report.gpu_loads, "after": after.report.gpu_loads}),
     file_name="gpu-loads.csv", mime="text/csv", on_click="ignore", key="download_gpu_loads",
 )
+for problem, labels in unavailable.items():
+    st.caption(text.escape(f"Off: {'; '.join(labels)}. Why: {problem}.", 800))

@@ -13,7 +13,10 @@ import torch
 
 from eplb import Topology, rebalance_experts
 from eplb import formats
-from eplb.formats import FormatError, read_load, read_load_file, read_placement, write_placement
+from eplb.formats import FormatError, read_load, read_load_file, read_placement, safe, write_placement
+from eplb.presets import custom_model
+
+MODEL = custom_model(2, 6, 0)  # LOAD's model: 2 decoder layers, both MoE, 6 experts (no preset has this shape)
 
 LOAD = torch.tensor([[90, 132, 40, 61, 104, 165], [20, 107, 104, 64, 19, 197]], dtype=torch.float32)
 TRACE = torch.stack([LOAD, LOAD * 2, LOAD + 1])  # [3 steps, 2 layers, 6 experts]
@@ -112,17 +115,22 @@ def test_content_wins_over_file_name():
 # ---------------------------------------------------------------- the engines' layouts
 
 
-def test_sglang_stat_dump():
-    dump = {
-        "rank": 0,
-        "logical_count": TRACE.to(torch.int32),
-        "average_utilization_rate_over_window": 0.71,
-    }
+def test_sglang_stat_dump_drops_steps_never_filled():
+    buffer = torch.zeros(5, 2, 6, dtype=torch.int32)  # a 5-step circular buffer after 3 forward passes
+    buffer[:3] = TRACE.to(torch.int32)
+    dump = {"rank": 0, "logical_count": buffer, "average_utilization_rate_over_window": 0.71}
     loaded = read_load(torch_bytes(dump), "expert_distribution_recorder_1700000000.pt")
     assert loaded.format == "SGLang stat dump"
     assert torch.equal(loaded.trace, TRACE)
     assert torch.equal(loaded.matrix, TRACE.sum(0))
-    assert "[3, 2, 6] int32" in loaded.description
+    assert "[3, 2, 6] int32" in loaded.description and "2 never-filled buffer steps dropped" in loaded.description
+
+
+def test_a_full_sglang_stat_buffer_is_a_summed_load_not_a_trace():
+    dump = {"rank": 0, "logical_count": TRACE.to(torch.int32), "average_utilization_rate_over_window": None}
+    loaded = read_load(torch_bytes(dump), "expert_distribution_recorder_1700000000.pt")
+    assert loaded.trace is None and torch.equal(loaded.matrix, TRACE.sum(0))
+    assert "the buffer is full" in loaded.description and "out of order" in loaded.description
 
 
 def test_sglang_logical_count_json_matrix():
@@ -133,7 +141,7 @@ def test_sglang_logical_count_json_matrix():
 def test_vllm_expert_load_json():
     history = {"load_history": [{"step": i, "logical_expert_load": TRACE[i].int().tolist()} for i in range(3)]}
     loaded = read_load(json.dumps(history).encode(), "expert-load.json")
-    assert loaded.format == "vLLM expert-load.json"
+    assert loaded.format == "expert-load.json (ADRS EPLB evaluator)"
     assert torch.equal(loaded.trace, TRACE)
 
 
@@ -154,7 +162,8 @@ def test_sglang_per_token_records_counted_through_physical_map():
         "last_physical_to_logical_map": mapping,
     }
     loaded = read_load(torch_bytes(dump), "rank0.pt")
-    assert loaded.format == "SGLang per-token dump"
+    assert loaded.format == "SGLang per_token dump"
+    assert "rank 0's tokens only" in loaded.description
     # record 0, layer 0: slots 0,4,5 -> experts 0,0,1 (-1 is padding); layer 1: 0,4,2,3 -> 3,3,1,0
     assert loaded.trace[0].tolist() == [[2, 1, 0, 0], [1, 1, 0, 2]]
     assert loaded.trace[1].tolist() == [[0, 0, 0, 4], [0, 0, 2, 2]]
@@ -249,7 +258,7 @@ def test_truncated_binary_file(make):
 
 
 def test_size_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(formats, "MAX_BYTES", 16)
+    monkeypatch.setattr(safe, "MAX_BYTES", 16)
     data = csv_bytes(LOAD.tolist())
     with pytest.raises(FormatError, match="MiB limit"):
         read_load(data, "big.csv")
@@ -276,24 +285,31 @@ def placement():
     return phy2log, topology
 
 
+def placement_without_duplicates():
+    """A placement with no two copies of one expert on one GPU (vllm-ascend's map allows none)."""
+    topology = Topology(num_replicas=8, num_groups=1, num_nodes=1, num_gpus=4)
+    return torch.tensor([[0, 1, 2, 3, 4, 5, 0, 1], [5, 4, 3, 2, 1, 0, 2, 3]]), topology
+
+
 @pytest.mark.parametrize("fmt", sorted(formats.PLACEMENT_FORMATS))
 def test_placement_round_trip(fmt, tmp_path):
-    phy2log, topology = placement()
-    data = write_placement(fmt, phy2log, topology, mode="auto", policy="deepseek")
-    label, ext, mime = formats.PLACEMENT_FORMATS[fmt]
-    path = tmp_path / f"placement{ext}"
+    phy2log, topology = placement_without_duplicates()
+    data = write_placement(fmt, phy2log, topology, mode="auto", policy="deepseek", model=MODEL)
+    writer = formats.PLACEMENT_FORMATS[fmt]
+    path = tmp_path / f"placement{writer.extension}"
     path.write_bytes(data)
     assert torch.equal(read_placement(path.read_bytes(), path.name), phy2log)
-    assert label and mime
+    assert writer.label and writer.mime
 
 
 def test_sglang_files_have_the_engine_layout():
     phy2log, topology = placement()
-    document = json.loads(write_placement("sglang-json", phy2log, topology, mode="auto", policy="deepseek"))
+    document = json.loads(write_placement("sglang-json", phy2log, topology, mode="auto", policy="deepseek",
+                                          model=MODEL))
     assert document == {"physical_to_logical_map": phy2log.tolist()}
-    loaded = torch.load(io.BytesIO(write_placement("sglang-pt", phy2log, topology, mode="auto", policy="deepseek")),
-                        weights_only=True)
-    assert torch.equal(loaded["physical_to_logical_map"], phy2log)
+    loaded = torch.load(io.BytesIO(write_placement("sglang-pt", phy2log, topology, mode="auto", policy="deepseek",
+                                                   model=MODEL)), weights_only=True)
+    assert set(loaded) == {"physical_to_logical_map"} and torch.equal(loaded["physical_to_logical_map"], phy2log)
 
 
 def test_vllm_json_holds_reverse_maps_and_topology():
@@ -339,20 +355,22 @@ def test_load_round_trip(fmt, load, tmp_path):
         with pytest.raises(ValueError, match="sum it over steps first"):
             formats.write_load(fmt, load)
         return
-    path = tmp_path / f"load{formats.LOAD_FORMATS[fmt][1]}"
-    path.write_bytes(formats.write_load(fmt, load))
+    path = tmp_path / f"load{formats.LOAD_FORMATS[fmt].extension}"
+    path.write_bytes(formats.write_load(fmt, load, model=MODEL))
     loaded = read_load_file(path)
     kept = loaded.trace if load.dim() == 3 else loaded.matrix
-    if fmt == "vllm-load-json" and load.dim() == 2:  # a load history is a trace: one step here
+    if kept is None:  # an SGLang logical_count trace with every step filled reads as a full buffer: summed
+        kept, load = loaded.matrix, load.sum(0)
+    if fmt == "expert-load-json" and load.dim() == 2:  # a load history is a trace: one step here
         kept = loaded.trace[0]
     assert torch.allclose(kept, load, rtol=1e-6)
 
 
 def test_sglang_logical_count_layout():
-    data = formats.write_load("sglang-count-pt", TRACE)
+    data = formats.write_load("sglang-count-pt", TRACE, model=MODEL)
     loaded = torch.load(io.BytesIO(data), weights_only=True)
     assert set(loaded) == {"logical_count"} and torch.equal(loaded["logical_count"], TRACE)
-    document = json.loads(formats.write_load("sglang-count-json", LOAD))
+    document = json.loads(formats.write_load("sglang-count-json", LOAD, model=MODEL))
     assert document == {"logical_count": LOAD.long().tolist()}
 
 
@@ -365,9 +383,12 @@ def test_write_load_refuses_bad_loads():
 
 def test_format_for_path():
     assert formats.format_for_path("dir/out.PT", formats.PLACEMENT_FORMATS) == "sglang-pt"
+    assert formats.format_for_path("out.yml", formats.PLACEMENT_FORMATS) == "trtllm-yaml"
     assert formats.format_for_path("out.npy", formats.LOAD_FORMATS) == "npy"
     with pytest.raises(ValueError, match="pass --format"):
         formats.format_for_path("out.txt", formats.LOAD_FORMATS)
+    with pytest.raises(ValueError, match=r"several formats write .json files.*vllm-json.*sglang-json.*ascend-json"):
+        formats.format_for_path("p.json", formats.PLACEMENT_FORMATS)
 
 
 # ---------------------------------------------------------------- hostile files: one case per class of crash
@@ -453,8 +474,8 @@ def npy_with_header_shape(shape: str) -> bytes:
 @pytest.mark.parametrize("data, match", [
     (npy_with_header_shape("(1000000, 1000000)"), r"claims a \[1000000, 1000000\] float64 array"),
     (npy_with_header_shape("(-5, 2)"), r"claims a \[-5, 2\]"),
-    (torch_bytes(torch.zeros(1).expand(10**6, 10**6)), "above the limit"),  # 8 TB as a view of 4 bytes
-    (torch_bytes({"x": [torch.zeros(1).expand(10**9)]}), "above the limit"),  # a view inside a list
+    (torch_bytes(torch.zeros(1).expand(10**6, 10**6)), "would make more than"),  # 8 TB as a view of 4 bytes
+    (torch_bytes({"x": [torch.zeros(1).expand(10**9)]}), "would make more than"),  # a view inside a list
 ])
 def test_sizes_a_file_claims_are_checked_before_allocating(data, match):
     with pytest.raises(FormatError, match=match):
@@ -462,7 +483,7 @@ def test_sizes_a_file_claims_are_checked_before_allocating(data, match):
 
 
 def test_an_archive_that_unpacks_above_the_limit_is_refused(monkeypatch):
-    monkeypatch.setattr(formats, "MAX_BYTES", 4096)
+    monkeypatch.setattr(safe, "MAX_BYTES", 4096)
     data = npz_compressed_bytes(load=np.zeros((1, 1024)))  # 8 KiB of zeros packs into a few hundred bytes
     assert len(data) < 4096
     with pytest.raises(FormatError, match="unpacks to 0.0 MiB, above the 0 MiB limit"):
@@ -490,7 +511,7 @@ def test_sglang_records_ids_and_map_are_checked_before_counting(records, match):
     (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
     (b"[[1, " + b"9" * 5000 + b"]]", "over 4300 digits"),
     (b"[[1, " + b"9" * 30 + b"]]", "too large"),
-    (b"1," + b"9" * 200_000 + b"\n", "field larger than field limit"),
+    (b"1," + b"9" * 200_000 + b"\n", "NaN or infinite"),  # a 200,000-digit number is infinite as a float
 ])
 def test_text_beyond_the_parsers_limits_is_refused(data, match):
     with pytest.raises(FormatError, match=match):
@@ -536,3 +557,30 @@ def test_a_pickle_refusal_quotes_the_unpickler_not_torchs_unsafe_advice():
 def test_read_placement_checks_sizes_before_building_tables(document, match):
     with pytest.raises(FormatError, match=match):
         read_placement(json.dumps(document).encode(), "p.json")
+
+
+# ---------------------------------------------------------------- dumps above the size limit, summed from disk
+
+
+def test_dumps_above_the_size_limit_are_summed_from_disk_where_the_format_allows(tmp_path, monkeypatch):
+    trace = torch.randint(0, 100, (40, 2, 6), dtype=torch.int32)
+    stat = tmp_path / "expert_distribution_recorder_1.pt"
+    buffer = torch.cat([trace, torch.zeros(8, 2, 6, dtype=torch.int32)])  # 8 steps never filled
+    stat.write_bytes(torch_bytes({"rank": 0, "logical_count": buffer, "average_utilization_rate_over_window": None}))
+    npy = tmp_path / "trace.npy"
+    npy.write_bytes(npy_bytes(trace.numpy()))
+    csv = tmp_path / "load.csv"
+    csv.write_bytes(csv_bytes(trace.reshape(80, 6).tolist()))
+    monkeypatch.setattr(safe, "MAX_BYTES", 512)  # every file above is larger
+    with pytest.raises(FormatError, match="MiB limit"):  # CSV is read whole: refused from disk too
+        read_load_file(csv)
+    for path in (stat, npy):
+        assert path.stat().st_size > 512
+        with pytest.raises(FormatError, match="MiB limit"):  # in memory (an upload): refused
+            read_load(path.read_bytes(), path.name)
+        loaded = read_load_file(path)  # on disk: memory-mapped and summed in chunks
+        assert torch.equal(loaded.matrix, trace.sum(0).float()) and torch.equal(loaded.trace, trace.float())
+    monkeypatch.setattr(safe, "MAX_ELEMENTS", 200)  # and a trace above what is kept: its sum only, said so
+    loaded = read_load_file(npy)
+    assert loaded.trace is None and torch.equal(loaded.matrix, trace.sum(0).float())
+    assert "only the sum is kept" in loaded.description

@@ -27,8 +27,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
-import eplb.formats
-from eplb.formats import write_load
+import eplb
+import eplb.formats.safe
+from eplb.formats import write_load, write_placement
+from eplb.presets import custom_model
 from tests.conftest import ROOT, assert_clean
 from tests.e2e.conftest import app_pages
 from ui import data
@@ -42,6 +44,7 @@ MAGIC = [b"", b"\x80\x02", b"\x80\x04\x95", b"PK\x03\x04", b"\x93NUMPY\x01\x00",
 """Starts of the formats the reader detects, so random bodies reach each parser, not only the text path."""
 
 LOAD = torch.tensor([[3, 0, 7, 1], [2, 9, 0, 4], [5, 5, 5, 5]])  # [layers 3, experts 4]
+MODEL = custom_model(3, 4, 0)  # LOAD's model, for the formats with one row per decoder layer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -102,19 +105,91 @@ def _torch(obj, legacy: bool = False) -> bytes:
     return buffer.getvalue()
 
 
+MAP = torch.tensor([[0, 1, 2, 3, 0, 2], [3, 2, 1, 0, 1, 1], [1, 3, 0, 2, 3, 0]])  # [layers 3, physical 6]
+"""A physical-to-logical map of LOAD's shape with redundant slots, for the SGLang rank dumps below."""
+
+
+def _physical(load: torch.Tensor) -> torch.Tensor:
+    """LOAD's counts spread over MAP's physical slots: every expert's tokens on its first slot."""
+    physical = torch.zeros(MAP.shape, dtype=torch.int32)
+    for layer in range(MAP.shape[0]):
+        for expert in range(load.shape[1]):
+            physical[layer, int((MAP[layer] == expert).nonzero()[0])] = int(load[layer, expert])
+    return physical
+
+
+def _rank_dump(rank: int, share: torch.Tensor) -> bytes:
+    """An SGLang per_pass rank file (one forward pass), as its _DetailAccumulator dumps it."""
+    record = dict(forward_pass_id=7, rank=rank, gatherer_key="primary", global_physical_count=_physical(share))
+    return _torch(dict(records=[record], last_physical_to_logical_map=MAP))
+
+
+def _per_token_dump() -> bytes:
+    """An SGLang per_token rank file: every token of LOAD routed to its expert's first slot, top-8 padded with -1."""
+    tokens = []
+    for layer in range(3):
+        ids = [int((MAP[layer] == e).nonzero()[0]) for e in range(4) for _ in range(int(LOAD[layer, e]))]
+        tokens.append(ids)
+    width = max(map(len, tokens))
+    topk = torch.full((3, width, 8), -1, dtype=torch.int32)
+    for layer, ids in enumerate(tokens):
+        topk[layer, :len(ids), 0] = torch.tensor(ids, dtype=torch.int32)
+    record = dict(forward_pass_id=1, rank=0, gatherer_key="primary", input_ids=list(range(width)),
+                  positions=list(range(width)), extend_seq_lens=[width], forward_mode=1, topk_ids_of_layer=topk,
+                  misc_objects=[], global_physical_count=torch.zeros(3, 6, dtype=torch.int32))
+    return _torch(dict(records=[record], last_physical_to_logical_map=MAP))
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _safetensors(tensors: dict[str, torch.Tensor]) -> bytes:
+    from safetensors.torch import save
+
+    return save(tensors)
+
+
+def _trtllm_rank(share: torch.Tensor) -> bytes:
+    """TensorRT-LLM's rank{r}.safetensors: "{iter}_{layer}" -> int64 counts, one iteration, decoder layers 1-3."""
+    return _safetensors({f"50_{layer + 1}": share[layer].long() for layer in range(3)})
+
+
+_STAT_BUFFER = torch.zeros(4, 3, 4, dtype=torch.int32)
+_STAT_BUFFER[0] = LOAD
+HALF = LOAD // 2  # one rank's share; the other rank has LOAD - HALF
+
 VALID = {
     "load.csv": write_load("csv", LOAD),
     "load.json": write_load("json", LOAD),
-    "sglang.json": write_load("sglang-count-json", LOAD[None]),
-    "expert-load.json": write_load("vllm-load-json", LOAD[None].repeat(2, 1, 1)),
+    "sglang.json": write_load("sglang-count-json", LOAD[None], model=MODEL),
+    "expert-load.json": write_load("expert-load-json", LOAD[None].repeat(2, 1, 1)),
     "load.npy": write_load("npy", LOAD),
     "load.npz": _npz(load=LOAD.numpy()),
     "compressed.npz": _npz(True, load=LOAD.numpy()),
     "load.pt": write_load("pt", LOAD),
     "legacy.pt": _torch(LOAD, legacy=True),
-    "sglang.pt": write_load("sglang-count-pt", LOAD[None]),
+    "sglang.pt": write_load("sglang-count-pt", LOAD[None], model=MODEL),
+    "sglang-stat.pt": _torch(dict(rank=0, logical_count=_STAT_BUFFER, average_utilization_rate_over_window=None)),
+    "per_pass_0.pt": _rank_dump(0, LOAD),
+    "per_token_0.pt": _per_token_dump(),
+    "ranks.zip": _zip({"dump/r0.pt": _rank_dump(0, HALF), "dump/r1.pt": _rank_dump(1, LOAD - HALF)}),
+    "rank0.safetensors": _trtllm_rank(LOAD),
+    "statistics.zip": _zip({"meta_info.json": json.dumps({"num_experts": 4, "num_experts_per_token": 2}).encode(),
+                            "rank0.safetensors": _trtllm_rank(HALF), "rank1.safetensors": _trtllm_rank(LOAD - HALF)}),
 }
-"""One small valid file per container and engine layout; each reads back to LOAD."""
+"""One small valid file per container and engine layout; each reads back to LOAD (expert-load.json: twice it)."""
+
+PLACEMENTS = {
+    name: write_placement(fmt, torch.tensor([[0, 1, 2, 3, 0, 2, 1, 3]] * 3), eplb.Topology(8, 1, 1, 4), mode="auto",
+                          policy="joint", model=MODEL)
+    for name, fmt in (("init.json", "sglang-json"), ("expert_map.json", "ascend-json"), ("eplb.yaml", "trtllm-yaml"))
+}
+"""Placement files uploaded as loads: refused as placements, and their truncations cleanly."""
 
 
 def test_every_valid_file_reads_back():
@@ -122,6 +197,8 @@ def test_every_valid_file_reads_back():
         loaded = outcome(content, name, "valid")
         assert not isinstance(loaded, str), loaded
         assert torch.equal(loaded.weight, LOAD.float() * (2 if name == "expert-load.json" else 1)), name
+    for name, content in PLACEMENTS.items():
+        assert "this is a placement" in refused(content, name, "placement as a load")
 
 
 # ---------------------------------------------------------------- random and damaged bytes
@@ -134,9 +211,9 @@ def test_random_bytes_under_every_accepted_extension(extension, start, body):
     outcome(start + body, f"random.{extension}", f"random .{extension}")
 
 
-@pytest.mark.parametrize("name", VALID)
+@pytest.mark.parametrize("name", [*VALID, *PLACEMENTS])
 def test_every_truncation_of_every_valid_file(name):
-    content = VALID[name]
+    content = VALID.get(name) or PLACEMENTS[name]
     for cut in range(len(content)):  # every prefix, including the empty file
         outcome(content[:cut], name, "truncated")
 
@@ -273,7 +350,7 @@ def test_one_by_one_and_very_wide_matrices_read():
 
 
 def test_a_file_over_the_size_limit_is_refused_with_the_limit(monkeypatch):
-    monkeypatch.setattr(eplb.formats, "MAX_BYTES", 2**20)
+    monkeypatch.setattr(eplb.formats.safe, "MAX_BYTES", 2**20)
     row = b",".join(b"1" for _ in range(512)) + b"\n"  # 1 KiB per row
     at_limit = row * 1024
     assert len(at_limit) == 2**20
@@ -393,7 +470,7 @@ def test_shapes_that_fit_no_topology_are_explained_inline(open_page, name, conte
 
 
 def test_a_file_over_the_limit_is_refused_in_the_app(open_page, monkeypatch):
-    monkeypatch.setattr(eplb.formats, "MAX_BYTES", 4096)
+    monkeypatch.setattr(eplb.formats.safe, "MAX_BYTES", 4096)
     at = open_page(data="upload")
     _upload(at, "good.csv", CSV)
     good = _shown(at)
@@ -460,3 +537,155 @@ def _plotly_array(value) -> np.ndarray:
     if isinstance(value, dict) and "bdata" in value:
         return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).astype(float)
     return np.array([np.nan if v is None else v for v in value], dtype=float)
+
+
+# ---------------------------------------------------------------- the reported repros, one regression test each
+
+
+def _repro_files() -> dict[str, bytes]:
+    """Small files that once took the server past several GiB: each must be refused before it allocates."""
+    stride0 = torch.ones(1, 1).expand(1, 2**25)  # 1.5 KB on disk, a [1, 33.5M] load once read
+    view = torch.zeros(1).expand(4096, 8192)
+    shared = torch.zeros(1, 1, 1, dtype=torch.int32).expand(4, 2**15, 8)  # 1 Mi ids, no bytes behind them
+    record = {"forward_pass_id": 0, "rank": 0, "topk_ids_of_layer": shared}
+    return {
+        "stride0.pt": _torch(stride0),
+        "zeros.npz": _npz(True, load=np.zeros((1, 60_000_000), dtype=np.float32)),
+        "nested-list.pt": _torch([[1] * 10**4] * 10**5),
+        "forty-views.pt": _torch([view] * 40),
+        "shared-records.pt": _torch({"records": [record] * 200}),
+    }
+
+
+_MEASURE = """
+import json, sys
+sys.path.insert(0, {root!r})
+from eplb.formats import FormatError, read_load_file
+read_load_file({warm!r})  # imports and first-call caches out of the way
+def rss(field):
+    return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) * 1024
+out = {{}}
+for path in {paths!r}:
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current size
+    base = rss("VmRSS")
+    try:
+        read_load_file(path)
+        message = None
+    except FormatError as exc:
+        message = str(exc)
+    out[path] = {{"growth": rss("VmHWM") - base, "message": message}}
+print(json.dumps(out))
+"""
+
+
+def _peak_growth(paths: list[Path], warm: Path) -> dict[str, dict]:
+    """Read each file in a fresh process and report how far its resident memory peaked above where it started."""
+    import subprocess
+    import sys
+
+    code = _MEASURE.format(root=str(ROOT), warm=str(warm), paths=[str(p) for p in paths])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_memory_blow_ups_are_refused_before_they_allocate(tmp_path):
+    """stride-0 .pt, zero-filled .npz, nested-list .pt, forty stride-0 views, SGLang records sharing one view."""
+    paths = []
+    for name, content in _repro_files().items():
+        CASES["repro"] += 1
+        (tmp_path / name).write_bytes(content)
+        paths.append(tmp_path / name)
+        assert len(content) < 2**20, (name, len(content))  # all of them small files
+    (tmp_path / "warm.csv").write_bytes(b"1,2\n3,4\n")
+    found = _peak_growth(paths, tmp_path / "warm.csv")
+    print("\npeak memory above the start while refusing: " + ", ".join(
+        f"{p.name} ({p.stat().st_size / 1024:.1f} KB) {found[str(p)]['growth'] / 2**20:.1f} MiB" for p in paths))
+    for path in paths:
+        result = found[str(path)]
+        assert result["message"] and result["message"].startswith(path.name), result
+        assert "limit" in result["message"] or "would make more than" in result["message"], result
+        assert result["growth"] < 64 * 2**20, f"{path.name} peaked {result['growth'] / 2**20:.0f} MiB above start"
+
+
+def test_csv_peaks_at_a_few_times_its_size_not_thirty(tmp_path):
+    rows = (",".join(str((7919 * r + 104729 * c) % 99991) for c in range(512)) for r in range(4096))
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(rows) + "\n")
+    (tmp_path / "warm.csv").write_bytes(b"1,2\n3,4\n")
+    CASES["repro"] += 1
+    result = _peak_growth([path], tmp_path / "warm.csv")[str(path)]
+    size = path.stat().st_size
+    assert result["message"] is None, result
+    print(f"\nCSV of {size / 2**20:.1f} MiB peaked {result['growth'] / size:.1f}x its size above the start")
+    assert result["growth"] < 8 * size, result  # the cell-by-cell reader peaked at about 30x
+
+
+def test_memory_error_while_reading_is_a_format_error(monkeypatch):
+    import pandas
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(pandas, "read_csv", out_of_memory)
+    assert "needs more memory than this machine has free" in refused(b"1,2\n3,4\n", "huge.csv", "repro")
+
+
+@pytest.mark.parametrize("error", [OverflowError, NotImplementedError, RuntimeError])
+def test_what_torch_or_numpy_raise_becomes_a_format_error(monkeypatch, error):
+    import eplb.formats.values as values
+
+    def raises(*args, **kwargs):
+        raise error("from deep inside the library")
+
+    content = write_load("npy", LOAD)
+    monkeypatch.setattr(values, "validate_weight", raises)
+    message = refused(content, "odd.npy", "repro")
+    assert f"cannot be read ({error.__name__}: from deep inside the library)" in message
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+@pytest.mark.parametrize("make, problem", [
+    (lambda: torch.empty(2, 3, device="meta"), "meta tensor (shape only, no data)"),
+    (lambda: torch.nested.nested_tensor([torch.ones(2), torch.ones(3)]), "nested tensor"),
+], ids=["meta", "nested"])
+def test_meta_and_nested_tensors_are_format_errors(make, problem):
+    tensor = make()
+    assert problem in refused(_torch(tensor), "odd.pt", "repro")
+    assert problem in refused(_torch({"logical_count": tensor}), "odd.pt", "repro")
+
+
+@pytest.mark.parametrize("content, where, cell", [
+    (b"1,2\n#N/A,4\n5,6\n", "row 2, column 1", "#N/A"),
+    (b"#DIV/0!,2\n3,4\n", "row 1, column 1", "#DIV/0!"),
+    (b"1,,3\n4,5,6\n7,8,9\n", "row 1, column 2", ""),
+    (b'=HYPERLINK("http://127.0.0.1/x","1"),2\n3,4\n', "row 1, column 1", "=HYPERLINK("),
+], ids=["hash-na-row", "div0-first-row", "empty-cell-first-row", "hyperlink-first-row"])
+def test_csv_bad_cells_are_named_not_dropped_as_comments_or_headers(content, where, cell):
+    message = refused(content, "sheet.csv", "repro")
+    assert f"{where}: {cell!r}"[:len(where) + 4 + len(cell) - (1 if cell.endswith("(") else 0)] in message \
+        or f"{where}: '{cell}" in message, message
+
+
+def test_a_comment_is_a_hash_then_a_space_or_nothing():
+    loaded = outcome(b"# exported by my tool\n#\n1,2\n#\tnote\n3,4\n", "commented.csv", "repro")
+    assert loaded.weight.tolist() == [[1, 2], [3, 4]]
+    header = outcome(b"expert_a,expert_b\n1,2\n3,4\n", "named.csv", "repro")  # wholly non-numeric: a header
+    assert header.weight.tolist() == [[1, 2], [3, 4]]
+
+
+@pytest.mark.parametrize("content, name", [
+    (b"[[true, 1], [2, false]]", "bools.json"),
+    (_torch([[True, 1]]), "bools.pt"),
+    (b'{"logical_count": [[1, true]]}', "bools-count.json"),
+], ids=["json", "torch-list", "json-logical-count"])
+def test_booleans_are_refused_not_read_as_one_and_zero(content, name):
+    assert "true and false are not token counts" in refused(content, name, "repro")
+
+
+def test_json_with_duplicate_keys_or_two_layouts_is_refused():
+    assert "holds the key 'logical_count' twice" in refused(
+        b'{"logical_count": [[1, 2]], "logical_count": [[3, 4]]}', "twice.json", "repro")
+    assert "holds two layouts at once" in refused(
+        json.dumps({"logical_count": [[1, 2]], "load_history": [{"logical_expert_load": [[1, 2]]}]}).encode(),
+        "both.json", "repro")

@@ -17,19 +17,19 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from eplb.formats import FormatError, read_load, read_load_file
-from eplb.presets import PRESETS
+from eplb.formats import FormatError, read_load_file, read_loads
+from eplb.presets import PRESETS, model_for_shape
 from eplb.workloads import DEFAULT_SKEW, FAMILIES, generate_load
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
-LOAD_EXTENSIONS = ("csv", "txt", "npy", "npz", "pt", "pth", "json")
+LOAD_EXTENSIONS = ("csv", "txt", "npy", "npz", "pt", "pth", "json", "safetensors", "zip")
 DEFAULT_SAMPLE = "deepseek-v3-zipf"
 GENERATE_TOKENS = 8192
 """Routed tokens per step used when generating (one decode batch), times the preset's top-k."""
 
 __all__ = [
     "DEFAULT_SAMPLE", "FAMILIES", "FormatError", "LOAD_EXTENSIONS", "LoadedData", "PRESETS", "Sample",
-    "from_upload", "generate", "gpu_loads_csv", "load_sample", "samples",
+    "from_upload", "from_uploads", "generate", "gpu_loads_csv", "load_sample", "samples",
 ]
 
 
@@ -39,7 +39,9 @@ class LoadedData:
 
     weight: [layers, experts] float32; trace: [steps, layers, experts] or None;
     label: what the screen calls it; num_groups: a suggested expert-group count
-    (the model's, else 1); params: URL query parameters that recreate it ({} for uploads).
+    (the model's, else 1); params: URL query parameters that recreate it ({} for uploads);
+    model: the ``eplb.presets`` name of the model it belongs to, None when unknown
+    (engine files with one row per decoder layer need it).
     """
 
     weight: torch.Tensor
@@ -47,16 +49,18 @@ class LoadedData:
     label: str
     num_groups: int = 1
     params: dict[str, str] = field(default_factory=dict)
+    model: str | None = None
 
 
 @dataclass(frozen=True)
 class Sample:
-    """A built-in sample file: name (file stem, used in URLs), label, file, suggested group count."""
+    """A built-in sample file: name (file stem, used in URLs), label, file, suggested group count, model preset."""
 
     name: str
     label: str
     path: Path
     num_groups: int = 1
+    model: str | None = None
 
 
 def samples() -> dict[str, Sample]:
@@ -71,7 +75,8 @@ def samples() -> dict[str, Sample]:
         if path.suffix.lstrip(".") not in LOAD_EXTENSIONS or path.name == "samples.json":
             continue
         entry = manifest.get(path.name, {})
-        found[path.stem] = Sample(path.stem, entry.get("label", path.stem), path, int(entry.get("num_groups", 1)))
+        found[path.stem] = Sample(path.stem, entry.get("label", path.stem), path, int(entry.get("num_groups", 1)),
+                                  entry.get("preset") if entry.get("preset") in PRESETS else None)
     ordered = sorted(found.values(), key=lambda s: (s.name != DEFAULT_SAMPLE, s.name))
     return {s.name: s for s in ordered}
 
@@ -89,7 +94,7 @@ def load_sample(name: str) -> LoadedData:
     sample = available[name]
     data = _read_sample(str(sample.path), sample.path.stat().st_mtime)
     return LoadedData(data.matrix, data.trace, f"sample: {sample.label}", sample.num_groups,
-                      {"data": "sample", "sample": name})
+                      {"data": "sample", "sample": name}, sample.model)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -112,17 +117,28 @@ def generate(preset: str, family: str, skew: float | None, seed: int) -> LoadedD
     weight = _generate(preset, family, skew, int(seed))
     return LoadedData(
         weight, None, f"generated: {preset}, {family} (skew {skew:g}), seed {seed}", PRESETS[preset].num_groups,
-        {"data": "generate", "preset": preset, "family": family, "skew": f"{skew:g}", "seed": str(seed)},
+        {"data": "generate", "preset": preset, "family": family, "skew": f"{skew:g}", "seed": str(seed)}, preset,
     )
 
 
-def from_upload(data: bytes, filename: str) -> LoadedData:
-    """Read an uploaded file with ``eplb.formats.read_load``; raises ValueError with the reader's message.
+def from_uploads(files: list[tuple[str, bytes]]) -> LoadedData:
+    """Read uploaded files (one load file, an engine's rank files, or a zip of them) with ``eplb.formats.read_loads``.
 
-    This is the path st.file_uploader takes in the sidebar; tests call it with bytes.
+    Raises ValueError with the reader's message. The model is told from the shape when
+    exactly one preset fits it (``eplb.presets.model_for_shape``), else left None for
+    the sidebar to ask. This is the path st.file_uploader takes in the sidebar; tests
+    call it with bytes.
     """
-    loaded = read_load(data, filename)
-    return LoadedData(loaded.matrix, loaded.trace, f"upload: {filename} ({loaded.format}, {loaded.description})")
+    loaded = read_loads(files)
+    names = files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more"
+    model = model_for_shape(*loaded.matrix.shape)
+    return LoadedData(loaded.matrix, loaded.trace, f"upload: {names} ({loaded.format}, {loaded.description})",
+                      model=model.name if model else None)
+
+
+def from_upload(data: bytes, filename: str) -> LoadedData:
+    """``from_uploads`` on one file."""
+    return from_uploads([(filename, data)])
 
 
 def gpu_loads_csv(loads: dict[str, torch.Tensor]) -> bytes:

@@ -23,13 +23,14 @@ What the sidebar guarantees, on every page:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import streamlit as st
 import torch
 
 import eplb
-from ui import compute, data
+from ui import compute, data, text
 
 SOURCES = {"sample": "Sample", "generate": "Generate", "upload": "Upload"}
 
@@ -63,6 +64,7 @@ _DATA = "eplb__data"  # the current LoadedData
 _UPLOADED = "eplb__uploaded"  # the last upload that read cleanly
 _UPLOAD_SEEN = "eplb__upload_seen"  # file_id of the last upload processed
 _UPLOAD_ERROR = "eplb__upload_error"
+_UPLOAD_MODEL = "eplb_upload_model"  # the model question under the uploader (a widget key)
 _LAST_VALID = "eplb__last_valid"
 _NOTES = "eplb__notes"  # messages about the link the session was opened with
 _KEEP = {"persist_state": "session"}  # a control keeps its value on pages that do not draw it
@@ -90,6 +92,7 @@ class Inputs:
     policy: str
     label: str
     error: str | None
+    model: str | None = None
 
     @property
     def num_layers(self) -> int:
@@ -178,27 +181,67 @@ def _on_family_change() -> None:
     st.session_state[_KEY("skew")] = data.DEFAULT_SKEW[st.session_state[_KEY("family")]]
 
 
-def _read_upload(uploaded) -> None:
-    """Process a newly uploaded file once: keep it when it reads, else keep the error and the old data."""
-    if uploaded is None or st.session_state.get(_UPLOAD_SEEN) == uploaded.file_id:
+def _read_upload(uploaded: list) -> None:
+    """Process newly uploaded files once: keep them when they read, else keep the error and the old data."""
+    seen = tuple(f.file_id for f in uploaded or ())
+    if not seen or st.session_state.get(_UPLOAD_SEEN) == seen:
         return
-    st.session_state[_UPLOAD_SEEN] = uploaded.file_id
-    accept_upload(uploaded.getvalue(), uploaded.name)
+    st.session_state[_UPLOAD_SEEN] = seen
+    accept_uploads([(f.name, f.getvalue()) for f in uploaded])
 
 
 def accept_upload(content: bytes, filename: str) -> bool:
-    """Read an upload into the session (the path the sidebar's uploader takes; tests call it directly).
+    """``accept_uploads`` on one file."""
+    return accept_uploads([(filename, content)])
 
-    On success the upload becomes the session's uploaded data and True is returned.
-    On a reader error the message is kept for display, the previous data stays, and False is returned.
+
+def accept_uploads(files: list[tuple[str, bytes]]) -> bool:
+    """Read uploaded files into the session (the path the sidebar's uploader takes; tests call it directly).
+
+    On success the upload becomes the session's uploaded data, its model question starts
+    on the model told from the shape, and True is returned. On a reader error the
+    message is kept for display, the previous data stays, and False is returned.
     """
     try:
-        st.session_state[_UPLOADED] = data.from_upload(content, filename)
-        st.session_state[_UPLOAD_ERROR] = None
-        return True
+        loaded = data.from_uploads(files)
     except ValueError as exc:  # FormatError and eplb's ValueErrors
-        st.session_state[_UPLOAD_ERROR] = f"Could not use {filename}: {exc}. Keeping the current data."
+        names = [name for name, _ in files]
+        fault = next((name for name in names if str(exc).startswith(name)), names[0])  # the reader names it first
+        others = [name for name in names if name != fault]
+        with_others = f" (uploaded with {', '.join(others[:3])}{' ...' if len(others) > 3 else ''})" if others else ""
+        st.session_state[_UPLOAD_ERROR] = f"Could not use {fault}{with_others}: {exc}. Keeping the current data."
         return False
+    st.session_state[_UPLOADED] = loaded
+    st.session_state[_UPLOAD_MODEL] = loaded.model or ""
+    st.session_state[_UPLOAD_ERROR] = None
+    return True
+
+
+def _upload_model(uploaded: data.LoadedData) -> data.LoadedData:
+    """Ask which model an upload belongs to (engine files that index decoder layers need it); return it with it."""
+    side = st.sidebar
+    num_rows, num_experts = uploaded.weight.shape
+    options = ["", *(name for name, p in data.PRESETS.items() if p.num_experts == num_experts)]
+    # kept as a plain session value across page switches, as _carry_over does for the other controls
+    st.session_state[_UPLOAD_MODEL] = st.session_state.get(_UPLOAD_MODEL) if \
+        st.session_state.get(_UPLOAD_MODEL) in options else ""
+    choice = side.selectbox(
+        "Model of this file", options, key=_UPLOAD_MODEL,
+        format_func=lambda name: name or "another model (not listed)",
+        help="SGLang's and TensorRT-LLM's placement files index decoder layers, dense layers included, and "
+             "vllm-ascend's MoE layers only, so their downloads need the model. It is told from the shape when "
+             "exactly one preset fits.",
+    )
+    if not choice:
+        side.caption(f"Which model is this file from? No model is known for {num_rows} rows x {num_experts} experts, "
+                     "so the SGLang, TensorRT-LLM and vllm-ascend downloads are off; the other downloads work.")
+        return dataclasses.replace(uploaded, model=None)
+    try:
+        data.PRESETS[choice].check_rows(num_rows, num_experts)
+    except ValueError as exc:
+        side.warning(f"{text.escape(exc, 400)}: the engine downloads that need the model stay off.")
+        return dataclasses.replace(uploaded, model=None)
+    return dataclasses.replace(uploaded, model=choice)
 
 
 def _data_controls() -> data.LoadedData:
@@ -227,13 +270,17 @@ def _data_controls() -> data.LoadedData:
             problem = f"Cannot generate: {exc}"
     else:
         uploaded = side.file_uploader(
-            "Load file", type=list(data.LOAD_EXTENSIONS), key="eplb_upload",
-            help="CSV (layers x experts, header optional), .npy/.npz, torch .pt, JSON list of lists, "
-                 "SGLang expert-distribution dumps, vLLM expert-load.json.",
+            "Load file(s)", type=list(data.LOAD_EXTENSIONS), key="eplb_upload", accept_multiple_files=True,
+            help="A load: CSV (layers x experts, header optional), .npy/.npz, torch .pt, JSON list of lists, "
+                 "expert-load.json; an SGLang expert-distribution dump (every rank's file, or a zip of them); "
+                 "TensorRT-LLM expert statistics (meta_info.json and every rank*.safetensors, or a zip of the "
+                 "folder). Several files are summed as one engine's rank files.",
         )
         _read_upload(uploaded)
         problem = st.session_state.get(_UPLOAD_ERROR)
         chosen = st.session_state.get(_UPLOADED)
+        if chosen is not None:
+            chosen = _upload_model(chosen)
         side.caption("An uploaded file cannot travel in a shareable link; the link keeps the topology only.")
     if problem:
         side.error(problem)
@@ -300,6 +347,7 @@ def sidebar() -> Inputs:
         weight=loaded.weight, trace=loaded.trace, digest=compute.register(loaded.weight),
         trace_digest=None if loaded.trace is None else compute.register(loaded.trace),
         topology=topology, mode=mode, resolved_mode=resolved, policy=policy, label=loaded.label, error=error,
+        model=loaded.model,
     )
     if error is None:
         st.session_state[_LAST_VALID] = inputs
