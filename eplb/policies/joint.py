@@ -84,14 +84,16 @@ def harmonic_pairs(extra: int, ranks: int, device: torch.device = torch.device("
 
 def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start: torch.Tensor,
                stop: torch.Tensor, extra: torch.Tensor, target: torch.Tensor | None = None,
-               num_targets: int | None = None) -> torch.Tensor:
+               num_targets: int | None = None, cap: int | None = None) -> torch.Tensor:
     """DeepSeek's min-max replication of runs of items, batched: [T, n] int64 counts >= 1.
 
     value: [B, n] loads sorted heaviest first, item: [B, n] the item of each. Request q
     gives extra[q] extra copies to the items at sorted positions start[q] .. stop[q] - 1
     of row src[q] (start < stop when extra > 0), minimising their largest load per copy,
     and adds them to output row target[q] (default: q; T = num_targets, default Q), which
-    starts at one copy per item. src, start, stop, extra, target: [Q] int64.
+    starts at one copy per item. src, start, stop, extra, target: [Q] int64. With ``cap``
+    no item gets more than cap copies (the caller makes sure the run has room:
+    (stop - start) * cap >= stop - start + extra).
 
     Adding the (k+1)-th copy of an item lowers its load per copy from w / k, so the greedy
     (one copy at a time to the largest load per copy) adds exactly the top ``extra``
@@ -100,7 +102,8 @@ def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start
     least as large, and at least extra of them have r' * m <= extra (m = k for the
     p = floor(extra / k) heaviest items, and floor(extra / (p + 1)) >= extra - p * k more
     for item p + 1). So the top ``extra`` among ``harmonic_pairs`` is a valid greedy
-    outcome (ties may fall differently).
+    outcome (ties may fall differently). The argument holds under a cap too, as all those
+    larger marginals have m <= k copies.
     """
     num_items = value.shape[1]
     if target is None:
@@ -112,6 +115,8 @@ def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start
     rank, copy = harmonic_pairs(most, min(most, num_items), value.device)
     position = start.unsqueeze(1) + rank  # [Q, K]
     inside = position < stop.unsqueeze(1)
+    if cap is not None:
+        inside &= copy < cap
     position.clamp_(max=num_items - 1)
     flat = position.add_(src.unsqueeze(1), alpha=num_items)  # into value.flatten(): take, not [row, position]
     # float64 keeps the marginals exact, so ties order as a float64 greedy's would; runs
@@ -137,13 +142,14 @@ def whole_runs(num_rows: int, num_items: int, num_slots: int, device: torch.devi
     return rows, torch.zeros_like(rows), torch.full_like(rows, num_items), torch.full_like(rows, num_slots - num_items)
 
 
-def min_max_counts(weight: torch.Tensor, num_slots: int) -> torch.Tensor:
-    """Counts minimising the largest load per copy (DeepSeek's replication): [B, n] int64, rows sum to num_slots."""
+def min_max_counts(weight: torch.Tensor, num_slots: int, cap: int | None = None) -> torch.Tensor:
+    """Counts minimising the largest load per copy (DeepSeek's replication, with at most ``cap``
+    copies an item): [B, n] int64, rows sum to num_slots."""
     value, item = sorted_rows(weight)
-    return run_counts(value, item, *whole_runs(*weight.shape, num_slots, weight.device))
+    return run_counts(value, item, *whole_runs(*weight.shape, num_slots, weight.device), cap=cap)
 
 
-def heavy_split(value: torch.Tensor, num_slots: int, num_bins: int, per_bin: int
+def heavy_split(value: torch.Tensor, num_slots: int, num_bins: int, per_bin: int, capped: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The "per_bin heavy copies per bin" candidate's runs: (feasible, num_heavy, heavy_extra), each [B].
 
@@ -151,13 +157,16 @@ def heavy_split(value: torch.Tensor, num_slots: int, num_bins: int, per_bin: int
     (per_bin + 1), so per_bin + 1 heavy copies on one bin would overshoot the mean; the
     heavy items are the first num_heavy. They share per_bin * num_bins copies
     (heavy_extra of them extra), the light items take the other slots. Infeasible rows
-    (no heavy item, too many, too few slots, no light item) get no extra copies.
+    (no heavy item, too many, too few slots, no light item; with ``capped``, counts that
+    would need more than num_bins copies of an item) get no extra copies.
     """
     num_items = value.shape[1]
     heavy_copies = per_bin * num_bins
     num_heavy = (value * (per_bin + 1) * num_bins > value.sum(-1, keepdim=True)).sum(-1)
     feasible = (num_heavy >= 1) & (num_heavy <= heavy_copies) & (num_heavy < num_items)
     feasible &= heavy_copies - num_heavy + num_items <= num_slots
+    if capped:  # at most num_bins copies each: per_bin heavy items at least, and room for the light ones
+        feasible &= (num_heavy >= per_bin) & (num_items - num_heavy >= num_slots // num_bins - per_bin)
     return feasible, num_heavy, torch.where(feasible, heavy_copies - num_heavy, 0)
 
 
@@ -176,16 +185,23 @@ def compositions(total: int, parts: int) -> torch.Tensor | None:
     return torch.tensor(rows, dtype=torch.int64).view(-1, parts)
 
 
-def paired_peak(per_copy: torch.Tensor, items: torch.Tensor, num_bins: int) -> torch.Tensor:
+def paired_peak(per_copy: torch.Tensor, items: torch.Tensor, num_bins: int, spread: bool = False) -> torch.Tensor:
     """Largest bin of the optimal two-per-bin packing: copies sorted, largest paired with smallest.
 
     per_copy: [..., n] load per copy, items: [..., 2 * num_bins] item of each copy -> [...].
+    With ``spread``, a pairing that puts two copies of one item together counts as inf.
     """
-    loads = per_copy.gather(-1, items).sort(dim=-1, descending=True).values
-    return (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).amax(dim=-1)
+    loads, order = per_copy.gather(-1, items).sort(dim=-1, descending=True)
+    peak = (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).amax(dim=-1)
+    if spread:
+        paired = items.gather(-1, order)
+        twice = (paired[..., :num_bins] == paired[..., num_bins:].flip(-1)).any(dim=-1)
+        peak = torch.where(twice, torch.inf, peak)
+    return peak
 
 
-def two_slot_search(weight: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Exact optimum for two slots per bin: (best max bin load [B], its counts [B, n]).
 
     weight: [B, n], 2 * num_bins slots. For fixed counts, pairing the sorted copies
@@ -195,22 +211,25 @@ def two_slot_search(weight: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, 
     the optimum over all count vectors is a minimum over enumerated counts. Only count
     vectors whose largest plus smallest copy is within the min-max counts' peak U are
     paired (the largest copy shares a bin with a copy at least the smallest, so the
-    others cannot beat U). None when there are too many count vectors to enumerate.
+    others cannot beat U). With ``cap``, only count vectors of at most cap copies an item.
+    None when there are too many count vectors to enumerate.
     """
     num_rows, num_items = weight.shape
     counts = compositions(2 * num_bins, num_items)
     if counts is None:
         return None
+    if cap is not None:
+        counts = counts[counts.amax(dim=-1) <= cap]
     w = weight.double()
     counts = counts.to(weight.device)
-    start = min_max_counts(w, 2 * num_bins)
+    start = min_max_counts(w, 2 * num_bins, cap)
     ceiling = paired_peak(w / start, copies_from_counts(start), num_bins)  # U: [B]
     per_copy = w.unsqueeze(1) / counts  # [B, K, n]
     spread = per_copy.amax(dim=-1) + per_copy.amin(dim=-1)
     row, which = (spread <= ceiling.unsqueeze(-1) * (1 + 1e-12)).nonzero(as_tuple=True)
     peak = torch.full((num_rows,), torch.inf, dtype=w.dtype, device=w.device)
     if row.numel():
-        found = paired_peak(per_copy[row, which], copies_from_counts(counts[which]), num_bins)
+        found = paired_peak(per_copy[row, which], copies_from_counts(counts[which]), num_bins, cap is not None)
         peak.scatter_reduce_(0, row, found, reduce="amin")
     best = torch.minimum(peak, ceiling)
     chosen = start.clone()
@@ -223,11 +242,18 @@ def two_slot_search(weight: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, 
     return best, chosen
 
 
-def deal_in_rounds(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+def deal_in_rounds(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pack copies heaviest first, one per bin per round, each round's heaviest to the lightest bin.
 
     loads: [R, S] copy loads sorted heaviest first, S divisible by num_bins. Returns
     (table [R, num_bins, S/num_bins] of copy indices into loads, bin loads [R, num_bins]).
+
+    items: [R, S] the item of each copy, when no bin may hold two copies of one item. The
+    copies of an item must then be adjacent and at most num_bins: a round deals to
+    distinct bins, so only the item whose copies run over from the previous round (the
+    first of the round) can meet itself; its copies go to the lightest bins without it,
+    the round's other copies to the remaining bins, lightest first.
     """
     num_rows, num_slots = loads.shape
     per_bin = num_slots // num_bins
@@ -236,12 +262,34 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, to
     bins = [copy_index[:num_bins].expand(num_rows, -1)]
     for start in range(num_bins, num_slots, num_bins):
         lightest_first = argsort_rows(bin_load)
+        if items is not None:
+            lightest_first = avoid_run_over(lightest_first, bins[-1], items[:, start - num_bins : start + num_bins])
         bins.append(lightest_first)
         bin_load.scatter_add_(1, lightest_first, loads[:, start : start + num_bins])
     # Copy k of round t lands in bin bins[t][k], column t of the table.
     position = torch.stack(bins, dim=1).flatten(1).mul_(per_bin).add_(column)  # [R, S]
     table = torch.empty_like(position).scatter_(1, position, copy_index.expand(num_rows, -1))
     return table.view(num_rows, num_bins, per_bin), bin_load
+
+
+def avoid_run_over(lightest_first: torch.Tensor, last_bins: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """A round's bins for ``deal_in_rounds`` that keep the item running over from the last round
+    off the bins already holding it: [R, M] bins, round position k -> bin.
+
+    lightest_first: [R, M] the bins lightest first; last_bins: [R, M] the last round's bin of
+    each position; items: [R, 2M] the items of the last round and of this one.
+    """
+    num_bins = last_bins.shape[1]
+    first = items[:, num_bins : num_bins + 1]  # [R, 1] the item running over, if any
+    held = torch.zeros_like(lightest_first, dtype=torch.bool).scatter_(1, last_bins, items[:, :num_bins] == first)
+    if not bool(held.any()):
+        return lightest_first
+    copies = (items[:, num_bins:] == first).sum(dim=1, keepdim=True)  # its copies in this round
+    # Its copies take the lightest bins without it; stable sorts keep the load order otherwise.
+    free_first = held.gather(1, lightest_first).argsort(dim=1, stable=True)
+    taken = torch.zeros_like(held).scatter_(1, lightest_first.gather(1, free_first),
+                                            (torch.arange(num_bins, device=held.device) < copies))
+    return lightest_first.gather(1, (~taken).gather(1, lightest_first).argsort(dim=1, stable=True))
 
 
 @lru_cache(maxsize=64)
@@ -284,7 +332,7 @@ def swap_passes(num_bins: int) -> int:
 
 
 def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | None = None,
-                     stop_at: torch.Tensor | None = None) -> torch.Tensor:
+                     stop_at: torch.Tensor | None = None, items: torch.Tensor | None = None) -> torch.Tensor:
     """Even out bins by swapping copies: table [R, M, s] of indices into loads [R, S] -> table, improved in place.
 
     Each pass sorts the bins by load and pairs the k-th heaviest with the k-th lightest,
@@ -295,7 +343,8 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
     its number of copies and no pair gets worse. A row leaves once two passes in a row
     find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
     (checked before the first pass and after each), or after ``passes`` passes (default
-    ``swap_passes(M)``). The passes work on the remaining
+    ``swap_passes(M)``). With ``items`` [R, S] (the item of each copy) no swap brings a
+    copy into a bin that already holds a copy of its item. The passes work on the remaining
     rows only. CPU time here goes mostly to dispatching small tensor operations, so a
     pass uses few of them.
     """
@@ -316,6 +365,7 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
             return table
         stop_at = stop_at.index_select(0, rows)
     work_table, work_load = flat_table.index_select(0, rows), loads.index_select(0, rows)
+    work_items = None if items is None else items.index_select(0, rows)
     halve = pair_difference(pairs, loads.dtype, loads.device)
     positions = swap_positions(per_bin, loads.device)
     improved_before = torch.ones(rows.shape[0], dtype=torch.bool, device=loads.device)
@@ -333,7 +383,15 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
                         for side in (picked[:, :pairs], picked[:, pairs : 2 * pairs]))
         # Distance of each swap from the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced
         # over its first axis (on a CPU much faster than over a short last axis).
-        distance = (heavy[:, None] - light[None]).sub_(half_gap).abs_().view(per_bin * per_bin, -1)
+        distance = (heavy[:, None] - light[None]).sub_(half_gap).abs_()
+        if work_items is not None:
+            # No copy may join a bin holding its item: [s, s, A, pairs] conflicts.
+            by_position = work_items.gather(1, work_table).view(active, num_bins, per_bin).permute(2, 0, 1)
+            heavy_item, light_item = (by_position.gather(2, side.unsqueeze(0).expand(per_bin, -1, -1))
+                                      for side in (picked[:, :pairs], picked[:, pairs : 2 * pairs]))
+            same = heavy_item[:, None] == light_item[None]
+            distance.masked_fill_(same.any(dim=1, keepdim=True) | same.any(dim=0, keepdim=True), torch.inf)
+        distance = distance.view(per_bin * per_bin, -1)
         miss, where = distance.min(dim=0)
         miss = miss.view(active, pairs)
         # Swapping helps when the new larger load (H + L) / 2 + miss is below H.
@@ -359,6 +417,7 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
                 break
             rows, work_table, work_load, improved_before = (
                 t.index_select(0, stay) for t in (rows, work_table, work_load, improved_before))
+            work_items = None if work_items is None else work_items.index_select(0, stay)
             stop_at = None if stop_at is None else stop_at.index_select(0, stay)
     else:
         flat_table.index_copy_(0, rows, work_table)
@@ -439,7 +498,7 @@ def dealt_peak(weight: torch.Tensor, counts: torch.Tensor, num_bins: int) -> tup
     return peak, phy2item.gather(1, slots)
 
 
-def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int) -> torch.Tensor:
+def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap: int | None = None) -> torch.Tensor:
     """Local search over copy counts, judged by the dealt packing: weight, counts [B, n] -> [B, n].
 
     With few slots per bin the counts decide the packing: two slots per bin pair every
@@ -466,6 +525,8 @@ def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int) -> 
         tried.scatter_add_(2, giver_item.unsqueeze(2), torch.ones_like(giver_item).unsqueeze(2))
         tried.scatter_add_(2, taker_item.unsqueeze(2), torch.full_like(taker_item, -1).unsqueeze(2))
         valid = (tried.amin(dim=-1) >= 1) & (giver_item != taker_item)
+        if cap is not None:
+            valid &= tried.amax(dim=-1) <= cap
         tried = torch.where(valid.unsqueeze(2), tried, counts.unsqueeze(1))  # a void move tries the counts as they are
         tried_peak, tried_items = dealt_peak(weight.repeat_interleave(moves, dim=0), tried.view(-1, num_items),
                                              num_bins)
@@ -479,6 +540,14 @@ def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int) -> 
         in_heaviest = torch.where(better.unsqueeze(1), tried_items.index_select(0, pick), in_heaviest)
         peak = torch.where(better, best_peak, peak)
     return counts
+
+
+def spread_copies(num_items: int, num_slots: int, num_bins: int) -> bool:
+    """Whether a row can keep every bin free of two copies of one item: a bin has no more
+    slots than the row has items. Then no item gets more than num_bins copies, the dealing
+    and the swaps never put two copies of an item in one bin, and so no GPU holds two
+    copies of one expert."""
+    return num_slots // num_bins <= num_items
 
 
 @lru_cache(maxsize=16)
@@ -518,16 +587,18 @@ class JointSearch(Policy):
     def candidate_counts(self, weight: torch.Tensor, num_slots: int, num_bins: int) -> torch.Tensor:
         """Count vectors to try per row: [B, C, n] int64, each row summing to num_slots.
 
-        A candidate that is the min-max counts in every row is left out (C >= 1).
+        A candidate that is the min-max counts in every row is left out (C >= 1). Where
+        ``spread_copies`` allows, no item gets more than num_bins copies.
         """
         num_rows, num_items = weight.shape
+        cap = num_bins if spread_copies(num_items, num_slots, num_bins) else None
         value, item = sorted_rows(weight)
         rows, first, everyone, spare = whole_runs(num_rows, num_items, num_slots, weight.device)
         # An item is heavy at level h when w * (h + 1) * bins > the row's load: none at the
         # top level means none at any level (a cheap test before the per-level work).
         splits = []
         if bool((value[:, 0] * (max(HEAVY_LEVELS) + 1) * num_bins > value.sum(dim=-1)).any()):
-            splits = [heavy_split(value, num_slots, num_bins, h) for h in HEAVY_LEVELS]
+            splits = [heavy_split(value, num_slots, num_bins, h, cap is not None) for h in HEAVY_LEVELS]
             splits = [split for split in splits if bool(split[0].any())]
         # Runs of sorted items to replicate: all of them for the min-max counts (candidate 0);
         # for level h's candidate (h = 1, 2, ...) a heavy and a light run where feasible, else
@@ -542,15 +613,15 @@ class JointSearch(Policy):
             candidate = torch.arange(num_candidates, device=weight.device).repeat_interleave(2)[1:]
             target = (rows * num_candidates).repeat(len(starts)).add_(candidate.repeat_interleave(num_rows))
             counts = run_counts(value, item, rows.repeat(len(starts)), torch.cat(starts), torch.cat(stops),
-                                torch.cat(extras), target, num_rows * num_candidates)
+                                torch.cat(extras), target, num_rows * num_candidates, cap)
         else:
-            counts = run_counts(value, item, rows, first, everyone, spare)
+            counts = run_counts(value, item, rows, first, everyone, spare, cap=cap)
         counts = counts.view(num_rows, num_candidates, num_items)
-        exact = two_slot_search(weight, num_bins) if num_slots == 2 * num_bins else None
+        exact = two_slot_search(weight, num_bins, cap) if num_slots == 2 * num_bins else None
         if exact is not None:
             counts = torch.cat([counts, exact[1].unsqueeze(1)], dim=1)
         elif num_slots <= REFINE_SLOTS * num_bins and num_slots > num_items:
-            counts = torch.cat([counts, refine_counts(weight, counts[:, 0], num_bins).unsqueeze(1)], dim=1)
+            counts = torch.cat([counts, refine_counts(weight, counts[:, 0], num_bins, cap).unsqueeze(1)], dim=1)
         return counts
 
     def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
@@ -607,10 +678,11 @@ class JointSearch(Policy):
             flat_counts = counts.view(-1, num_items).index_select(0, which)  # [K, n]
             row_weight = weight.index_select(0, row)
         phy2item, loads = copies_heaviest_first(row_weight, flat_counts, num_slots)  # [K, S] each
+        spread = phy2item if spread_copies(num_items, num_slots, num_bins) else None
         floor = packing_floor(loads, num_bins)
-        table, dealt = deal_in_rounds(loads, num_bins)
+        table, dealt = deal_in_rounds(loads, num_bins, spread)
         stop_at = self._stop_at(floor, dealt.amax(dim=-1), row, num_rows, rows_per_layer)
-        table = improve_by_swaps(table, loads, stop_at=stop_at.to(loads.dtype))
+        table = improve_by_swaps(table, loads, stop_at=stop_at.to(loads.dtype), items=spread)
         if row is None:
             return phy2item.gather(-1, table.flatten(1))
         peak = torch.full((num_rows * num_candidates,), torch.inf, dtype=loads.dtype, device=weight.device)
