@@ -22,7 +22,6 @@ Run ``python benchmarks/bench_policies.py --help`` or ``python -m eplb bench --h
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import time
@@ -36,7 +35,7 @@ from .bounds import bound_balancedness, exact_two_slot_optimum, lower_bound
 from .metrics import balancedness, duplicate_gpus, gpu_loads
 from .policies import DEFAULT_POLICY, POLICIES
 from .presets import DEEPSEEK_README_WEIGHT, PRESETS
-from .rebalance import Topology, rebalance_experts
+from .rebalance import Topology, log2phy_from_phy2log, rebalance_experts
 from .workloads import FAMILIES, generate_drifting_trace, generate_load
 
 SEED_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "seed" / "zigzag_seed.py"
@@ -196,12 +195,9 @@ def flashlb_rows(policies: list[str], repeats: int) -> list[Row]:
 
 def load_seed():
     """The seed's module, loaded by path; None when the file is not beside the repository."""
-    if not SEED_PATH.exists():
-        return None
-    spec = importlib.util.spec_from_file_location("zigzag_seed", SEED_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from .peers import load_module
+
+    return load_module(SEED_PATH, "zigzag_seed") if SEED_PATH.exists() else None
 
 
 def speed_report(policies: list[str], repeats: int, families=FAMILIES) -> list[str]:
@@ -485,6 +481,25 @@ def next_window_summary(rows: list[NextWindowRow], names: list[str]) -> list[str
     return lines + ["  " + "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
 
 
+def adrs_check_line(directory, policy: str) -> str:
+    """Our next-window scoring of one plan (policy, ADRS shape, global, Zipf, 15% noise) beside the
+    ADRS evaluator's own ``simulate_inference`` (written for 288 slots on 32 GPUs), where a local
+    copy of it is present."""
+    from . import peers
+
+    evaluator = peers.adrs_evaluator(directory)
+    if evaluator is None:
+        return f"ADRS evaluator check: skipped, {directory / peers.ADRS_EVALUATOR} not found"
+    t = ADRS_SHAPE.topology
+    windows = drift_windows(ADRS_SHAPE, "zipf", 0.15)
+    phy2log = policy_planner(policy).plan(windows[0], t, "global")
+    ours = balancedness(gpu_loads(windows[1].sum(0), phy2log, t.num_gpus))
+    log2phy, logcnt = log2phy_from_phy2log(phy2log, ADRS_SHAPE.num_experts)
+    theirs, _ = evaluator.simulate_inference(log2phy, logcnt, windows[1].sum(0))
+    return (f"ADRS evaluator check: its simulate_inference scores a {policy} plan {theirs:.6f} on the next "
+            f"window, eplb.metrics {ours:.6f}")
+
+
 def next_window_goals(rows: list[NextWindowRow], policy: str) -> list[str]:
     """The default policy against every other planner, mode for mode, on next-window balancedness:
     cases at or above it, and the worst difference."""
@@ -520,6 +535,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", choices=SECTIONS,
                         help="run one section: the in-sample table and goals, the next-window table on "
                              "drifting traces, or the speed comparison (default: all three)")
+    parser.add_argument("--peers", metavar="DIR",
+                        help="a local copy of the peer balancers (SGLang's deepseek_vec, the ADRS leaderboard's GEPA "
+                             "and LEVI programs) to run beside ours in the next-window section; default: "
+                             "$EPLB_PEERS, else the folder 'peers' beside the project root; skipped when absent")
     parser.add_argument("--noise", default=",".join(str(n) for n in NOISE_LEVELS),
                         help="comma-separated per-window noise levels of the drifting traces (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -560,10 +579,18 @@ def main(argv: list[str] | None = None) -> int:
         if lines:
             print("\n" + "\n".join(lines))
     if "next-window" in sections:
-        planners = [policy_planner(name) for name in args.policies]
-        rows = run_next_window(DRIFT_QUICK if args.quick else DRIFT, planners, args.families, args.noise)
+        from . import peers  # peers builds on this module's Planner
+
+        directory = peers.peers_dir(args.peers)
+        found, skipped = peers.load_planners(directory)
+        planners = [policy_planner(name) for name in args.policies] + found
+        shapes = DRIFT_QUICK if args.quick else DRIFT
+        rows = run_next_window(shapes, planners, args.families, args.noise)
         names = [p.name for p in planners]
-        print(f"\nNext window: plan on window i ({STEPS_PER_WINDOW} steps of per-step loads), score vLLM's "
+        print()
+        for line in skipped:
+            print(f"peer {line}")
+        print(f"Next window: plan on window i ({STEPS_PER_WINDOW} steps of per-step loads), score vLLM's "
               f"balancedness on window i+1's sum; in-sample: the same plan on window i's sum; means over "
               f"{NUM_WINDOWS - 1} plans per trace; dup: (layer, GPU) pairs with two copies of one expert, per plan.")
         print(next_window_markdown(rows, names) if args.markdown else next_window_plain(rows))
@@ -571,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = next_window_goals(rows, gap_policy)
         if lines:
             print("\n" + "\n".join(lines))
+        print(adrs_check_line(directory, gap_policy))
     if "speed" in sections and not args.quick:
         print()
         for line in speed_report(args.policies, repeats, args.families):

@@ -50,9 +50,9 @@ def test_every_preset_has_a_shape_and_bad_options_are_refused(capsys):
     assert "unknown" in capsys.readouterr().err
 
 
-def test_quick_next_window_has_a_row_per_drift_case_and_the_goals(capsys):
+def test_quick_next_window_has_a_row_per_drift_case_and_the_goals(capsys, tmp_path):
     assert bench.main(["--quick", "--markdown", "--only", "next-window", "--families", "zipf,hot",
-                       "--noise", "0.1"]) == 0
+                       "--noise", "0.1", "--peers", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     table = [line for line in out.splitlines() if line.startswith("| ")]
     assert len(table) == sum(len(shape.modes) for shape in bench.DRIFT_QUICK) * 2 + 1
@@ -60,6 +60,7 @@ def test_quick_next_window_has_a_row_per_drift_case_and_the_goals(capsys):
         assert f"{name} next / in" in table[0]
     assert "ADRS score" in out and "Next-window goals for 'joint'" in out
     assert "FlashLB" not in out, "--only next-window runs that section alone"
+    assert "peer gepa: skipped" in out, "without a local copy the peers are skipped, by name"
 
 
 def test_next_window_scores_the_plan_on_the_window_after_it():
