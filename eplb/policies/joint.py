@@ -40,6 +40,7 @@ from itertools import combinations
 import torch
 
 from ..sorting import argsort_rows, topk_rows
+from . import hedge
 from .base import Policy, copies_from_counts
 
 PASSES_PER_TURN = 4
@@ -66,6 +67,10 @@ REFINE_STEPS = 48
 
 REFINE_TAKERS = 8
 """Experts each step of ``refine_counts`` considers taking a copy from."""
+
+REFINE_DEALT_SLOTS = 2048
+"""Slots ``refine_counts`` re-deals per row and step: the moves judged best on the packing as it
+stands, at least two and at most all of them (all with 64 slots, two with 1024)."""
 
 
 @lru_cache(maxsize=32)
@@ -485,17 +490,61 @@ def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots:
     return phy2item, per_copy.gather(1, phy2item)
 
 
-def dealt_peak(weight: torch.Tensor, counts: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deal every row's copies (``deal_in_rounds``): (heaviest bin's load [R], its items [R, s]).
+def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deal every row's copies (``deal_in_rounds``, no bin holding two copies of an item when
+    ``spread``): (bin loads [R, M], the item in every slot [R, S], bin by bin).
 
     weight, counts: [R, n]. With two slots per bin the dealing pairs the sorted copies
     largest with smallest, the optimal packing for these counts.
     """
     phy2item, loads = copies_heaviest_first(weight, counts, int(counts[0].sum()))
-    table, bin_load = deal_in_rounds(loads, num_bins)
-    peak, heaviest = bin_load.max(dim=-1)
-    slots = table.gather(1, heaviest.view(-1, 1, 1).expand(-1, 1, table.shape[2])).squeeze(1)
-    return peak, phy2item.gather(1, slots)
+    table, bin_load = deal_in_rounds(loads, num_bins, phy2item if spread else None)
+    return bin_load, phy2item.gather(1, table.flatten(1))
+
+
+def split_moves(weight: torch.Tensor, counts: torch.Tensor, items: torch.Tensor, num_bins: int,
+                cap: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The moves ``refine_counts`` tries, each judged on the packing as it stands.
+
+    weight, counts: [A, n]; items: [A, S] the item in every slot, bin by bin. A move gives
+    one more copy to an expert g of the heaviest bin and takes one from an expert t among
+    the ``REFINE_TAKERS`` whose load per copy would stay lowest. Left in place, every bin
+    holding g or t changes by their new loads per copy, and g's new copy takes the place
+    of the t copy whose bin ends lightest (a bin without g, under ``cap``), so the heaviest
+    bin after the move costs O(bins) to find. Returns (that heaviest bin [A, s * K], inf for
+    a move that is not allowed, and g and t of each move, both [A, s * K]).
+    """
+    active, num_slots = items.shape
+    per_bin = num_slots // num_bins
+    takers = min(REFINE_TAKERS, weight.shape[1])
+    by_bin = items.view(active, num_bins, per_bin)
+    bin_load = (weight / counts).gather(1, items).view(active, num_bins, per_bin).sum(-1)  # [A, M]
+    heaviest = bin_load.argmax(dim=-1)
+    giver = by_bin.gather(1, heaviest.view(-1, 1, 1).expand(-1, 1, per_bin)).squeeze(1)  # [A, s]
+    after = torch.where(counts > 1, weight / (counts - 1).clamp(min=1), torch.inf)
+    taker = topk_rows(-after, takers)[1]  # [A, K]
+    # Copies of each g and t per bin, [A, s + K, M]: compared slot position first, summed over it.
+    who = torch.cat([giver, taker], 1).unsqueeze(-1)
+    present = sum((by_bin[..., k].unsqueeze(1) == who).to(weight.dtype) for k in range(per_bin))
+    in_g, in_t = present[:, :per_bin], present[:, per_bin:]
+    w_g, c_g, w_t, c_t = weight.gather(1, giver), counts.gather(1, giver), weight.gather(1, taker), counts.gather(1, taker)
+    new_g, new_t = w_g / (c_g + 1), w_t / (c_t - 1).clamp(min=1)
+    moved = (bin_load[:, None, None, :] + ((new_g - w_g / c_g).unsqueeze(-1) * in_g).unsqueeze(2)
+             + ((new_t - w_t / c_t).unsqueeze(-1) * in_t).unsqueeze(1))  # [A, s, K, M]
+    fits = (in_t > 0).unsqueeze(1)
+    if cap is not None:
+        fits = fits & (in_g == 0).unsqueeze(2)
+    into = torch.where(fits, moved + (new_g.unsqueeze(2) - new_t.unsqueeze(1)).unsqueeze(-1), torch.inf)
+    into_load, into_bin = into.min(dim=-1)  # [A, s, K]
+    top_load, top_bin = moved.max(dim=-1)
+    second = moved.scatter(-1, top_bin.unsqueeze(-1), -torch.inf).amax(dim=-1)
+    rest = torch.where(top_bin == into_bin, second, top_load)
+    valid = (c_t > 1).unsqueeze(1) & (giver.unsqueeze(2) != taker.unsqueeze(1))
+    if cap is not None:
+        valid &= (c_g < cap).unsqueeze(2)
+    peak = torch.where(valid, torch.maximum(rest, into_load), torch.inf).view(active, -1)
+    return peak, giver.repeat_interleave(takers, dim=1), taker.repeat(1, per_bin)
 
 
 def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap: int | None = None) -> torch.Tensor:
@@ -504,41 +553,45 @@ def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap
     With few slots per bin the counts decide the packing: two slots per bin pair every
     copy with one partner, and the best counts often give a light expert several tiny
     copies to sit beside the heaviest ones, which no rule on loads per copy proposes.
-    Each step, every row tries giving one more copy to each expert in its heaviest
-    dealt bin, taken from each of the ``REFINE_TAKERS`` experts whose load per copy
-    would stay lowest, and keeps the move that lowers its heaviest dealt bin most.
-    Rows stop when no move helps, after ``REFINE_STEPS`` steps at most.
+    Each step, every row judges each move of ``split_moves`` on its dealt packing as it
+    stands (cheap), re-deals the counts of its best moves (``REFINE_DEALT_SLOTS``) and keeps the
+    one that lowers its heaviest dealt bin most. Rows stop when none does, when their
+    heaviest bin is within ``GOOD_ENOUGH`` of the mean bin load, or after
+    ``REFINE_STEPS`` steps. With ``cap`` no count exceeds cap and no bin holds two
+    copies of one item. Never deals worse than the counts it starts from.
     """
     num_rows, num_items = weight.shape
+    if num_bins < 2:
+        return counts
     weight = weight.double()
     counts = counts.clone()
-    peak, in_heaviest = dealt_peak(weight, counts, num_bins)
-    per_bin = in_heaviest.shape[1]
-    takers = min(REFINE_TAKERS, num_items)
-    moves = per_bin * takers
+    spread = cap is not None
+    bin_load, items = dealt_bins(weight, counts, num_bins, spread)
+    peak = bin_load.amax(dim=-1)
+    enough = weight.sum(-1) / num_bins * (1 + GOOD_ENOUGH)
+    rows = (peak > enough).nonzero().squeeze(1)
     for _ in range(REFINE_STEPS):
-        after = torch.where(counts > 1, weight / (counts - 1).clamp(min=1), torch.inf)
-        taker = topk_rows(-after, takers)[1]  # [B, K]: lightest loads per copy after giving one up
-        giver_item = in_heaviest.repeat_interleave(takers, dim=1)  # [B, moves]
-        taker_item = taker.repeat(1, per_bin)
-        tried = counts.unsqueeze(1).repeat(1, moves, 1)  # [B, moves, n]
-        tried.scatter_add_(2, giver_item.unsqueeze(2), torch.ones_like(giver_item).unsqueeze(2))
-        tried.scatter_add_(2, taker_item.unsqueeze(2), torch.full_like(taker_item, -1).unsqueeze(2))
-        valid = (tried.amin(dim=-1) >= 1) & (giver_item != taker_item)
-        if cap is not None:
-            valid &= tried.amax(dim=-1) <= cap
-        tried = torch.where(valid.unsqueeze(2), tried, counts.unsqueeze(1))  # a void move tries the counts as they are
-        tried_peak, tried_items = dealt_peak(weight.repeat_interleave(moves, dim=0), tried.view(-1, num_items),
-                                             num_bins)
-        tried_peak = torch.where(valid, tried_peak.view(num_rows, moves), torch.inf)
-        best_peak, best = tried_peak.min(dim=-1)
-        better = best_peak < peak * (1 - 1e-9)
-        if not bool(better.any()):
+        if rows.numel() == 0:
             break
-        pick = best.add_(torch.arange(num_rows, device=weight.device), alpha=moves)
-        counts = torch.where(better.unsqueeze(1), tried.view(-1, num_items).index_select(0, pick), counts)
-        in_heaviest = torch.where(better.unsqueeze(1), tried_items.index_select(0, pick), in_heaviest)
-        peak = torch.where(better, best_peak, peak)
+        w, c = weight.index_select(0, rows), counts.index_select(0, rows)
+        judged, giver, taker = split_moves(w, c, items.index_select(0, rows), num_bins, cap)
+        tries = min(max(2, REFINE_DEALT_SLOTS // items.shape[1]), judged.shape[1])
+        guess, pick = judged.topk(tries, dim=-1, largest=False)  # [A, D]
+        g, t = giver.gather(1, pick), taker.gather(1, pick)
+        tried = c.repeat_interleave(tries, dim=0)
+        tried.scatter_add_(1, g.view(-1, 1), torch.ones_like(g).view(-1, 1))
+        tried.scatter_add_(1, t.view(-1, 1), torch.full_like(t, -1).view(-1, 1))
+        tried_load, tried_items = dealt_bins(w.repeat_interleave(tries, dim=0), tried, num_bins, spread)
+        tried_peak = torch.where(guess.isfinite().view(-1), tried_load.amax(dim=-1), torch.inf).view(-1, tries)
+        best_peak, best = tried_peak.min(dim=-1)
+        better = best_peak < peak.index_select(0, rows) * (1 - 1e-9)
+        keep = better.nonzero().squeeze(1)
+        chosen = keep * tries + best.index_select(0, keep)
+        rows = rows.index_select(0, keep)
+        counts.index_copy_(0, rows, tried.index_select(0, chosen))
+        items.index_copy_(0, rows, tried_items.index_select(0, chosen))
+        peak.index_copy_(0, rows, best_peak.index_select(0, keep))
+        rows = rows[peak.index_select(0, rows) > enough.index_select(0, rows)]
     return counts
 
 
@@ -621,7 +674,11 @@ class JointSearch(Policy):
         if exact is not None:
             counts = torch.cat([counts, exact[1].unsqueeze(1)], dim=1)
         elif num_slots <= REFINE_SLOTS * num_bins and num_slots > num_items:
-            counts = torch.cat([counts, refine_counts(weight, counts[:, 0], num_bins, cap).unsqueeze(1)], dim=1)
+            # Refine the candidate that deals best: moves that only catch up with it are wasted.
+            dealt = dealt_bins(weight.double().repeat_interleave(counts.shape[1], dim=0), counts.flatten(0, 1),
+                               num_bins, cap is not None)[0].amax(dim=-1).view(num_rows, -1)
+            start = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items)).squeeze(1)
+            counts = torch.cat([counts, refine_counts(weight, start, num_bins, cap).unsqueeze(1)], dim=1)
         return counts
 
     def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
@@ -661,10 +718,55 @@ class JointSearch(Policy):
             stop_at = torch.where(floor >= best_peak.index_select(0, row), torch.inf, stop_at)
         return stop_at
 
-    def _search(self, weight: torch.Tensor, num_slots: int, num_bins: int, rows_per_layer: int) -> torch.Tensor:
-        """``replicate_and_pack``'s work: weight [B, n] -> phy2log [B, num_slots]."""
+    def place_window(self, window: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
+                     num_gpus: int) -> torch.Tensor:
+        """Plan for the window after this one: window [S, L, E] -> phy2log [L, num_replicas].
+
+        The plan on the window's sum competes with plans whose copy counts lean toward the
+        experts whose load swings from step to step; each layer keeps the one whose heaviest
+        GPU is lightest on average over likely next windows (``eplb.policies.hedge``). All of
+        them share the sum's packing of expert groups onto nodes. Without swings (one step,
+        or steady loads) this is the plan on the sum.
+        """
+        total = window.sum(0)
+        steps = self.steps(total, num_replicas, num_groups, num_nodes, num_gpus)
+        swing = hedge.volatility(window)
+        if not bool((swing > 0).any()):
+            return steps.phy2log
+        num_layers, num_experts = total.shape
+        per_node = num_experts // num_nodes
+        slots, bins = num_replicas // num_nodes, num_gpus // num_nodes
+        hedged = hedge.hedged_weights(total, swing)  # [H, L, E]
+        num_hedges = hedged.shape[0]
+        node_hedged = hedged.gather(2, steps.mlog2log.expand(num_hedges, -1, -1)).view(-1, per_node)
+        cap = bins if spread_copies(per_node, slots, bins) else None
+        counts = min_max_counts(node_hedged, slots, cap)  # [H * L * N, E / N]
+        node_weight = steps.node_weight.reshape(-1, per_node).repeat(num_hedges, 1)
+        node_phy2mlog = self.pack_counts(node_weight, counts, bins, rows_per_layer=num_nodes)
+        offset = torch.arange(num_nodes, device=total.device).view(1, 1, -1, 1) * per_node
+        phy2mlog = (node_phy2mlog.view(num_hedges, num_layers, num_nodes, -1) + offset).flatten(2)  # [H, L, P]
+        plans = torch.cat([steps.phy2log.unsqueeze(0),
+                           steps.mlog2log.expand(num_hedges, -1, -1).gather(2, phy2mlog)])  # [1 + H, L, P]
+        scenarios = hedge.next_window_scenarios(total, swing, hedge.scenario_count(num_layers, num_experts))
+        peaks = torch.stack([hedge.expected_peak(scenarios, plan, num_experts, num_gpus) for plan in plans])
+        best = peaks.argmin(dim=0)  # the plan on the sum among ties
+        return plans.gather(0, best.view(1, -1, 1).expand(1, -1, num_replicas)).squeeze(0)
+
+    def pack_counts(self, weight: torch.Tensor, counts: torch.Tensor, num_bins: int,
+                    rows_per_layer: int = 1) -> torch.Tensor:
+        """Pack given copy counts as ``replicate_and_pack`` packs its candidates: weight, counts
+        [B, n] (rows summing to S) -> phy2log [B, S], bins contiguous."""
+        with torch.inference_mode():
+            phy2item = self._search(weight, int(counts[0].sum()), num_bins, rows_per_layer, counts.unsqueeze(1))
+        return phy2item.clone()
+
+    def _search(self, weight: torch.Tensor, num_slots: int, num_bins: int, rows_per_layer: int,
+                counts: torch.Tensor | None = None) -> torch.Tensor:
+        """``replicate_and_pack``'s work: weight [B, n] -> phy2log [B, num_slots]; counts [B, C, n]:
+        the candidates to pack (default ``candidate_counts``)."""
         num_rows, num_items = weight.shape
-        counts = self.candidate_counts(weight, num_slots, num_bins)  # [B, C, n]
+        if counts is None:
+            counts = self.candidate_counts(weight, num_slots, num_bins)  # [B, C, n]
         num_candidates = counts.shape[1]
         if num_candidates == 1:
             row = None
