@@ -674,11 +674,14 @@ class JointSearch(Policy):
         if exact is not None:
             counts = torch.cat([counts, exact[1].unsqueeze(1)], dim=1)
         elif num_slots <= REFINE_SLOTS * num_bins and num_slots > num_items:
-            # Refine the candidate that deals best: moves that only catch up with it are wasted.
+            # Refine the min-max counts and the candidate that deals best (often the same): the
+            # local search ends in different places from the two.
             dealt = dealt_bins(weight.double().repeat_interleave(counts.shape[1], dim=0), counts.flatten(0, 1),
                                num_bins, cap is not None)[0].amax(dim=-1).view(num_rows, -1)
-            start = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items)).squeeze(1)
-            counts = torch.cat([counts, refine_counts(weight, start, num_bins, cap).unsqueeze(1)], dim=1)
+            best = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items))
+            start = torch.cat([counts[:, :1], best], dim=1)  # [B, 2, n]
+            refined = refine_counts(weight.repeat_interleave(2, dim=0), start.flatten(0, 1), num_bins, cap)
+            counts = torch.cat([counts, refined.view(num_rows, 2, num_items)], dim=1)
         return counts
 
     def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
