@@ -526,8 +526,9 @@ def split_moves(weight: torch.Tensor, counts: torch.Tensor, items: torch.Tensor,
     one more copy to an expert g of the heaviest bin and takes one from an expert t among
     the ``REFINE_TAKERS`` whose load per copy would stay lowest. Left in place, every bin
     holding g or t changes by their new loads per copy, and g's new copy takes the place
-    of the t copy whose bin ends lightest (a bin without g, under ``cap``), so the heaviest
-    bin after the move costs O(bins) to find. Returns (that heaviest bin [A, s * K], inf for
+    of t's copy in t's lightest bin (not allowed if that bin holds g, under ``cap``). The
+    heaviest bin after the move is bounded from above in O(bins) per g and per t: a guide
+    for choosing the moves to re-deal, not their value. Returns (that heaviest bin [A, s * K], inf for
     a move that is not allowed, and g and t of each move, both [A, s * K]).
     """
     active, num_slots = items.shape
@@ -545,16 +546,18 @@ def split_moves(weight: torch.Tensor, counts: torch.Tensor, items: torch.Tensor,
     in_g, in_t = present[:, :per_bin], present[:, per_bin:]
     w_g, c_g, w_t, c_t = weight.gather(1, giver), counts.gather(1, giver), weight.gather(1, taker), counts.gather(1, taker)
     new_g, new_t = w_g / (c_g + 1), w_t / (c_t - 1).clamp(min=1)
-    moved = (bin_load[:, None, None, :] + ((new_g - w_g / c_g).unsqueeze(-1) * in_g).unsqueeze(2)
-             + ((new_t - w_t / c_t).unsqueeze(-1) * in_t).unsqueeze(1))  # [A, s, K, M]
-    fits = (in_t > 0).unsqueeze(1)
+    # Bins after the move, judged per g and per t apart (O((s + K) * M), an upper bound on
+    # each bin): with g's smaller copies [A, s, M]; with t's larger ones, t's bins only [A, K, M].
+    with_g = bin_load.unsqueeze(1) + (new_g - w_g / c_g).unsqueeze(-1) * in_g
+    with_t = torch.where(in_t > 0, bin_load.unsqueeze(1) + (new_t - w_t / c_t).unsqueeze(-1) * in_t, -torch.inf)
+    into_t, into_bin = torch.where(in_t > 0, with_t, torch.inf).min(dim=-1)  # [A, K]: the t copy g replaces
+    rest_t = with_t.scatter(-1, into_bin.unsqueeze(-1), -torch.inf).amax(dim=-1)  # t's other bins
+    g_at_into = in_g.gather(2, into_bin.unsqueeze(1).expand(-1, per_bin, -1))  # [A, s, K]
+    into_load = (into_t.unsqueeze(1) + (new_g - w_g / c_g).unsqueeze(-1) * g_at_into
+                 + (new_g.unsqueeze(2) - new_t.unsqueeze(1)))
     if cap is not None:
-        fits = fits & (in_g == 0).unsqueeze(2)
-    into = torch.where(fits, moved + (new_g.unsqueeze(2) - new_t.unsqueeze(1)).unsqueeze(-1), torch.inf)
-    into_load, into_bin = into.min(dim=-1)  # [A, s, K]
-    top_load, top_bin = moved.max(dim=-1)
-    second = moved.scatter(-1, top_bin.unsqueeze(-1), -torch.inf).amax(dim=-1)
-    rest = torch.where(top_bin == into_bin, second, top_load)
+        into_load = torch.where(g_at_into > 0, torch.inf, into_load)
+    rest = torch.maximum(with_g.amax(dim=-1).unsqueeze(2), rest_t.unsqueeze(1))
     valid = (c_t > 1).unsqueeze(1) & (giver.unsqueeze(2) != taker.unsqueeze(1))
     if cap is not None:
         valid &= (c_g < cap).unsqueeze(2)
