@@ -27,14 +27,15 @@ import torch
 
 from .base import copy_counts
 
-HEDGES = (0.5, 1.0, 2.0, 3.0)
+HEDGES = (0.5, 1.0, 2.0, 4.0, 6.0)
 """Hedge levels k of the candidate plans: copy counts by min-max on the loads w * exp(k v)."""
 
 SCENARIOS = 64
 """Next-window loads drawn per layer to score the candidate plans (fewer for very large layers)."""
 
 SCENARIO_ELEMENTS = 4_000_000
-"""Most scenario loads (scenarios x layers x experts) drawn for one window, to bound memory."""
+"""Most scenario loads (layers x scenarios x experts) drawn for one window, and most entries of
+the share matrices (layers x experts x GPUs) built at once: a bound on memory."""
 
 
 def volatility(window: torch.Tensor) -> torch.Tensor:
@@ -55,10 +56,10 @@ def volatility(window: torch.Tensor) -> torch.Tensor:
     return relative.log1p().sqrt()
 
 
-def hedged_weights(total: torch.Tensor, swing: torch.Tensor, hedges=HEDGES) -> torch.Tensor:
+def hedged_weights(total: torch.Tensor, swing: torch.Tensor) -> torch.Tensor:
     """Loads whose min-max counts hedge the swings: total, swing [L, E] -> [H, L, E] float64,
-    w * exp(k v) for each k in hedges, rescaled to each layer's total."""
-    level = torch.tensor(hedges, dtype=torch.float64, device=total.device).view(-1, 1, 1)
+    w * exp(k v) for each k in ``HEDGES``, rescaled to each layer's total."""
+    level = torch.tensor(HEDGES, dtype=torch.float64, device=total.device).view(-1, 1, 1)
     hedged = total.double() * torch.exp(level * swing)
     return hedged * (total.double().sum(-1, keepdim=True) / hedged.sum(-1, keepdim=True).clamp(min=1e-300))
 
@@ -83,11 +84,19 @@ def expected_peak(scenarios: torch.Tensor, phy2log: torch.Tensor, num_experts: i
     """Mean over scenarios of each layer's heaviest GPU: scenarios [L, K, E], phy2log [L, P] -> [L].
 
     A GPU serves 1 / count of an expert per copy it holds, so its loads in every scenario
-    are one batched product of the scenarios with that [L, E, G] share matrix.
+    are one batched product of the scenarios with that [L, E, G] share matrix, built a few
+    layers at a time to bound memory (``SCENARIO_ELEMENTS``).
     """
     num_layers, num_replicas = phy2log.shape
-    gpu = (torch.arange(num_replicas, device=phy2log.device) // (num_replicas // num_gpus)).expand(num_layers, -1)
+    gpu = torch.arange(num_replicas, device=phy2log.device) // (num_replicas // num_gpus)
     share_of_copy = 1 / copy_counts(phy2log, num_experts).gather(1, phy2log).float()  # [L, P]
-    share = torch.zeros(num_layers, num_experts * num_gpus, device=phy2log.device)
-    share.scatter_add_(1, phy2log * num_gpus + gpu, share_of_copy)
-    return torch.bmm(scenarios, share.view(num_layers, num_experts, num_gpus)).amax(dim=-1).mean(dim=-1)
+    chunk = max(1, SCENARIO_ELEMENTS // (num_experts * num_gpus))
+    peaks = []
+    for start in range(0, num_layers, chunk):
+        rows = slice(start, start + chunk)
+        held = phy2log[rows] * num_gpus + gpu
+        share = torch.zeros(held.shape[0], num_experts * num_gpus, device=phy2log.device)
+        share.scatter_add_(1, held, share_of_copy[rows])
+        loads = torch.bmm(scenarios[rows], share.view(-1, num_experts, num_gpus))  # [l, K, G]
+        peaks.append(loads.amax(dim=-1).mean(dim=-1))
+    return torch.cat(peaks)

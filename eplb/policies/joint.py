@@ -12,8 +12,9 @@ lightest heaviest bin:
   slots, so every bin gets h heavy copies and no bin more;
 * with two slots per bin and few count vectors, every count vector that could beat
   the min-max counts (exact);
-* otherwise, with at most ``REFINE_SLOTS`` slots per bin, the min-max counts refined
-  by a local search judged by the dealt packing (``refine_counts``).
+* otherwise, with at most ``REFINE_SLOTS`` slots per bin, the min-max counts and the
+  candidate that deals best, each refined by a local search judged by the dealt packing
+  (``refine_counts``).
 
 Packing deals the copies, heaviest first, in rounds of one copy per bin, each
 round's heaviest copy to the currently lightest bin (so every bin ends with
@@ -22,6 +23,21 @@ with lightest and each pair swaps the one pair of copies that evens it out best,
 until the heaviest bin is within ``GOOD_ENOUGH`` of a proven floor
 (``packing_floor``). Packs of two items are paired largest with smallest, which is
 optimal.
+
+No duplicates: in a row of n experts, M bins (GPUs) and s slots per bin with s <= n
+(``spread_copies``: every case where a GPU has no more slots than its row, the layer
+in global mode or the layer's node in hierarchical mode, has experts), no expert gets
+more than M copies and no bin holds two copies of one expert: the dealing keeps the
+expert whose copies run over from one round off the bins it already holds, a swap
+never brings a copy into a bin holding its expert, and the two-slot enumeration skips
+pairings of an expert with itself. So no GPU holds two copies of one expert. Where
+s > n some GPU must, and the rule does not apply.
+
+A window of per-step loads [S, L, E] is planned for the window after it
+(``JointSearch.place_window``, ``eplb.policies.hedge``): the plan on the window's sum
+competes with plans whose copy counts lean toward the experts whose load swings, and
+each layer keeps the one with the lightest expected heaviest GPU over likely next
+windows.
 
 Everything is batched over rows (layers, or layers x nodes) and candidates; the
 only Python loops run over packing rounds, improvement passes and refinement
@@ -692,14 +708,16 @@ class JointSearch(Policy):
         if exact is not None:
             counts = torch.cat([counts, exact[1].unsqueeze(1)], dim=1)
         elif num_slots <= REFINE_SLOTS * num_bins and num_slots > num_items:
-            # Refine the min-max counts and the candidate that deals best (often the same): the
-            # local search ends in different places from the two.
+            # Refine the candidate that deals best and, with few slots (at most 256),
+            # the min-max counts too (often the same): the search ends in different places.
             dealt = dealt_bins(weight.double().repeat_interleave(counts.shape[1], dim=0), counts.flatten(0, 1),
                                num_bins, cap is not None)[0].amax(dim=-1).view(num_rows, -1)
-            best = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items))
-            start = torch.cat([counts[:, :1], best], dim=1)  # [B, 2, n]
-            refined = refine_counts(weight.repeat_interleave(2, dim=0), start.flatten(0, 1), num_bins, cap)
-            counts = torch.cat([counts, refined.view(num_rows, 2, num_items)], dim=1)
+            start = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items))
+            if num_slots * REFINE_TAKERS <= REFINE_DEALT_SLOTS:
+                start = torch.cat([counts[:, :1], start], dim=1)  # [B, 2, n]
+            starts = start.shape[1]
+            refined = refine_counts(weight.repeat_interleave(starts, dim=0), start.flatten(0, 1), num_bins, cap)
+            counts = torch.cat([counts, refined.view(num_rows, starts, num_items)], dim=1)
         return counts
 
     def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
