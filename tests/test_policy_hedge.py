@@ -38,7 +38,7 @@ def topologies(draw):
     return num_experts, num_replicas, num_groups, num_nodes, num_gpus, mode
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(topologies(), st.sampled_from(FAMILIES + ("all-zero",)), st.integers(0, 99), st.booleans())
 def test_no_gpu_holds_two_copies_of_one_expert_where_the_rule_allows(topology, family, seed, window):
     num_experts, replicas, groups, nodes, gpus, mode = topology
@@ -100,25 +100,25 @@ def test_the_window_plan_is_the_best_of_its_candidates_on_the_scenarios(mode):
     plain = eplb.rebalance_experts(total, 80, 8, 4, 16, mode=mode)[0]
     swing = hedge.volatility(window)
     scenarios = hedge.next_window_scenarios(total, swing, hedge.SCENARIOS)
-    peak = {name: hedge.expected_peak(scenarios, p, 64, 16) for name, p in (("chosen", chosen), ("plain", plain))}
+    peak = {name: hedge.scenario_peaks(scenarios, p, 64, 16).mean(-1) for name, p in (("chosen", chosen), ("plain", plain))}
     assert bool((peak["chosen"] <= peak["plain"] + 1e-3).all())
     assert not torch.equal(chosen, plain)  # 30% swings: some layer takes a hedged plan
 
 
-def test_expected_peak_matches_the_gpu_loads_of_each_scenario():
+def test_scenario_peaks_match_the_gpu_loads_of_each_scenario():
     weight = generate_load("zipf", 3, 16, seed=5)
     phy2log = eplb.rebalance_experts(weight, 24, 1, 1, 8)[0]
     scenarios = weight.unsqueeze(1) * torch.rand(3, 5, 16, generator=torch.Generator().manual_seed(0))
     direct = torch.stack([gpu_loads(scenarios[:, k], phy2log, 8).max(-1).values for k in range(5)]).mean(0)
-    assert hedge.expected_peak(scenarios, phy2log, 16, 8).tolist() == pytest.approx(direct.tolist(), rel=1e-5)
+    assert hedge.scenario_peaks(scenarios, phy2log, 16, 8).mean(-1).tolist() == pytest.approx(direct.tolist(), rel=1e-5)
 
 
 @pytest.mark.parametrize("family", ["uniform", "lognormal", "zero"])
 def test_planning_on_the_window_serves_the_next_window_better_than_its_sum(family):
     """Plan on window i, score on window i + 1 (the ADRS protocol), on swinging traces."""
-    windows = generate_drifting_trace(family, 5, 10, 8, 64, noise=0.3, seed=6).view(5, 10, 8, 64)
+    windows = generate_drifting_trace(family, 4, 10, 16, 64, noise=0.3, seed=0).view(4, 10, 16, 64)
     scores = {"window": [], "sum": []}
-    for i in range(4):
+    for i in range(3):
         following = windows[i + 1].sum(0)
         for name, planned in (("window", windows[i]), ("sum", windows[i].sum(0))):
             phy2log = eplb.rebalance_experts(planned, 80, 1, 1, 16)[0]

@@ -15,7 +15,8 @@ window as follows (``JointSearch.place_window``):
 3. ``next_window_scenarios``: next-window loads drawn around the window's sum with the
    experts' swings;
 4. per layer, the plan whose heaviest GPU is lightest on average over the scenarios
-   (``expected_peak``): with little swing that is the plan on the sum, with much of it a
+   (``scenario_peaks``, ``pick_plan``), where it beats the plan on the sum by more than the
+   scenarios' own noise: with little swing that is the plan on the sum, with much of it a
    hedged one.
 """
 
@@ -80,8 +81,8 @@ def scenario_count(num_layers: int, num_experts: int) -> int:
     return max(4, min(SCENARIOS, SCENARIO_ELEMENTS // max(1, num_layers * num_experts)))
 
 
-def expected_peak(scenarios: torch.Tensor, phy2log: torch.Tensor, num_experts: int, num_gpus: int) -> torch.Tensor:
-    """Mean over scenarios of each layer's heaviest GPU: scenarios [L, K, E], phy2log [L, P] -> [L].
+def scenario_peaks(scenarios: torch.Tensor, phy2log: torch.Tensor, num_experts: int, num_gpus: int) -> torch.Tensor:
+    """Each layer's heaviest GPU in each scenario: scenarios [L, K, E], phy2log [L, P] -> [L, K].
 
     A GPU serves 1 / count of an expert per copy it holds, so its loads in every scenario
     are one batched product of the scenarios with that [L, E, G] share matrix, built a few
@@ -98,5 +99,18 @@ def expected_peak(scenarios: torch.Tensor, phy2log: torch.Tensor, num_experts: i
         share = torch.zeros(held.shape[0], num_experts * num_gpus, device=phy2log.device)
         share.scatter_add_(1, held, share_of_copy[rows])
         loads = torch.bmm(scenarios[rows], share.view(-1, num_experts, num_gpus))  # [l, K, G]
-        peaks.append(loads.amax(dim=-1).mean(dim=-1))
+        peaks.append(loads.amax(dim=-1))
     return torch.cat(peaks)
+
+
+def pick_plan(peaks: torch.Tensor) -> torch.Tensor:
+    """Which plan each layer keeps: peaks [C, L, K] (plan 0 the plan on the sum) -> [L] int64.
+
+    A plan replaces the plan on the sum only where its heaviest GPU is lighter on average
+    by more than one standard error of that average over the scenarios (paired, the same
+    scenarios for all plans), so the noise of the draws alone never moves a layer off the
+    plan on its sum; among those, the lightest on average."""
+    gain = peaks[:1] - peaks  # [C, L, K], > 0 where a plan does better
+    mean = gain.mean(dim=-1)
+    error = gain.std(dim=-1) / math.sqrt(peaks.shape[-1])
+    return torch.where(mean > error, mean, 0.0).argmax(dim=0)

@@ -763,8 +763,8 @@ class JointSearch(Policy):
 
         The plan on the window's sum competes with plans whose copy counts lean toward the
         experts whose load swings from step to step; each layer keeps the one whose heaviest
-        GPU is lightest on average over likely next windows (``eplb.policies.hedge``). All of
-        them share the sum's packing of expert groups onto nodes. Without swings (one step,
+        GPU is lightest on average over likely next windows, where it beats the plan on the
+        sum by more than the scenarios' own noise (``eplb.policies.hedge``). All of them share the sum's packing of expert groups onto nodes. Without swings (one step,
         or steady loads) this is the plan on the sum.
         """
         total = window.sum(0)
@@ -787,8 +787,8 @@ class JointSearch(Policy):
         plans = torch.cat([steps.phy2log.unsqueeze(0),
                            steps.mlog2log.expand(num_hedges, -1, -1).gather(2, phy2mlog)])  # [1 + H, L, P]
         scenarios = hedge.next_window_scenarios(total, swing, hedge.scenario_count(num_layers, num_experts))
-        peaks = torch.stack([hedge.expected_peak(scenarios, plan, num_experts, num_gpus) for plan in plans])
-        best = peaks.argmin(dim=0)  # the plan on the sum among ties
+        best = hedge.pick_plan(torch.stack([hedge.scenario_peaks(scenarios, plan, num_experts, num_gpus)
+                                            for plan in plans]))  # [L]
         return plans.gather(0, best.view(1, -1, 1).expand(1, -1, num_replicas)).squeeze(0)
 
     def pack_counts(self, weight: torch.Tensor, counts: torch.Tensor, num_bins: int,
