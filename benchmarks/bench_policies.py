@@ -1,6 +1,6 @@
 """Benchmark every EPLB policy: balancedness, gap to the limit, runtime. See eplb/bench.py.
 
-Usage: PYTHONPATH=. python benchmarks/bench_policies.py [--quick] [--markdown] [--policies a,b] [--repeats N]
+Usage: PYTHONPATH=. python benchmarks/bench_policies.py [--quick] [--markdown] [--only next-window] [--policies a,b] [--repeats N]
 """
 
 import sys

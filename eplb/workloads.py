@@ -103,3 +103,48 @@ def generate_trace(
     log_pop = pop.clamp(min=1e-300).log() + walk.cumsum(dim=0)
     prob = torch.where(pop > 0, log_pop.exp(), 0.0)
     return sample_counts(prob / prob.sum(-1, keepdim=True), tokens * top_k, generator)
+
+
+def generate_drifting_trace(
+    family: str, num_windows: int, steps_per_window: int, num_layers: int, num_experts: int, *,
+    noise: float = 0.15, drift: float = 0.05, seed: int = 0, skew: float | None = None,
+    tokens: int = 8192, top_k: int = 8, num_hot: int = 3,
+) -> torch.Tensor:
+    """Per-step loads of consecutive planning windows: [num_windows * steps_per_window, L, E] float32.
+
+    The model behind the next-window benchmark (plan on one window, serve the next):
+
+    * the family's popularity (``popularity``) moves slowly: its logarithm takes a
+      Gaussian random walk with step ``drift`` per window;
+    * on top of that, each window's popularity is off by a fresh log-normal factor:
+      every expert has a volatility (log-normal around ``noise``, mean ``noise``), and
+      window w multiplies its popularity by exp(volatility * N(0, 1)), so an expert's
+      load over a window strays about ``noise`` (0.15: 15%) from the slow trend and
+      the next window's error is independent of this one's;
+    * every step inside a window strays the same way around the window's popularity
+      (the same volatility, a fresh draw per step), so the steps of a window show
+      which experts swing; then each step's tokens are sampled (``sample_counts``).
+
+    Idle experts of the ``zero`` family stay idle. Window w is rows
+    ``w * steps_per_window`` to ``(w + 1) * steps_per_window - 1``; same arguments and
+    seed, same numbers.
+    """
+    _check_shape(num_windows=num_windows, steps_per_window=steps_per_window, num_layers=num_layers,
+                 num_experts=num_experts, tokens=tokens, top_k=top_k)
+    for name, value in (("noise", noise), ("drift", drift)):
+        if value < 0 or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    generator = torch.Generator().manual_seed(seed)
+    pop = popularity(family, num_layers, num_experts, skew=skew, num_hot=num_hot, generator=generator)
+    shape = (num_layers, num_experts)
+    # log-normal volatility with mean `noise`: exp(0.5 N - 0.125) has mean 1
+    volatility = noise * (0.5 * torch.randn(shape, generator=generator, dtype=torch.float64) - 0.125).exp()
+    trend = torch.randn((num_windows, *shape), generator=generator, dtype=torch.float64) * drift
+    trend[0] = 0.0
+    per_window = trend.cumsum(dim=0) + volatility * torch.randn((num_windows, *shape), generator=generator,
+                                                                dtype=torch.float64)
+    per_step = volatility * torch.randn((num_windows, steps_per_window, *shape), generator=generator,
+                                        dtype=torch.float64)
+    log_pop = pop.clamp(min=1e-300).log() + per_window.unsqueeze(1) + per_step  # [W, S, L, E]
+    prob = torch.where(pop > 0, log_pop.exp(), 0.0).flatten(0, 1)
+    return sample_counts(prob / prob.sum(-1, keepdim=True), tokens * top_k, generator)

@@ -7,7 +7,7 @@ import torch
 
 import eplb
 from eplb.presets import PRESETS
-from eplb.workloads import FAMILIES, generate_load, generate_trace
+from eplb.workloads import FAMILIES, generate_drifting_trace, generate_load, generate_trace
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -53,6 +53,44 @@ def test_trace_drifts_only_when_asked():
     assert change(moving) > 5 * change(still)
 
 
+def _window_change(trace, num_windows):
+    """Median relative change of an expert's summed load from one window to the next."""
+    windows = trace.view(num_windows, -1, *trace.shape[1:]).sum(1).double()
+    return float(((windows[1:] - windows[:-1]).abs() / windows[:-1]).median())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_drifting_trace_is_seeded_shaped_and_valid(family):
+    a = generate_drifting_trace(family, 3, 4, 2, 16, noise=0.2, seed=5)
+    assert a.shape == (12, 2, 16) and a.dtype == torch.float32
+    assert torch.equal(a, generate_drifting_trace(family, 3, 4, 2, 16, noise=0.2, seed=5))
+    assert not torch.equal(a, generate_drifting_trace(family, 3, 4, 2, 16, noise=0.2, seed=6))
+    eplb.validate_weight(a, history=True)
+    if family == "zero":  # idle experts stay idle in every step
+        idle = a.sum(0) == 0
+        assert bool((idle.sum(-1) >= 4).all())
+
+
+def test_drifting_trace_window_noise_is_as_asked():
+    """The noise level is how far an expert's window load strays: the window-to-window change
+    grows with it (sampling noise keeps a floor), and a 30% level changes windows by roughly that."""
+    changes = [_window_change(generate_drifting_trace("lognormal", 6, 10, 8, 64, noise=n, drift=0.0, seed=1,
+                                                      tokens=200000), 6) for n in (0.0, 0.05, 0.15, 0.30)]
+    assert changes == sorted(changes)
+    assert changes[0] < 0.02 and 0.2 < changes[3] < 0.5
+
+
+def test_drifting_trace_steps_show_which_experts_swing():
+    """Inside a window the steps stray like the windows do: an expert's spread over the steps
+    of a window predicts its change to the next window."""
+    trace = generate_drifting_trace("uniform", 2, 50, 1, 256, noise=0.3, drift=0.0, seed=2, tokens=10**6)
+    steps = trace.view(2, 50, 256).double()
+    spread = (steps[0].std(0) / steps[0].mean(0))  # [E]
+    change = (steps[1].sum(0) / steps[0].sum(0)).log().abs()
+    calm, swinging = spread.argsort()[:64], spread.argsort()[-64:]
+    assert float(change[swinging].mean()) > 1.5 * float(change[calm].mean())
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -61,6 +99,9 @@ def test_trace_drifts_only_when_asked():
         (lambda: generate_load("zipf", 2, 4, skew=-1), "skew must be"),
         (lambda: generate_load("zero", 2, 4, skew=1.0), "below 1"),
         (lambda: generate_trace("zipf", 3, 2, 4, drift=-0.1), "drift must be"),
+        (lambda: generate_drifting_trace("zipf", 0, 2, 2, 4), "num_windows must be a positive integer"),
+        (lambda: generate_drifting_trace("zipf", 2, 2, 2, 4, noise=float("nan")), "noise must be"),
+        (lambda: generate_drifting_trace("zipf", 2, 2, 2, 4, drift=-1.0), "drift must be"),
     ],
 )
 def test_bad_generator_arguments(call, message):

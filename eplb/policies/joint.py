@@ -12,8 +12,9 @@ lightest heaviest bin:
   slots, so every bin gets h heavy copies and no bin more;
 * with two slots per bin and few count vectors, every count vector that could beat
   the min-max counts (exact);
-* otherwise, with at most ``REFINE_SLOTS`` slots per bin, the min-max counts refined
-  by a local search judged by the dealt packing (``refine_counts``).
+* otherwise, with at most ``REFINE_SLOTS`` slots per bin, the min-max counts and the
+  candidate that deals best, each refined by a local search judged by the dealt packing
+  (``refine_counts``).
 
 Packing deals the copies, heaviest first, in rounds of one copy per bin, each
 round's heaviest copy to the currently lightest bin (so every bin ends with
@@ -22,6 +23,21 @@ with lightest and each pair swaps the one pair of copies that evens it out best,
 until the heaviest bin is within ``GOOD_ENOUGH`` of a proven floor
 (``packing_floor``). Packs of two items are paired largest with smallest, which is
 optimal.
+
+No duplicates: in a row of n experts, M bins (GPUs) and s slots per bin with s <= n
+(``spread_copies``: every case where a GPU has no more slots than its row, the layer
+in global mode or the layer's node in hierarchical mode, has experts), no expert gets
+more than M copies and no bin holds two copies of one expert: the dealing keeps the
+expert whose copies run over from one round off the bins it already holds, a swap
+never brings a copy into a bin holding its expert, and the two-slot enumeration skips
+pairings of an expert with itself. So no GPU holds two copies of one expert. Where
+s > n some GPU must, and the rule does not apply.
+
+A window of per-step loads [S, L, E] is planned for the window after it
+(``JointSearch.place_window``, ``eplb.policies.hedge``): the plan on the window's sum
+competes with plans whose copy counts lean toward the experts whose load swings, and
+each layer keeps the one with the lightest expected heaviest GPU over likely next
+windows.
 
 Everything is batched over rows (layers, or layers x nodes) and candidates; the
 only Python loops run over packing rounds, improvement passes and refinement
@@ -40,6 +56,7 @@ from itertools import combinations
 import torch
 
 from ..sorting import argsort_rows, topk_rows
+from . import hedge
 from .base import Policy, copies_from_counts
 
 PASSES_PER_TURN = 4
@@ -61,11 +78,18 @@ HEAVY_LEVELS = (1, 2)
 REFINE_SLOTS = 4
 """Bins of at most this many slots also try counts refined by ``refine_counts``."""
 
-REFINE_STEPS = 48
-"""Most copies ``refine_counts`` moves per row."""
+REFINE_STEPS = 8
+"""Most copies ``refine_counts`` moves per row: the first steps bring nearly all of the gain
+(48 steps gain at most 0.0004 more on the benchmark shapes), and each costs about one swap
+pass over the row's re-dealt copies."""
 
 REFINE_TAKERS = 8
 """Experts each step of ``refine_counts`` considers taking a copy from."""
+
+REFINE_DEALT_SLOTS = 2048
+REFINE_DEALT_MIN = 2
+"""Slots ``refine_counts`` re-deals per row and step: the moves judged best on the packing as it
+stands, at least REFINE_DEALT_MIN and at most all of them (all with 64 slots, two with 1024)."""
 
 
 @lru_cache(maxsize=32)
@@ -84,14 +108,16 @@ def harmonic_pairs(extra: int, ranks: int, device: torch.device = torch.device("
 
 def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start: torch.Tensor,
                stop: torch.Tensor, extra: torch.Tensor, target: torch.Tensor | None = None,
-               num_targets: int | None = None) -> torch.Tensor:
+               num_targets: int | None = None, cap: int | None = None) -> torch.Tensor:
     """DeepSeek's min-max replication of runs of items, batched: [T, n] int64 counts >= 1.
 
     value: [B, n] loads sorted heaviest first, item: [B, n] the item of each. Request q
     gives extra[q] extra copies to the items at sorted positions start[q] .. stop[q] - 1
     of row src[q] (start < stop when extra > 0), minimising their largest load per copy,
     and adds them to output row target[q] (default: q; T = num_targets, default Q), which
-    starts at one copy per item. src, start, stop, extra, target: [Q] int64.
+    starts at one copy per item. src, start, stop, extra, target: [Q] int64. With ``cap``
+    no item gets more than cap copies (the caller makes sure the run has room:
+    (stop - start) * cap >= stop - start + extra).
 
     Adding the (k+1)-th copy of an item lowers its load per copy from w / k, so the greedy
     (one copy at a time to the largest load per copy) adds exactly the top ``extra``
@@ -100,7 +126,8 @@ def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start
     least as large, and at least extra of them have r' * m <= extra (m = k for the
     p = floor(extra / k) heaviest items, and floor(extra / (p + 1)) >= extra - p * k more
     for item p + 1). So the top ``extra`` among ``harmonic_pairs`` is a valid greedy
-    outcome (ties may fall differently).
+    outcome (ties may fall differently). The argument holds under a cap too, as all those
+    larger marginals have m <= k copies.
     """
     num_items = value.shape[1]
     if target is None:
@@ -112,6 +139,8 @@ def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start
     rank, copy = harmonic_pairs(most, min(most, num_items), value.device)
     position = start.unsqueeze(1) + rank  # [Q, K]
     inside = position < stop.unsqueeze(1)
+    if cap is not None:
+        inside &= copy < cap
     position.clamp_(max=num_items - 1)
     flat = position.add_(src.unsqueeze(1), alpha=num_items)  # into value.flatten(): take, not [row, position]
     # float64 keeps the marginals exact, so ties order as a float64 greedy's would; runs
@@ -137,13 +166,14 @@ def whole_runs(num_rows: int, num_items: int, num_slots: int, device: torch.devi
     return rows, torch.zeros_like(rows), torch.full_like(rows, num_items), torch.full_like(rows, num_slots - num_items)
 
 
-def min_max_counts(weight: torch.Tensor, num_slots: int) -> torch.Tensor:
-    """Counts minimising the largest load per copy (DeepSeek's replication): [B, n] int64, rows sum to num_slots."""
+def min_max_counts(weight: torch.Tensor, num_slots: int, cap: int | None = None) -> torch.Tensor:
+    """Counts minimising the largest load per copy (DeepSeek's replication, with at most ``cap``
+    copies an item): [B, n] int64, rows sum to num_slots."""
     value, item = sorted_rows(weight)
-    return run_counts(value, item, *whole_runs(*weight.shape, num_slots, weight.device))
+    return run_counts(value, item, *whole_runs(*weight.shape, num_slots, weight.device), cap=cap)
 
 
-def heavy_split(value: torch.Tensor, num_slots: int, num_bins: int, per_bin: int
+def heavy_split(value: torch.Tensor, num_slots: int, num_bins: int, per_bin: int, capped: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The "per_bin heavy copies per bin" candidate's runs: (feasible, num_heavy, heavy_extra), each [B].
 
@@ -151,13 +181,16 @@ def heavy_split(value: torch.Tensor, num_slots: int, num_bins: int, per_bin: int
     (per_bin + 1), so per_bin + 1 heavy copies on one bin would overshoot the mean; the
     heavy items are the first num_heavy. They share per_bin * num_bins copies
     (heavy_extra of them extra), the light items take the other slots. Infeasible rows
-    (no heavy item, too many, too few slots, no light item) get no extra copies.
+    (no heavy item, too many, too few slots, no light item; with ``capped``, counts that
+    would need more than num_bins copies of an item) get no extra copies.
     """
     num_items = value.shape[1]
     heavy_copies = per_bin * num_bins
     num_heavy = (value * (per_bin + 1) * num_bins > value.sum(-1, keepdim=True)).sum(-1)
     feasible = (num_heavy >= 1) & (num_heavy <= heavy_copies) & (num_heavy < num_items)
     feasible &= heavy_copies - num_heavy + num_items <= num_slots
+    if capped:  # at most num_bins copies each: per_bin heavy items at least, and room for the light ones
+        feasible &= (num_heavy >= per_bin) & (num_items - num_heavy >= num_slots // num_bins - per_bin)
     return feasible, num_heavy, torch.where(feasible, heavy_copies - num_heavy, 0)
 
 
@@ -176,16 +209,23 @@ def compositions(total: int, parts: int) -> torch.Tensor | None:
     return torch.tensor(rows, dtype=torch.int64).view(-1, parts)
 
 
-def paired_peak(per_copy: torch.Tensor, items: torch.Tensor, num_bins: int) -> torch.Tensor:
+def paired_peak(per_copy: torch.Tensor, items: torch.Tensor, num_bins: int, spread: bool = False) -> torch.Tensor:
     """Largest bin of the optimal two-per-bin packing: copies sorted, largest paired with smallest.
 
     per_copy: [..., n] load per copy, items: [..., 2 * num_bins] item of each copy -> [...].
+    With ``spread``, a pairing that puts two copies of one item together counts as inf.
     """
-    loads = per_copy.gather(-1, items).sort(dim=-1, descending=True).values
-    return (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).amax(dim=-1)
+    loads, order = per_copy.gather(-1, items).sort(dim=-1, descending=True)
+    peak = (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).amax(dim=-1)
+    if spread:
+        paired = items.gather(-1, order)
+        twice = (paired[..., :num_bins] == paired[..., num_bins:].flip(-1)).any(dim=-1)
+        peak = torch.where(twice, torch.inf, peak)
+    return peak
 
 
-def two_slot_search(weight: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Exact optimum for two slots per bin: (best max bin load [B], its counts [B, n]).
 
     weight: [B, n], 2 * num_bins slots. For fixed counts, pairing the sorted copies
@@ -195,22 +235,25 @@ def two_slot_search(weight: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, 
     the optimum over all count vectors is a minimum over enumerated counts. Only count
     vectors whose largest plus smallest copy is within the min-max counts' peak U are
     paired (the largest copy shares a bin with a copy at least the smallest, so the
-    others cannot beat U). None when there are too many count vectors to enumerate.
+    others cannot beat U). With ``cap``, only count vectors of at most cap copies an item.
+    None when there are too many count vectors to enumerate.
     """
     num_rows, num_items = weight.shape
     counts = compositions(2 * num_bins, num_items)
     if counts is None:
         return None
+    if cap is not None:
+        counts = counts[counts.amax(dim=-1) <= cap]
     w = weight.double()
     counts = counts.to(weight.device)
-    start = min_max_counts(w, 2 * num_bins)
+    start = min_max_counts(w, 2 * num_bins, cap)
     ceiling = paired_peak(w / start, copies_from_counts(start), num_bins)  # U: [B]
     per_copy = w.unsqueeze(1) / counts  # [B, K, n]
     spread = per_copy.amax(dim=-1) + per_copy.amin(dim=-1)
     row, which = (spread <= ceiling.unsqueeze(-1) * (1 + 1e-12)).nonzero(as_tuple=True)
     peak = torch.full((num_rows,), torch.inf, dtype=w.dtype, device=w.device)
     if row.numel():
-        found = paired_peak(per_copy[row, which], copies_from_counts(counts[which]), num_bins)
+        found = paired_peak(per_copy[row, which], copies_from_counts(counts[which]), num_bins, cap is not None)
         peak.scatter_reduce_(0, row, found, reduce="amin")
     best = torch.minimum(peak, ceiling)
     chosen = start.clone()
@@ -223,11 +266,18 @@ def two_slot_search(weight: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, 
     return best, chosen
 
 
-def deal_in_rounds(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+def deal_in_rounds(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pack copies heaviest first, one per bin per round, each round's heaviest to the lightest bin.
 
     loads: [R, S] copy loads sorted heaviest first, S divisible by num_bins. Returns
     (table [R, num_bins, S/num_bins] of copy indices into loads, bin loads [R, num_bins]).
+
+    items: [R, S] the item of each copy, when no bin may hold two copies of one item. The
+    copies of an item must then be adjacent and at most num_bins: a round deals to
+    distinct bins, so only the item whose copies run over from the previous round (the
+    first of the round) can meet itself; its copies go to the lightest bins without it,
+    the round's other copies to the remaining bins, lightest first.
     """
     num_rows, num_slots = loads.shape
     per_bin = num_slots // num_bins
@@ -236,12 +286,44 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, to
     bins = [copy_index[:num_bins].expand(num_rows, -1)]
     for start in range(num_bins, num_slots, num_bins):
         lightest_first = argsort_rows(bin_load)
+        if items is not None:
+            lightest_first = avoid_run_over(lightest_first, bins[-1], items[:, start - num_bins : start + num_bins])
         bins.append(lightest_first)
         bin_load.scatter_add_(1, lightest_first, loads[:, start : start + num_bins])
     # Copy k of round t lands in bin bins[t][k], column t of the table.
     position = torch.stack(bins, dim=1).flatten(1).mul_(per_bin).add_(column)  # [R, S]
     table = torch.empty_like(position).scatter_(1, position, copy_index.expand(num_rows, -1))
     return table.view(num_rows, num_bins, per_bin), bin_load
+
+
+def avoid_run_over(lightest_first: torch.Tensor, last_bins: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """A round's bins for ``deal_in_rounds`` that keep the item running over from the last round
+    off the bins already holding it: [R, M] bins, round position k -> bin.
+
+    lightest_first: [R, M] the bins lightest first; last_bins: [R, M] the last round's bin of
+    each position; items: [R, 2M] the items of the last round and of this one.
+    """
+    num_bins = last_bins.shape[1]
+    first = items[:, num_bins : num_bins + 1]  # [R, 1] the item running over, if any
+    held = torch.zeros_like(lightest_first, dtype=torch.bool).scatter_(1, last_bins, items[:, :num_bins] == first)
+    if not bool(held.any()):
+        return lightest_first
+    copies = (items[:, num_bins:] == first).sum(dim=1, keepdim=True)  # its copies in this round
+    # Its copies take the lightest bins without it; the other copies the remaining bins,
+    # lightest first.
+    free = ~held.gather(1, lightest_first)  # [R, M], in load order
+    taken = free & (free.cumsum(dim=1) <= copies)
+    return lightest_first.gather(1, stable_partition(taken))
+
+
+def stable_partition(first: torch.Tensor) -> torch.Tensor:
+    """Positions with ``first`` set, then the others, each in their order: first [R, M] bool ->
+    [R, M] int64 indices (a stable argsort of ~first, without sorting)."""
+    ahead = first.cumsum(dim=1)
+    behind = (~first).cumsum(dim=1) + ahead[:, -1:]
+    rank = torch.where(first, ahead, behind) - 1
+    order = torch.empty_like(rank)
+    return order.scatter_(1, rank, torch.arange(first.shape[1], device=first.device).expand_as(rank))
 
 
 @lru_cache(maxsize=64)
@@ -284,7 +366,7 @@ def swap_passes(num_bins: int) -> int:
 
 
 def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | None = None,
-                     stop_at: torch.Tensor | None = None) -> torch.Tensor:
+                     stop_at: torch.Tensor | None = None, items: torch.Tensor | None = None) -> torch.Tensor:
     """Even out bins by swapping copies: table [R, M, s] of indices into loads [R, S] -> table, improved in place.
 
     Each pass sorts the bins by load and pairs the k-th heaviest with the k-th lightest,
@@ -295,7 +377,8 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
     its number of copies and no pair gets worse. A row leaves once two passes in a row
     find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
     (checked before the first pass and after each), or after ``passes`` passes (default
-    ``swap_passes(M)``). The passes work on the remaining
+    ``swap_passes(M)``). With ``items`` [R, S] (the item of each copy) no swap brings a
+    copy into a bin that already holds a copy of its item. The passes work on the remaining
     rows only. CPU time here goes mostly to dispatching small tensor operations, so a
     pass uses few of them.
     """
@@ -316,6 +399,7 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
             return table
         stop_at = stop_at.index_select(0, rows)
     work_table, work_load = flat_table.index_select(0, rows), loads.index_select(0, rows)
+    work_items = None if items is None else items.index_select(0, rows)
     halve = pair_difference(pairs, loads.dtype, loads.device)
     positions = swap_positions(per_bin, loads.device)
     improved_before = torch.ones(rows.shape[0], dtype=torch.bool, device=loads.device)
@@ -341,6 +425,16 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
         # Slots of each pair's two copies, [A, pairs, 2]: bin * s + position in the bin.
         ij = positions.index_select(0, where).view(active, pairs, 2).add_(
             picked[:, : 2 * pairs].view(active, 2, pairs).transpose(1, 2), alpha=per_bin)
+        if work_items is not None:
+            # A swap that would bring a copy into a bin holding its item is dropped this pass
+            # (checking only the chosen swap is far cheaper than masking all s * s of them).
+            held = work_items.gather(1, work_table)  # [A, S]: the item in every slot
+            moving = held.gather(1, ij.view(active, -1)).view(active, pairs, 2)
+            bins_items = held.view(active, num_bins, per_bin)
+            heavy_items, light_items = (bins_items.gather(1, side.unsqueeze(-1).expand(-1, -1, per_bin))
+                                        for side in (picked[:, :pairs], picked[:, pairs : 2 * pairs]))
+            clash = ((light_items == moving[..., :1]).any(dim=-1) | (heavy_items == moving[..., 1:]).any(dim=-1))
+            better &= ~clash
         ij[..., 1] = torch.where(better, ij[..., 1], ij[..., 0])  # a slot with itself: no swap
         ij = ij.view(active, -1)
         work_table.scatter_(1, ij, work_table.gather(1, ij).view(active, pairs, 2).flip(-1).view(active, -1))
@@ -359,6 +453,7 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
                 break
             rows, work_table, work_load, improved_before = (
                 t.index_select(0, stay) for t in (rows, work_table, work_load, improved_before))
+            work_items = None if work_items is None else work_items.index_select(0, stay)
             stop_at = None if stop_at is None else stop_at.index_select(0, stay)
     else:
         flat_table.index_copy_(0, rows, work_table)
@@ -426,59 +521,120 @@ def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots:
     return phy2item, per_copy.gather(1, phy2item)
 
 
-def dealt_peak(weight: torch.Tensor, counts: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deal every row's copies (``deal_in_rounds``): (heaviest bin's load [R], its items [R, s]).
+def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deal every row's copies (``deal_in_rounds``, no bin holding two copies of an item when
+    ``spread``): (bin loads [R, M], the item in every slot [R, S], bin by bin).
 
     weight, counts: [R, n]. With two slots per bin the dealing pairs the sorted copies
     largest with smallest, the optimal packing for these counts.
     """
     phy2item, loads = copies_heaviest_first(weight, counts, int(counts[0].sum()))
-    table, bin_load = deal_in_rounds(loads, num_bins)
-    peak, heaviest = bin_load.max(dim=-1)
-    slots = table.gather(1, heaviest.view(-1, 1, 1).expand(-1, 1, table.shape[2])).squeeze(1)
-    return peak, phy2item.gather(1, slots)
+    table, bin_load = deal_in_rounds(loads, num_bins, phy2item if spread else None)
+    return bin_load, phy2item.gather(1, table.flatten(1))
 
 
-def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int) -> torch.Tensor:
+def split_moves(weight: torch.Tensor, counts: torch.Tensor, items: torch.Tensor, num_bins: int,
+                cap: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The moves ``refine_counts`` tries, each judged on the packing as it stands.
+
+    weight, counts: [A, n]; items: [A, S] the item in every slot, bin by bin. A move gives
+    one more copy to an expert g of the heaviest bin and takes one from an expert t among
+    the ``REFINE_TAKERS`` whose load per copy would stay lowest. Left in place, every bin
+    holding g or t changes by their new loads per copy, and g's new copy takes the place
+    of t's copy in t's lightest bin (not allowed if that bin holds g, under ``cap``). The
+    heaviest bin after the move is bounded from above in O(bins) per g and per t: a guide
+    for choosing the moves to re-deal, not their value. Returns (that heaviest bin [A, s * K], inf for
+    a move that is not allowed, and g and t of each move, both [A, s * K]).
+    """
+    active, num_slots = items.shape
+    per_bin = num_slots // num_bins
+    takers = min(REFINE_TAKERS, weight.shape[1])
+    by_bin = items.view(active, num_bins, per_bin)
+    bin_load = (weight / counts).gather(1, items).view(active, num_bins, per_bin).sum(-1)  # [A, M]
+    heaviest = bin_load.argmax(dim=-1)
+    giver = by_bin.gather(1, heaviest.view(-1, 1, 1).expand(-1, 1, per_bin)).squeeze(1)  # [A, s]
+    after = torch.where(counts > 1, weight / (counts - 1).clamp(min=1), torch.inf)
+    taker = topk_rows(-after, takers)[1]  # [A, K]
+    # Copies of each g and t per bin, [A, s + K, M]: compared slot position first, summed over it.
+    who = torch.cat([giver, taker], 1).unsqueeze(-1)
+    present = sum((by_bin[..., k].unsqueeze(1) == who).to(weight.dtype) for k in range(per_bin))
+    in_g, in_t = present[:, :per_bin], present[:, per_bin:]
+    w_g, c_g, w_t, c_t = weight.gather(1, giver), counts.gather(1, giver), weight.gather(1, taker), counts.gather(1, taker)
+    new_g, new_t = w_g / (c_g + 1), w_t / (c_t - 1).clamp(min=1)
+    # Bins after the move, judged per g and per t apart (O((s + K) * M), an upper bound on
+    # each bin): with g's smaller copies [A, s, M]; with t's larger ones, t's bins only [A, K, M].
+    with_g = bin_load.unsqueeze(1) + (new_g - w_g / c_g).unsqueeze(-1) * in_g
+    with_t = torch.where(in_t > 0, bin_load.unsqueeze(1) + (new_t - w_t / c_t).unsqueeze(-1) * in_t, -torch.inf)
+    into_t, into_bin = torch.where(in_t > 0, with_t, torch.inf).min(dim=-1)  # [A, K]: the t copy g replaces
+    rest_t = with_t.scatter(-1, into_bin.unsqueeze(-1), -torch.inf).amax(dim=-1)  # t's other bins
+    g_at_into = in_g.gather(2, into_bin.unsqueeze(1).expand(-1, per_bin, -1))  # [A, s, K]
+    into_load = (into_t.unsqueeze(1) + (new_g - w_g / c_g).unsqueeze(-1) * g_at_into
+                 + (new_g.unsqueeze(2) - new_t.unsqueeze(1)))
+    if cap is not None:
+        into_load = torch.where(g_at_into > 0, torch.inf, into_load)
+    rest = torch.maximum(with_g.amax(dim=-1).unsqueeze(2), rest_t.unsqueeze(1))
+    valid = (c_t > 1).unsqueeze(1) & (giver.unsqueeze(2) != taker.unsqueeze(1))
+    if cap is not None:
+        valid &= (c_g < cap).unsqueeze(2)
+    peak = torch.where(valid, torch.maximum(rest, into_load), torch.inf).view(active, -1)
+    return peak, giver.repeat_interleave(takers, dim=1), taker.repeat(1, per_bin)
+
+
+def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap: int | None = None) -> torch.Tensor:
     """Local search over copy counts, judged by the dealt packing: weight, counts [B, n] -> [B, n].
 
     With few slots per bin the counts decide the packing: two slots per bin pair every
     copy with one partner, and the best counts often give a light expert several tiny
     copies to sit beside the heaviest ones, which no rule on loads per copy proposes.
-    Each step, every row tries giving one more copy to each expert in its heaviest
-    dealt bin, taken from each of the ``REFINE_TAKERS`` experts whose load per copy
-    would stay lowest, and keeps the move that lowers its heaviest dealt bin most.
-    Rows stop when no move helps, after ``REFINE_STEPS`` steps at most.
+    Each step, every row judges each move of ``split_moves`` on its dealt packing as it
+    stands (cheap), re-deals the counts of its best moves (``REFINE_DEALT_SLOTS``) and keeps the
+    one that lowers its heaviest dealt bin most. Rows stop when none does, when their
+    heaviest bin is within ``GOOD_ENOUGH`` of the mean bin load, or after
+    ``REFINE_STEPS`` steps. With ``cap`` no count exceeds cap and no bin holds two
+    copies of one item. Never deals worse than the counts it starts from.
     """
     num_rows, num_items = weight.shape
+    if num_bins < 2:
+        return counts
     weight = weight.double()
     counts = counts.clone()
-    peak, in_heaviest = dealt_peak(weight, counts, num_bins)
-    per_bin = in_heaviest.shape[1]
-    takers = min(REFINE_TAKERS, num_items)
-    moves = per_bin * takers
+    spread = cap is not None
+    bin_load, items = dealt_bins(weight, counts, num_bins, spread)
+    peak = bin_load.amax(dim=-1)
+    enough = weight.sum(-1) / num_bins * (1 + GOOD_ENOUGH)
+    rows = (peak > enough).nonzero().squeeze(1)
     for _ in range(REFINE_STEPS):
-        after = torch.where(counts > 1, weight / (counts - 1).clamp(min=1), torch.inf)
-        taker = topk_rows(-after, takers)[1]  # [B, K]: lightest loads per copy after giving one up
-        giver_item = in_heaviest.repeat_interleave(takers, dim=1)  # [B, moves]
-        taker_item = taker.repeat(1, per_bin)
-        tried = counts.unsqueeze(1).repeat(1, moves, 1)  # [B, moves, n]
-        tried.scatter_add_(2, giver_item.unsqueeze(2), torch.ones_like(giver_item).unsqueeze(2))
-        tried.scatter_add_(2, taker_item.unsqueeze(2), torch.full_like(taker_item, -1).unsqueeze(2))
-        valid = (tried.amin(dim=-1) >= 1) & (giver_item != taker_item)
-        tried = torch.where(valid.unsqueeze(2), tried, counts.unsqueeze(1))  # a void move tries the counts as they are
-        tried_peak, tried_items = dealt_peak(weight.repeat_interleave(moves, dim=0), tried.view(-1, num_items),
-                                             num_bins)
-        tried_peak = torch.where(valid, tried_peak.view(num_rows, moves), torch.inf)
-        best_peak, best = tried_peak.min(dim=-1)
-        better = best_peak < peak * (1 - 1e-9)
-        if not bool(better.any()):
+        if rows.numel() == 0:
             break
-        pick = best.add_(torch.arange(num_rows, device=weight.device), alpha=moves)
-        counts = torch.where(better.unsqueeze(1), tried.view(-1, num_items).index_select(0, pick), counts)
-        in_heaviest = torch.where(better.unsqueeze(1), tried_items.index_select(0, pick), in_heaviest)
-        peak = torch.where(better, best_peak, peak)
+        w, c = weight.index_select(0, rows), counts.index_select(0, rows)
+        judged, giver, taker = split_moves(w, c, items.index_select(0, rows), num_bins, cap)
+        tries = min(max(REFINE_DEALT_MIN, REFINE_DEALT_SLOTS // items.shape[1]), judged.shape[1])
+        guess, pick = judged.topk(tries, dim=-1, largest=False)  # [A, D]
+        g, t = giver.gather(1, pick), taker.gather(1, pick)
+        tried = c.repeat_interleave(tries, dim=0)
+        tried.scatter_add_(1, g.view(-1, 1), torch.ones_like(g).view(-1, 1))
+        tried.scatter_add_(1, t.view(-1, 1), torch.full_like(t, -1).view(-1, 1))
+        tried_load, tried_items = dealt_bins(w.repeat_interleave(tries, dim=0), tried, num_bins, spread)
+        tried_peak = torch.where(guess.isfinite().view(-1), tried_load.amax(dim=-1), torch.inf).view(-1, tries)
+        best_peak, best = tried_peak.min(dim=-1)
+        better = best_peak < peak.index_select(0, rows) * (1 - 1e-9)
+        keep = better.nonzero().squeeze(1)
+        chosen = keep * tries + best.index_select(0, keep)
+        rows = rows.index_select(0, keep)
+        counts.index_copy_(0, rows, tried.index_select(0, chosen))
+        items.index_copy_(0, rows, tried_items.index_select(0, chosen))
+        peak.index_copy_(0, rows, best_peak.index_select(0, keep))
+        rows = rows[peak.index_select(0, rows) > enough.index_select(0, rows)]
     return counts
+
+
+def spread_copies(num_items: int, num_slots: int, num_bins: int) -> bool:
+    """Whether a row can keep every bin free of two copies of one item: a bin has no more
+    slots than the row has items. Then no item gets more than num_bins copies, the dealing
+    and the swaps never put two copies of an item in one bin, and so no GPU holds two
+    copies of one expert."""
+    return num_slots // num_bins <= num_items
 
 
 @lru_cache(maxsize=16)
@@ -518,16 +674,18 @@ class JointSearch(Policy):
     def candidate_counts(self, weight: torch.Tensor, num_slots: int, num_bins: int) -> torch.Tensor:
         """Count vectors to try per row: [B, C, n] int64, each row summing to num_slots.
 
-        A candidate that is the min-max counts in every row is left out (C >= 1).
+        A candidate that is the min-max counts in every row is left out (C >= 1). Where
+        ``spread_copies`` allows, no item gets more than num_bins copies.
         """
         num_rows, num_items = weight.shape
+        cap = num_bins if spread_copies(num_items, num_slots, num_bins) else None
         value, item = sorted_rows(weight)
         rows, first, everyone, spare = whole_runs(num_rows, num_items, num_slots, weight.device)
         # An item is heavy at level h when w * (h + 1) * bins > the row's load: none at the
         # top level means none at any level (a cheap test before the per-level work).
         splits = []
         if bool((value[:, 0] * (max(HEAVY_LEVELS) + 1) * num_bins > value.sum(dim=-1)).any()):
-            splits = [heavy_split(value, num_slots, num_bins, h) for h in HEAVY_LEVELS]
+            splits = [heavy_split(value, num_slots, num_bins, h, cap is not None) for h in HEAVY_LEVELS]
             splits = [split for split in splits if bool(split[0].any())]
         # Runs of sorted items to replicate: all of them for the min-max counts (candidate 0);
         # for level h's candidate (h = 1, 2, ...) a heavy and a light run where feasible, else
@@ -542,15 +700,24 @@ class JointSearch(Policy):
             candidate = torch.arange(num_candidates, device=weight.device).repeat_interleave(2)[1:]
             target = (rows * num_candidates).repeat(len(starts)).add_(candidate.repeat_interleave(num_rows))
             counts = run_counts(value, item, rows.repeat(len(starts)), torch.cat(starts), torch.cat(stops),
-                                torch.cat(extras), target, num_rows * num_candidates)
+                                torch.cat(extras), target, num_rows * num_candidates, cap)
         else:
-            counts = run_counts(value, item, rows, first, everyone, spare)
+            counts = run_counts(value, item, rows, first, everyone, spare, cap=cap)
         counts = counts.view(num_rows, num_candidates, num_items)
-        exact = two_slot_search(weight, num_bins) if num_slots == 2 * num_bins else None
+        exact = two_slot_search(weight, num_bins, cap) if num_slots == 2 * num_bins else None
         if exact is not None:
             counts = torch.cat([counts, exact[1].unsqueeze(1)], dim=1)
         elif num_slots <= REFINE_SLOTS * num_bins and num_slots > num_items:
-            counts = torch.cat([counts, refine_counts(weight, counts[:, 0], num_bins).unsqueeze(1)], dim=1)
+            # Refine the candidate that deals best and, with few slots (at most 256),
+            # the min-max counts too (often the same): the search ends in different places.
+            dealt = dealt_bins(weight.double().repeat_interleave(counts.shape[1], dim=0), counts.flatten(0, 1),
+                               num_bins, cap is not None)[0].amax(dim=-1).view(num_rows, -1)
+            start = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items))
+            if num_slots * REFINE_TAKERS <= REFINE_DEALT_SLOTS:
+                start = torch.cat([counts[:, :1], start], dim=1)  # [B, 2, n]
+            starts = start.shape[1]
+            refined = refine_counts(weight.repeat_interleave(starts, dim=0), start.flatten(0, 1), num_bins, cap)
+            counts = torch.cat([counts, refined.view(num_rows, starts, num_items)], dim=1)
         return counts
 
     def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
@@ -590,10 +757,55 @@ class JointSearch(Policy):
             stop_at = torch.where(floor >= best_peak.index_select(0, row), torch.inf, stop_at)
         return stop_at
 
-    def _search(self, weight: torch.Tensor, num_slots: int, num_bins: int, rows_per_layer: int) -> torch.Tensor:
-        """``replicate_and_pack``'s work: weight [B, n] -> phy2log [B, num_slots]."""
+    def place_window(self, window: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
+                     num_gpus: int) -> torch.Tensor:
+        """Plan for the window after this one: window [S, L, E] -> phy2log [L, num_replicas].
+
+        The plan on the window's sum competes with plans whose copy counts lean toward the
+        experts whose load swings from step to step; each layer keeps the one whose heaviest
+        GPU is lightest on average over likely next windows, where it beats the plan on the
+        sum by more than the scenarios' own noise (``eplb.policies.hedge``). All of them share the sum's packing of expert groups onto nodes. Without swings (one step,
+        or steady loads) this is the plan on the sum.
+        """
+        total = window.sum(0)
+        steps = self.steps(total, num_replicas, num_groups, num_nodes, num_gpus)
+        swing = hedge.volatility(window)
+        if not bool((swing > 0).any()):
+            return steps.phy2log
+        num_layers, num_experts = total.shape
+        per_node = num_experts // num_nodes
+        slots, bins = num_replicas // num_nodes, num_gpus // num_nodes
+        hedged = hedge.hedged_weights(total, swing)  # [H, L, E]
+        num_hedges = hedged.shape[0]
+        node_hedged = hedged.gather(2, steps.mlog2log.expand(num_hedges, -1, -1)).view(-1, per_node)
+        cap = bins if spread_copies(per_node, slots, bins) else None
+        counts = min_max_counts(node_hedged, slots, cap)  # [H * L * N, E / N]
+        node_weight = steps.node_weight.reshape(-1, per_node).repeat(num_hedges, 1)
+        node_phy2mlog = self.pack_counts(node_weight, counts, bins, rows_per_layer=num_nodes)
+        offset = torch.arange(num_nodes, device=total.device).view(1, 1, -1, 1) * per_node
+        phy2mlog = (node_phy2mlog.view(num_hedges, num_layers, num_nodes, -1) + offset).flatten(2)  # [H, L, P]
+        plans = torch.cat([steps.phy2log.unsqueeze(0),
+                           steps.mlog2log.expand(num_hedges, -1, -1).gather(2, phy2mlog)])  # [1 + H, L, P]
+        scenarios = hedge.next_window_scenarios(total, swing, hedge.scenario_count(num_layers, num_experts))
+        best = hedge.pick_plan(torch.stack([hedge.scenario_peaks(scenarios, plan, num_experts, num_gpus)
+                                            for plan in plans]))  # [L]
+        return plans.gather(0, best.view(1, -1, 1).expand(1, -1, num_replicas)).squeeze(0)
+
+    def pack_counts(self, weight: torch.Tensor, counts: torch.Tensor, num_bins: int,
+                    rows_per_layer: int = 1) -> torch.Tensor:
+        """Pack given copy counts as ``replicate_and_pack`` packs its candidates: weight, counts
+        [B, n] (rows summing to S) -> phy2log [B, S], bins contiguous."""
+        with torch.inference_mode():
+            phy2item = self._search(weight, int(counts[0].sum()), num_bins, rows_per_layer, counts.unsqueeze(1))
+        return phy2item.clone()
+
+    def _search(self, weight: torch.Tensor, num_slots: int, num_bins: int, rows_per_layer: int,
+                counts: torch.Tensor | None = None) -> torch.Tensor:
+        """``replicate_and_pack``'s work: weight [B, n] -> phy2log [B, num_slots]; counts [B, C, n]:
+        the candidates to pack (default ``candidate_counts``)."""
         num_rows, num_items = weight.shape
-        counts = self.candidate_counts(weight, num_slots, num_bins)  # [B, C, n]
+        if counts is None:
+            counts = self.candidate_counts(weight, num_slots, num_bins)  # [B, C, n]
         num_candidates = counts.shape[1]
         if num_candidates == 1:
             row = None
@@ -607,10 +819,11 @@ class JointSearch(Policy):
             flat_counts = counts.view(-1, num_items).index_select(0, which)  # [K, n]
             row_weight = weight.index_select(0, row)
         phy2item, loads = copies_heaviest_first(row_weight, flat_counts, num_slots)  # [K, S] each
+        spread = phy2item if spread_copies(num_items, num_slots, num_bins) else None
         floor = packing_floor(loads, num_bins)
-        table, dealt = deal_in_rounds(loads, num_bins)
+        table, dealt = deal_in_rounds(loads, num_bins, spread)
         stop_at = self._stop_at(floor, dealt.amax(dim=-1), row, num_rows, rows_per_layer)
-        table = improve_by_swaps(table, loads, stop_at=stop_at.to(loads.dtype))
+        table = improve_by_swaps(table, loads, stop_at=stop_at.to(loads.dtype), items=spread)
         if row is None:
             return phy2item.gather(-1, table.flatten(1))
         peak = torch.full((num_rows * num_candidates,), torch.inf, dtype=loads.dtype, device=weight.device)

@@ -1,0 +1,116 @@
+"""Planning for the next window: how much each expert's load swings, what the next window
+may bring, and which of several plans serves it best.
+
+A placement planned on a window of per-step loads [S, L, E] serves the steps after it.
+The window shows more than its sum: an expert whose load swings from step to step will
+likely stray as far from this window's load in the next one, and one copy of it more
+(or its copies on more GPUs) keeps that swing off any single GPU. So ``joint`` plans a
+window as follows (``JointSearch.place_window``):
+
+1. ``volatility``: each expert's swing v, the spread of its log load over the steps;
+2. candidate plans: the plan on the window's sum, and for each hedge level k in
+   ``HEDGES`` the copy counts that DeepSeek's min-max rule gives the loads w * exp(k v)
+   (volatile experts count as heavier), packed on the window's sum, so the counts lean
+   toward the swinging experts while the packing still balances the expected load;
+3. ``next_window_scenarios``: next-window loads drawn around the window's sum with the
+   experts' swings;
+4. per layer, the plan whose heaviest GPU is lightest on average over the scenarios
+   (``scenario_peaks``, ``pick_plan``), where it beats the plan on the sum by more than the
+   scenarios' own noise: with little swing that is the plan on the sum, with much of it a
+   hedged one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import copy_counts
+
+HEDGES = (0.5, 1.0, 2.0, 4.0, 6.0)
+"""Hedge levels k of the candidate plans: copy counts by min-max on the loads w * exp(k v)."""
+
+SCENARIOS = 64
+"""Next-window loads drawn per layer to score the candidate plans (fewer for very large layers)."""
+
+SCENARIO_ELEMENTS = 4_000_000
+"""Most scenario loads (layers x scenarios x experts) drawn for one window, and most entries of
+the share matrices (layers x experts x GPUs) built at once: a bound on memory."""
+
+
+def volatility(window: torch.Tensor) -> torch.Tensor:
+    """How much each expert's load swings from step to step: window [S, L, E] -> v [L, E] float64.
+
+    v is the log-normal sigma that matches the steps' relative variance,
+    sqrt(log(1 + var / mean^2)), 0 for an expert without load and for a window of one
+    step. Whole-number loads are token counts, whose Poisson sampling noise (variance =
+    mean per step) the window's sum averages out; it is taken off the variance first.
+    """
+    x = window.double()
+    if x.shape[0] < 2:
+        return torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
+    mean, var = x.mean(dim=0), x.var(dim=0)
+    if bool(torch.equal(x, x.round())):
+        var = var - mean
+    relative = torch.where(mean > 0, var.clamp(min=0) / mean.clamp(min=1e-300) ** 2, 0.0)
+    return relative.log1p().sqrt()
+
+
+def hedged_weights(total: torch.Tensor, swing: torch.Tensor) -> torch.Tensor:
+    """Loads whose min-max counts hedge the swings: total, swing [L, E] -> [H, L, E] float64,
+    w * exp(k v) for each k in ``HEDGES``, rescaled to each layer's total."""
+    level = torch.tensor(HEDGES, dtype=torch.float64, device=total.device).view(-1, 1, 1)
+    hedged = total.double() * torch.exp(level * swing)
+    return hedged * (total.double().sum(-1, keepdim=True) / hedged.sum(-1, keepdim=True).clamp(min=1e-300))
+
+
+def next_window_scenarios(total: torch.Tensor, swing: torch.Tensor, num_scenarios: int) -> torch.Tensor:
+    """Next-window loads: total, swing [L, E] -> [L, K, E] float32, each expert log-normal around
+    its window load (mean kept) with log-variance 2 v^2: this window strayed by about v from
+    the expert's trend and the next one strays afresh. Drawn from a fixed seed, so the same
+    window always gets the same scenarios."""
+    generator = torch.Generator().manual_seed(0)
+    draw = torch.randn((total.shape[0], num_scenarios, total.shape[1]), generator=generator).to(total.device)
+    spread = (math.sqrt(2) * swing).float().unsqueeze(1)
+    return total.float().unsqueeze(1) * torch.exp(spread * draw - spread**2 / 2)
+
+
+def scenario_count(num_layers: int, num_experts: int) -> int:
+    """``SCENARIOS``, fewer where layers x experts is so large that they would not fit ``SCENARIO_ELEMENTS``."""
+    return max(4, min(SCENARIOS, SCENARIO_ELEMENTS // max(1, num_layers * num_experts)))
+
+
+def scenario_peaks(scenarios: torch.Tensor, phy2log: torch.Tensor, num_experts: int, num_gpus: int) -> torch.Tensor:
+    """Each layer's heaviest GPU in each scenario: scenarios [L, K, E], phy2log [L, P] -> [L, K].
+
+    A GPU serves 1 / count of an expert per copy it holds, so its loads in every scenario
+    are one batched product of the scenarios with that [L, E, G] share matrix, built a few
+    layers at a time to bound memory (``SCENARIO_ELEMENTS``).
+    """
+    num_layers, num_replicas = phy2log.shape
+    gpu = torch.arange(num_replicas, device=phy2log.device) // (num_replicas // num_gpus)
+    share_of_copy = 1 / copy_counts(phy2log, num_experts).gather(1, phy2log).float()  # [L, P]
+    chunk = max(1, SCENARIO_ELEMENTS // (num_experts * num_gpus))
+    peaks = []
+    for start in range(0, num_layers, chunk):
+        rows = slice(start, start + chunk)
+        held = phy2log[rows] * num_gpus + gpu
+        share = torch.zeros(held.shape[0], num_experts * num_gpus, device=phy2log.device)
+        share.scatter_add_(1, held, share_of_copy[rows])
+        loads = torch.bmm(scenarios[rows], share.view(-1, num_experts, num_gpus))  # [l, K, G]
+        peaks.append(loads.amax(dim=-1))
+    return torch.cat(peaks)
+
+
+def pick_plan(peaks: torch.Tensor) -> torch.Tensor:
+    """Which plan each layer keeps: peaks [C, L, K] (plan 0 the plan on the sum) -> [L] int64.
+
+    A plan replaces the plan on the sum only where its heaviest GPU is lighter on average
+    by more than one standard error of that average over the scenarios (paired, the same
+    scenarios for all plans), so the noise of the draws alone never moves a layer off the
+    plan on its sum; among those, the lightest on average."""
+    gain = peaks[:1] - peaks  # [C, L, K], > 0 where a plan does better
+    mean = gain.mean(dim=-1)
+    error = gain.std(dim=-1) / math.sqrt(peaks.shape[-1])
+    return torch.where(mean > error, mean, 0.0).argmax(dim=0)
