@@ -127,6 +127,11 @@ SCREEN = "every GPU and slot is drawn, and more do not fit one projected screen"
 """Why a lesson has limits, in the words its messages use."""
 
 
+def _count(value: int) -> str:
+    """A count for a message: digits, or a short float for an absurdly large one (a raw control value)."""
+    return str(value) if abs(value) < 10**12 else f"{float(value):.3g}"
+
+
 def _limit_problem(topology: Topology) -> str | None:
     """A topology a lesson cannot draw, said in the page's own words; None when it fits ``LIMITS``."""
     t, lim = topology, LIMITS
@@ -135,20 +140,21 @@ def _limit_problem(topology: Topology) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             return f"The number of {name} must be a whole number of at least 1, got {value!r}."
     if t.num_nodes > lim.nodes:
-        return f"A lesson takes at most {lim.nodes} nodes (here {t.num_nodes}): {SCREEN}. Use {lim.nodes} or fewer."
+        return (f"A lesson takes at most {lim.nodes} nodes (here {_count(t.num_nodes)}): {SCREEN}. "
+                f"Use {lim.nodes} or fewer.")
     per_node = t.num_gpus // t.num_nodes
     if per_node > lim.gpus_per_node:
-        return (f"A lesson takes at most {lim.gpus_per_node} GPUs per node (here {per_node}): {SCREEN}. "
+        return (f"A lesson takes at most {lim.gpus_per_node} GPUs per node (here {_count(per_node)}): {SCREEN}. "
                 f"Use {lim.gpus_per_node} or fewer.")
     if t.num_gpus > lim.gpus:
-        return (f"A lesson takes at most {lim.gpus} GPUs in all (here {t.num_nodes} nodes x {per_node} = "
-                f"{t.num_gpus}): {SCREEN}. Use fewer nodes or fewer GPUs per node.")
+        return (f"A lesson takes at most {lim.gpus} GPUs in all (here {_count(t.num_nodes)} nodes x "
+                f"{_count(per_node)} = {_count(t.num_gpus)}): {SCREEN}. Use fewer nodes or fewer GPUs per node.")
     if t.num_replicas > lim.slots:
         return (f"A lesson takes at most {lim.slots} slots in all ({lim.gpus} GPUs x {lim.slots_per_gpu} slots; "
-                f"here {t.num_replicas}): {SCREEN}. Use {lim.slots} or fewer.")
+                f"here {_count(t.num_replicas)}): {SCREEN}. Use {lim.slots} or fewer.")
     if t.num_replicas > t.num_gpus * lim.slots_per_gpu:
         return (f"A lesson takes at most {lim.slots_per_gpu} slots per GPU: with {t.num_gpus} GPUs that is "
-                f"{t.num_gpus * lim.slots_per_gpu} slots in all (here {t.num_replicas}): {SCREEN}.")
+                f"{t.num_gpus * lim.slots_per_gpu} slots in all (here {_count(t.num_replicas)}): {SCREEN}.")
     return None
 
 
