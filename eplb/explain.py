@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -691,8 +692,19 @@ def doubled_up(walk: Walkthrough) -> list[tuple[int, int, int]]:
 
 
 def differs(walk: Walkthrough, reference: Walkthrough) -> torch.Tensor:
-    """[P] bool: slots whose expert differs from ``reference``'s placement of the same case."""
-    return walk.phy2log != reference.phy2log
+    """[P] bool: slots holding a copy that ``reference``'s placement does not have on that GPU.
+
+    Copies are compared GPU by GPU, as many copies of an expert as the GPU holds there,
+    so the same copies in another slot order on a GPU are no difference.
+    """
+    slots = walk.topology.slots_per_gpu
+    changed = []
+    for mine, theirs in zip(walk.phy2log.view(-1, slots).tolist(), reference.phy2log.view(-1, slots).tolist()):
+        left = Counter(theirs)
+        for expert in mine:
+            changed.append(left[expert] == 0)
+            left[expert] -= 1
+    return torch.tensor(changed)
 
 
 MAX_LISTED = 4
@@ -717,7 +729,7 @@ def describe_difference(walk: Walkthrough, reference: Walkthrough) -> list[str]:
         for gpu, expert, copies in doubled_up(placed)[:2]:
             lines.append(f"{name} puts {copies} copies of expert {expert} on GPU {gpu}: that GPU serves them all, "
                          "so the extra slot buys nothing.")
-    lines.append(f"A black frame marks a slot that holds another expert than with {reference.policy}.")
+    lines.append(f"A black frame marks a copy that {reference.policy} puts on another GPU.")
     peak, reference_peak = float(walk.gpu_load.max()), float(reference.gpu_load.max())
     if peak == reference_peak:
         lines.append(f"The busiest GPU serves {tokens(peak)} tokens with both, so on this case {walk.policy} is "

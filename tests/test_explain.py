@@ -290,3 +290,15 @@ def test_teach_case_rejects_what_does_not_exist():
         explain.teach_case(README, README_TOPOLOGY, "auto", 5, "x")
     with pytest.raises(ValueError, match="divisible by num_groups"):
         explain.teach_case(README, eplb.Topology(16, 5, 1, 8), "auto", 0, "x")
+
+
+def test_differs_compares_copies_gpu_by_gpu_not_slot_by_slot():
+    from dataclasses import replace
+
+    walk = explain.walkthrough(README, README_TOPOLOGY, 0, "deepseek")
+    swapped = replace(walk, phy2log=walk.phy2log.view(8, 2).flip(1).flatten())  # same copies, other slot order
+    assert not bool(explain.differs(swapped, walk).any())
+    moved = walk.phy2log.clone()
+    moved[[0, 3]] = moved[[3, 0]]  # GPU 0 [5, 6] and GPU 1 [5, 7] trade a copy: [7, 6] and [5, 5]
+    assert walk.phy2log[:4].tolist() == [5, 6, 5, 7]
+    assert explain.differs(replace(walk, phy2log=moved), walk).tolist() == [True, False, False, True] + [False] * 12
