@@ -44,7 +44,7 @@ def read_only_tables(at: AppTest) -> list:
 def edit_cell(at: AppTest, layer: int, expert: int, value) -> AppTest:
     """Edit one cell of the loads table the way the browser reports it (AppTest seeds a keyed editor's state)."""
     at.session_state[at.data_editor[0].key] = {
-        "edited_rows": {layer: {f"e{expert}": value}}, "added_rows": [], "deleted_rows": []}
+        "edited_rows": {expert: {f"layer {layer}": value}}, "added_rows": [], "deleted_rows": []}
     return at.run()
 
 
@@ -76,7 +76,7 @@ def test_opens_on_deepseek_readme_example_with_the_opening():
     assert not at.error
     assert at.title[0].value == "Learn EPLB"
     assert heading(at) == escape("DeepSeek's README example") + " · layer 0"
-    assert at.data_editor[0].value.to_numpy().tolist() == README.tensor.tolist()
+    assert at.data_editor[0].value.to_numpy().T.tolist() == README.tensor.tolist()
     assert [at.number_input(key=f"learn_{n}").value for n in ("nodes", "gpus_per_node", "slots", "groups")] == \
         [2, 4, 16, 4]
     assert step_line(at) == "#### Step 1 of 8 · What EPLB is for"
@@ -96,7 +96,7 @@ def test_walks_every_step_of_a_generated_case():
     at.number_input(key="learn_seed").set_value(3).run()
     at.button(key="learn_generate").click().run()
     weight, topology = explain.random_case(3)
-    assert at.data_editor[0].value.to_numpy().tolist() == weight.tolist()
+    assert at.data_editor[0].value.to_numpy().T.tolist() == weight.tolist()
     assert at.number_input(key="learn_slots").value == topology.num_replicas
     assert_walks_the_lesson(at, Case.of("A random small case, seed 3", weight, topology))
 

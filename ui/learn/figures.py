@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import plotly.graph_objects as go
 import torch
@@ -274,7 +274,8 @@ def gpu_picture(scene: Scene, topology: Topology, num_experts: int, *, previous:
     frames = None
     if previous is not None:
         moving = list(range(len(data)))
-        frames = [dict(name="before", data=tile_traces(previous.tiles, scene.frame_name), traces=moving),
+        unframed = [replace(t, framed=False) for t in previous.tiles]  # frames mark what this step changed
+        frames = [dict(name="before", data=tile_traces(unframed, scene.frame_name), traces=moving),
                   dict(name="now", data=data, traces=moving)]
         layout_extra["updatemenus"] = [dict(
             # in the empty header row above node 0, at the right end of the bars

@@ -40,6 +40,8 @@ the cache stays under 100 MB whatever the sessions do."""
 
 CHART_CONFIG = {"displayModeBar": False}
 """No toolbar over the pictures: a class does not zoom, and it would cover the legend."""
+TABLE_ROW_PX = 35
+"""Height of a row in Streamlit's data editor: the loads table shows every expert without scrolling."""
 WORDS_PX = 300
 """Width of the step's text column: beside the 500 px picture it fills the page at 1280 px; at
 1024 px it goes under the picture."""
@@ -123,13 +125,12 @@ def case_controls() -> Choice:
     base: Case = st.session_state[CASE]["case"]
     version = st.session_state[CASE]["version"]
 
-    starts = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
-    for column, (name, case) in zip(starts, LESSONS.items()):
-        column.button(case.label, key=f"learn_start_{name}", on_click=start, args=(case,), width="stretch",
-                      help=case.about)
-    starts[2].button("Generate a small case", key="learn_generate", on_click=_generate, width="stretch",
-                     help="A small random load on a small topology that fits it; the seed picks which.")
-    _number_input(starts[3], "Seed", SEED, min_value=0.0, max_value=float(2**31 - 1))
+    starts = st.container(horizontal=True, vertical_alignment="bottom")  # wraps where the page is narrow
+    for name, case in LESSONS.items():
+        starts.button(case.label, key=f"learn_start_{name}", on_click=start, args=(case,), help=case.about)
+    starts.button("Generate a small case", key="learn_generate", on_click=_generate,
+                  help="A small random load on a small topology that fits it; the seed picks which.")
+    _number_input(starts, "Seed", SEED, min_value=0.0, max_value=float(2**31 - 1), width=140)
 
     left, middle, right = st.columns(3)
     layer = left.selectbox("Layer", range(base.num_layers), format_func=lambda i: f"layer {i}",
@@ -145,13 +146,16 @@ def case_controls() -> Choice:
     for column, (name, label) in zip(st.columns(len(TOPOLOGY_LABELS)), TOPOLOGY_LABELS.items()):
         _number_input(column, label, f"learn_{name}", min_value=1.0, help=TOPOLOGY_HELP[name])
 
-    table = pd.DataFrame(list(base.weight), index=[f"layer {i}" for i in range(base.num_layers)],
-                         columns=[f"e{e}" for e in range(base.num_experts)])
+    # Experts down, layers across: a lesson has up to 32 experts but few layers, so the table fits any width.
+    table = pd.DataFrame(list(zip(*base.weight)), index=[f"e{e}" for e in range(base.num_experts)],
+                         columns=[f"layer {i}" for i in range(base.num_layers)])
     st.markdown("**Loads: tokens per expert** · edit any cell")
-    edited = st.data_editor(table, key=f"learn_loads_{version}", num_rows="fixed", column_config={
-        c: st.column_config.NumberColumn(min_value=0, max_value=LIMITS.load,
-                                         help=f"Tokens routed to this expert: 0 to {LIMITS.load:,.0f}")
-        for c in table.columns})
+    edited = st.data_editor(
+        table, key=f"learn_loads_{version}", num_rows="fixed", height=TABLE_ROW_PX * (base.num_experts + 1) + 3,
+        width="content", column_config={
+            c: st.column_config.NumberColumn(min_value=0, max_value=LIMITS.load,
+                                             help=f"Tokens routed to each expert: 0 to {LIMITS.load:,.0f}")
+            for c in table.columns})
 
     values = {name: _whole_number(f"learn_{name}") for name in TOPOLOGY_LABELS}
     missing = [TOPOLOGY_LABELS[name] for name, value in values.items() if value is None]
@@ -160,7 +164,7 @@ def case_controls() -> Choice:
     else:
         topology = eplb.Topology(values["slots"], values["groups"], values["nodes"],
                                  values["nodes"] * values["gpus_per_node"])
-        weight = torch.tensor(edited.to_numpy(dtype=float, na_value=float("nan")), dtype=torch.float64)
+        weight = torch.tensor(edited.to_numpy(dtype=float, na_value=float("nan")), dtype=torch.float64).T
         problem = explain.case_problem(weight, topology, mode)
     if problem is None:
         case = Case.of(base.label, weight, topology, mode=mode, top_k=base.top_k, about=base.about, note=base.note)
