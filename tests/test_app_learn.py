@@ -303,3 +303,26 @@ def test_the_opening_routes_one_token_to_its_top_experts():
     arrows = [a for a in opening["layout"]["annotations"] if a.get("showarrow")]
     assert len(arrows) == 2
     assert any(t["name"] == "a token" for t in opening["data"])
+
+
+def test_a_lesson_at_the_limits_stays_small_in_the_cache():
+    """The cache holds LESSONS_CACHED lessons; one at the limits, every figure drawn, holds under 3 MB."""
+    import gc
+    import tracemalloc
+
+    weight = torch.rand(explain.LIMITS.layers, explain.LIMITS.experts, generator=torch.Generator().manual_seed(1)) * 1e6
+    case = Case.of("at the limits", weight, eplb.Topology(explain.LIMITS.slots, 8, explain.LIMITS.nodes,
+                                                         explain.LIMITS.gpus))
+    assert explain.case_problem(case.tensor, case.topology) is None
+    lesson(Case.of("warm-up", weight.flip(1), case.topology), 0, "deepseek")[0].picture  # one-time allocations
+    gc.collect()
+    tracemalloc.start()
+    try:
+        steps = lesson(case, explain.LIMITS.layers - 1, "deepseek")
+        drawn = [f for step in steps for f in (step.picture, step.chart)]
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(drawn) == 2 * len(steps)
+    assert held < 3e6 and page.LESSONS_CACHED * 3e6 < 100e6, held

@@ -11,9 +11,10 @@ frame and a "Replay this step" button moves the copies from where they were::
     gpu_picture(placed_scene(walk, walk.before, [before_bars(walk)]), walk.topology)
 
 Text is at least 16 px, dark on a light background, for a projector; every chart has a
-legend, and nothing is written over the marks. The builders write plain Plotly dicts and wrap
-them without Plotly's per-property validation, which costs more than the rest of a step
-(tests validate every figure once); draw them with ``st.plotly_chart(fig, theme=None)``.
+legend, and nothing is written over the marks. The builders write plain Plotly dicts and keep
+them as they are (``PlainFigure``): Plotly's per-property validation costs more than the rest
+of a step, and the tests validate every figure once. Draw them with
+``st.plotly_chart(fig, theme=None)``.
 """
 
 from __future__ import annotations
@@ -217,8 +218,27 @@ def _layout(*, width: int, height: int, top: int, bottom: int, **options) -> dic
     )
 
 
+class PlainFigure(go.Figure):
+    """A figure kept as the plain dict its builder wrote.
+
+    Plotly's graph objects validate and copy every property when built, which costs more
+    time and memory than the rest of a lesson (17 MB and seconds for a lesson at the
+    limits). This figure holds the dict and hands it out from ``to_dict``, which is what
+    ``st.plotly_chart`` and ``plotly.io.to_json`` read; its graph-object attributes
+    (``fig.data``, ``fig.layout``) stay empty, so read it through ``to_dict()``.
+    """
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self._spec = spec
+
+    def to_dict(self) -> dict:
+        """The figure as a dict; traces are copied one level deep (``plotly.io.to_json`` pops their uids)."""
+        return {**self._spec, "data": [dict(trace) for trace in self._spec["data"]]}
+
+
 def _figure(data: list[dict], layout: dict, frames: list[dict] | None = None) -> go.Figure:
-    return go.Figure(dict(data=data, layout=layout, frames=frames or []), _validate=False)
+    return PlainFigure(dict(data=data, layout=layout, **({"frames": frames} if frames else {})))
 
 
 # ---------------------------------------------------------------- the picture
@@ -303,7 +323,8 @@ def gpu_picture(scene: Scene, topology: Topology, num_experts: int, *, previous:
     if scene.token_to:
         data.append(_token(scene, row, slots, tile, annotations))
 
-    bars, bar_names, peak = _bars(scene, row, last_row)
+    bar_px = plot_width * (1 - left - 0.02)
+    bars, bar_names, right_end = _bars(scene, row, last_row, bar_px)
     data += bars
     entries = [*key_names, *([scene.frame_name] if scene.frame_name else []),
                *(["a token"] if scene.token_to else []), *bar_names]
@@ -315,8 +336,8 @@ def gpu_picture(scene: Scene, topology: Topology, num_experts: int, *, previous:
         barmode="group", bargap=0.25, bargroupgap=0.05, **layout_extra,
         xaxis=_axis(domain=[0, left - 0.01], range=[-0.6, 2 * slots + 0.6], anchor="y", side="top",
                     tickvals=[(slots - 1) / 2, slots + 1 + (slots - 1) / 2], ticktext=["waiting", "on the GPU"]),
-        xaxis2=_axis(domain=[left + 0.02, 1], range=[0, peak * 1.45 + 1], anchor="y", side="top",
-                     tickvals=[peak * 0.05], ticktext=["tokens per GPU" if len(scene.bars) == 1 else "tokens"],
+        xaxis2=_axis(domain=[left + 0.02, 1], range=[0, right_end], anchor="y", side="top",
+                     tickvals=[right_end * 0.03], ticktext=["tokens per GPU" if len(scene.bars) == 1 else "tokens"],
                      ticklabelposition="outside right", showgrid=False),
         yaxis=_axis(tickvals=row, ticktext=[f"GPU {g}" for g in range(gpus)], range=[last_row + 0.6, -0.6]),
     )
@@ -336,13 +357,16 @@ def _token(scene: Scene, row: list[int], slots: int, tile: int, annotations: lis
                 marker=dict(symbol="circle", size=26, color="#FFD54F", line=dict(color=TEXT, width=2)))
 
 
-def _bars(scene: Scene, row: list[int], last_row: int) -> tuple[list[dict], list[str], float]:
+def _bars(scene: Scene, row: list[int], last_row: int, width_px: float) -> tuple[list[dict], list[str], float]:
     """Per-GPU load bars, their values in a column at the right edge, the even share dashed.
 
-    Returns (traces, legend names, largest load).
+    width_px: the bars' panel. Returns (traces, legend names, the panel's right end in tokens),
+    the right end leaving the value column clear of the longest bar.
     """
     traces, names = [], []
     peak = max((max(b.load) for b in scene.bars), default=0.0)
+    longest = max((len(explain.tokens(v)) for b in scene.bars for v in b.load), default=1)
+    right_end = (peak + 1) / max(0.3, 1 - (9 * longest + 10) / width_px)
     busiest: set[int] = set()
     for i, bars in enumerate(scene.bars):
         colors = [bars.color] * len(bars.load)
@@ -367,11 +391,11 @@ def _bars(scene: Scene, row: list[int], last_row: int) -> tuple[list[dict], list
                            line=dict(color=TEXT, dash="dash", width=2)))
         names.append("mean")
         values = [f"<b>{explain.tokens(v)}</b>" if g in busiest else explain.tokens(v) for g, v in enumerate(counted)]
-        traces.append(dict(type="scatter", x=[peak * 1.45 + 1] * len(counted), y=row, xaxis="x2", yaxis="y",
+        traces.append(dict(type="scatter", x=[right_end] * len(counted), y=row, xaxis="x2", yaxis="y",
                            mode="text", text=values, textposition="middle left", showlegend=False,
                            hoverinfo="skip", cliponaxis=False,
                            textfont=dict(FONT, color=[BUSIEST if g in busiest else TEXT for g in range(len(counted))])))
-    return traces, names, peak
+    return traces, names, right_end
 
 
 # ---------------------------------------------------------------- the second charts
