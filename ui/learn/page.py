@@ -173,7 +173,8 @@ def case_controls() -> Choice:
                            about=base.about, note=base.note)
         st.session_state[LAST_VALID] = case
         return Choice(case, layer, policy)
-    st.error(f"{problem} The lesson still shows the last case that ran.", icon="⚠️")
+    # Literal text: a message may quote what was typed into a cell or a control.
+    st.error(escape(f"{problem} The lesson still shows the last case that ran.", max_chars=1000), icon="⚠️")
     shown: Case = st.session_state[LAST_VALID]
     return Choice(shown, min(layer, shown.num_layers - 1), policy, problem)
 
