@@ -15,7 +15,7 @@ the README example costs one build.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import streamlit as st
@@ -167,10 +167,9 @@ def case_controls() -> Choice:
         weight = torch.tensor(edited.to_numpy(dtype=float, na_value=float("nan")), dtype=torch.float64).T
         problem = explain.case_problem(weight, topology, mode)
     if problem is None:
-        case = Case.of(base.label, weight, topology, mode=mode, top_k=base.top_k, about=base.about, note=base.note)
-        if (case.weight, case.topology, case.mode) != (base.weight, base.topology, base.mode):
-            case = Case.of(f"{base.label}, edited", weight, topology, mode=mode, top_k=base.top_k,
-                           about=base.about, note=base.note)
+        case = replace(base, weight=Case.of(base.label, weight, topology).weight, topology=topology, mode=mode)
+        if case != base:  # the heading follows the data
+            case = replace(case, label=f"{base.label}, edited")
         st.session_state[LAST_VALID] = case
         return Choice(case, layer, policy)
     # Literal text: a message may quote what was typed into a cell or a control.
