@@ -1,4 +1,4 @@
-"""One rebalance of one layer, opened up for teaching: every intermediate result, step by step.
+"""One rebalance of one layer, opened up for teaching: the cases, every intermediate result, the captions.
 
 Nothing here decides a placement. ``walkthrough`` runs the policy's own
 ``Policy.steps`` (the code ``rebalance_experts`` runs) and reads its intermediate
@@ -6,11 +6,16 @@ results; where the policy composes "replicate, then pack" the base way, it also
 calls the policy's own ``replicate`` and ``pack`` on the same rows to recover the
 order of its choices. The final placement is the one ``rebalance_experts`` returns.
 
-    walk = walkthrough(DEEPSEEK_README_WEIGHT, Topology(16, 4, 2, 8), layer=0, policy="deepseek")
+    case = LESSONS["readme"]                     # DeepSeek's README example (a Case)
+    walk = walkthrough(case.tensor, case.topology, layer=0, policy="deepseek")
     walk.groups            # step 1: groups packed onto nodes (a Packing)
     walk.nodes[0].added    # step 2: the expert each extra copy went to, in the order chosen
     walk.nodes[0].packing  # step 3: the node's copies packed onto its GPUs
     walk.phy2log, walk.gpu_load, walk.gpu_load_before  # step 4: result against the "before" map
+    describe_groups(walk)  # step 1 in short sentences, with the case's own numbers
+
+A classroom case is small (``LIMITS``): ``case_problem`` says what to change when it
+is not, and ``teach_case`` turns one layer of any load into a lesson-sized case.
 
 Shapes: E experts, P slots, G GPUs, N nodes of the layer; a node holds n = E/N experts
 (E in global mode, which is one group on one node) in S = P/N slots on G/N GPUs.
@@ -18,7 +23,9 @@ Shapes: E experts, P slots, G GPUs, N nodes of the layer; a node holds n = E/N e
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -27,16 +34,252 @@ from .metrics import gpu_loads, initial_phy2log, layer_balancedness
 from .policies import DEFAULT_POLICY, POLICIES, Policy
 from .policies.base import copy_counts, copy_loads
 from .presets import DEEPSEEK_README_WEIGHT
-from .rebalance import Topology, validate_weight
+from .rebalance import MODES, Topology, validate_weight
 from .workloads import generate_load
+
+# ---------------------------------------------------------------- the cases
+
+
+@dataclass(frozen=True)
+class Case:
+    """A classroom case: a small load, its topology, and what to call it.
+
+    weight: [L][E] token counts as nested tuples, so a case is hashable (a cache key);
+    mode: as ``rebalance_experts`` takes it; top_k: experts each token is routed to
+    (the opening's picture); about: what the case is for, in a sentence; note: what a
+    reader must know about how the case was made (a reduced layer), "" for nothing.
+    """
+
+    label: str
+    weight: tuple[tuple[float, ...], ...]
+    topology: Topology
+    mode: str = "auto"
+    top_k: int = 2
+    about: str = ""
+    note: str = ""
+
+    @classmethod
+    def of(cls, label: str, weight, topology: Topology, **options) -> Case:
+        """A case from any [L, E] array of numbers (tensor, nested lists)."""
+        rows = torch.as_tensor(weight, dtype=torch.float64).tolist()
+        return cls(label, tuple(tuple(row) for row in rows), topology, **options)
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """The load as a float32 tensor [L, E]."""
+        return torch.tensor(self.weight, dtype=torch.float32)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.weight)
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.weight[0])
+
 
 README_TOPOLOGY = Topology(num_replicas=16, num_groups=4, num_nodes=2, num_gpus=8)
 """The topology of DeepSeek's README example (its load is ``eplb.presets.DEEPSEEK_README_WEIGHT``)."""
 
+LESSONS: dict[str, Case] = {
+    "readme": Case.of(
+        "DeepSeek's README example", DEEPSEEK_README_WEIGHT, README_TOPOLOGY,
+        about="The worked example of DeepSeek's EPLB README: 12 experts in 4 groups, 2 nodes of 4 GPUs.",
+    ),
+    "hot": Case.of(
+        "One hot expert", [[400, 100, 50, 30, 20]], Topology(num_replicas=8, num_groups=1, num_nodes=1, num_gpus=4),
+        about="Expert 0 gets two thirds of the tokens: the policies give it different numbers of copies.",
+    ),
+}
+"""The built-in lessons. On "hot" the policies differ: DeepSeek's greedy gives expert 0 four copies
+and two of them land on one GPU; ``joint`` gives it three, one per GPU."""
+
+
+def readme_case() -> tuple[torch.Tensor, Topology]:
+    """DeepSeek's README example: load [2, 12] and its topology (16 slots, 4 groups, 2 nodes, 8 GPUs)."""
+    return LESSONS["readme"].tensor, README_TOPOLOGY
+
+
+@dataclass(frozen=True)
+class LessonLimits:
+    """The largest case a lesson takes.
+
+    A lesson draws every GPU, slot and expert on one projected screen, and these bounds
+    keep that readable; they also cap what one case costs the server (a walkthrough of
+    the largest case takes milliseconds and a few hundred KB).
+    """
+
+    nodes: int = 4
+    gpus_per_node: int = 8
+    gpus: int = 16
+    slots_per_gpu: int = 4
+    experts: int = 32
+    layers: int = 8
+    load: float = 1e6  # tokens in one cell: only the ratios matter, and bigger numbers crowd the pictures
+
+    @property
+    def slots(self) -> int:
+        return self.gpus * self.slots_per_gpu
+
+
+LIMITS = LessonLimits()
+
+SCREEN = "every GPU and slot is drawn, and more do not fit one projected screen"
+"""Why a lesson has limits, in the words its messages use."""
+
+
+def _count(value: int) -> str:
+    """A count for a message: digits, or a short float for an absurdly large one (a raw control value)."""
+    return str(value) if abs(value) < 10**12 else f"{float(value):.3g}"
+
+
+def _limit_problem(topology: Topology) -> str | None:
+    """A topology a lesson cannot draw, said in the page's own words; None when it fits ``LIMITS``."""
+    t, lim = topology, LIMITS
+    for value, name in ((t.num_nodes, "nodes"), (t.num_gpus, "GPUs"), (t.num_replicas, "slots"),
+                        (t.num_groups, "expert groups")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"The number of {name} must be a whole number of at least 1, got {value!r}."
+    if t.num_nodes > lim.nodes:
+        return (f"A lesson takes at most {lim.nodes} nodes (here {_count(t.num_nodes)}): {SCREEN}. "
+                f"Use {lim.nodes} or fewer.")
+    per_node = t.num_gpus // t.num_nodes
+    if per_node > lim.gpus_per_node:
+        return (f"A lesson takes at most {lim.gpus_per_node} GPUs per node (here {_count(per_node)}): {SCREEN}. "
+                f"Use {lim.gpus_per_node} or fewer.")
+    if t.num_gpus > lim.gpus:
+        return (f"A lesson takes at most {lim.gpus} GPUs in all (here {_count(t.num_nodes)} nodes x "
+                f"{_count(per_node)} = {_count(t.num_gpus)}): {SCREEN}. Use fewer nodes or fewer GPUs per node.")
+    if t.num_replicas > lim.slots:
+        return (f"A lesson takes at most {lim.slots} slots in all ({lim.gpus} GPUs x {lim.slots_per_gpu} slots; "
+                f"here {_count(t.num_replicas)}): {SCREEN}. Use {lim.slots} or fewer.")
+    if t.num_replicas > t.num_gpus * lim.slots_per_gpu:
+        return (f"A lesson takes at most {lim.slots_per_gpu} slots per GPU: with {t.num_gpus} GPUs that is "
+                f"{t.num_gpus * lim.slots_per_gpu} slots in all (here {_count(t.num_replicas)}): {SCREEN}.")
+    return None
+
+
+def case_problem(weight, topology: Topology, mode: str = "auto") -> str | None:
+    """What is wrong with a classroom case, in words that say what to change; None when it runs.
+
+    weight: [L, E] loads as typed into a table (NaN for an empty cell). Checks the
+    lesson's ``LIMITS`` first, so nothing large is ever built from a control's value.
+    """
+    problem = _limit_problem(topology)
+    if problem:
+        return problem
+    try:
+        weight = validate_weight(weight)
+    except ValueError as exc:
+        return f"The loads table has a problem: {exc}. Type a token count of 0 or more in that cell."
+    layers, experts = weight.shape
+    if experts > LIMITS.experts or layers > LIMITS.layers:
+        return (f"A lesson takes at most {LIMITS.experts} experts and {LIMITS.layers} layers (here {experts} "
+                f"and {layers}): {SCREEN}.")
+    peak = float(weight.max())
+    if peak > LIMITS.load:
+        where = tuple(int(i) for i in (weight == weight.max()).nonzero()[0])
+        return (f"A lesson takes at most {LIMITS.load:,.0f} tokens in one cell (layer {where[0]}, expert {where[1]} "
+                f"holds {peak:,.0f}): bigger numbers crowd the pictures, and only the ratios matter. "
+                "Scale the loads down.")
+    if mode not in MODES:
+        return f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}."
+    try:
+        topology.validate(experts, mode)
+    except ValueError as exc:
+        return f"This topology does not fit the {experts} experts in the table: {exc}."
+    return None
+
+
+def random_case(seed: int, num_layers: int = 2) -> tuple[torch.Tensor, Topology]:
+    """A small valid classroom case: load [num_layers, E] and a hierarchical topology that fits it.
+
+    1-2 nodes of 3-4 GPUs with 2-3 slots each, 1-2 groups per node, and between half the
+    slots (at least 4) and all but one as experts (so at least one slot holds an extra copy).
+    The load is a skewed workload from ``eplb.workloads`` of about 64 tokens per expert.
+    """
+    rng = random.Random(seed)
+    num_nodes, gpus_per_node, slots_per_gpu = rng.choice((1, 2)), rng.choice((3, 4)), rng.choice((2, 3))
+    num_groups = num_nodes * rng.choice((1, 2))
+    num_replicas = num_nodes * gpus_per_node * slots_per_gpu
+    # num_replicas >= 3 * num_groups, so this range always holds a multiple of num_groups.
+    num_experts = rng.choice([e for e in range(max(4, num_replicas // 2), num_replicas) if e % num_groups == 0])
+    family = rng.choice(("zipf", "lognormal", "hot"))
+    weight = generate_load(family, num_layers, num_experts, seed=seed, tokens=8 * num_experts, top_k=8)
+    return weight, Topology(num_replicas, num_groups, num_nodes, num_nodes * gpus_per_node)
+
+
+TEACH_EXPERTS = 16
+"""The most experts a layer keeps when ``teach_case`` reduces it (merging neighbours)."""
+TEACH_GPUS = 8
+"""The most GPUs a reduced layer is drawn on."""
+
+
+def _largest_divisor(n: int, at_most: int, multiple_of: int = 1) -> int:
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0 and d % multiple_of == 0)
+
+
+def lesson_sized(row: torch.Tensor, topology: Topology, mode: str = "auto"
+                 ) -> tuple[torch.Tensor, Topology, str, str | None]:
+    """One layer's load made small enough to follow by hand.
+
+    row: [E] loads of one layer on a topology that fits it. Returns (row' [E'], topology',
+    resolved mode, note): unchanged with note None when it already fits ``LIMITS``; else
+    every b = E / E' consecutive experts merge into one (loads added; E' <= TEACH_EXPERTS,
+    a multiple of the kept group count, so no merged expert straddles two groups), on at
+    most 2 nodes and TEACH_GPUS GPUs, with about the original share of spare slots (at
+    least one when the original had any). The note says what changed. Raises ValueError
+    when the topology does not fit the row.
+    """
+    num_experts, t = row.numel(), topology
+    resolved = t.validate(num_experts, mode)
+    if _limit_problem(t) is None and num_experts <= LIMITS.experts:
+        return row, t, resolved, None
+    groups = _largest_divisor(t.num_groups, TEACH_EXPERTS)
+    experts = _largest_divisor(num_experts, TEACH_EXPERTS, multiple_of=groups)
+    nodes = min(t.num_nodes, 2)
+    if resolved == "hierarchical" and groups % nodes:
+        nodes = 1
+    least_spare = 1 if t.num_replicas > num_experts else 0
+    gpus_per_node = min(t.gpus_per_node, TEACH_GPUS // nodes)
+    gpus_per_node = max(gpus_per_node, min(TEACH_GPUS // nodes,
+                                           math.ceil((experts + least_spare) / (LIMITS.slots_per_gpu * nodes))))
+    gpus = nodes * gpus_per_node
+    spare_share = (t.num_replicas - num_experts) / num_experts
+    spare = min(max(round(experts * spare_share), least_spare), gpus * LIMITS.slots_per_gpu - experts)
+    slots = math.ceil((experts + spare) / gpus) * gpus
+    reduced = Topology(slots, groups, nodes, gpus)
+    block = num_experts // experts
+    merged = row.reshape(experts, block).sum(dim=1)
+    parts = [f"This layer has {num_experts} experts on {t.num_gpus} GPUs, too many to follow by hand."]
+    if block > 1:
+        parts.append(f"The lesson merges every {block} neighbouring experts into one (their loads added): "
+                     f"expert j here stands for experts {block}j to {block}j + {block - 1}.")
+    parts.append(f"It keeps {plural(groups, 'group')} and draws {plural(nodes, 'node')} x {gpus_per_node} GPUs "
+                 f"with {slots} slots, {slots - experts} of them spare (the layer has {t.num_replicas - num_experts} "
+                 f"spare for {num_experts} experts).")
+    return merged, reduced, resolved, " ".join(parts)
+
+
+def teach_case(weight, topology: Topology, mode: str, layer: int, label: str) -> Case:
+    """One layer of any load [L, E] (on a topology that fits it) as a lesson-sized ``Case``.
+
+    label names the data (user-supplied text: escape it before showing it as Markdown).
+    Raises ValueError when the layer does not exist or the topology does not fit.
+    """
+    weight = validate_weight(weight)
+    if not 0 <= layer < weight.shape[0]:
+        raise ValueError(f"layer {layer} does not exist: the load has layers 0 to {weight.shape[0] - 1}")
+    row, reduced, resolved, note = lesson_sized(weight[layer].double(), topology, mode)
+    return Case.of(f"layer {layer} of {label}", row.unsqueeze(0), reduced, mode=resolved, note=note or "")
+
+
+# ---------------------------------------------------------------- the policies' ideas
+
 
 @dataclass(frozen=True)
 class Idea:
-    """A policy's two choices in a sentence each, for a reader who has not seen the code."""
+    """A policy's two choices in a short sentence or two each, for a reader who has not seen the code."""
 
     replicate: str
     pack: str
@@ -48,26 +291,19 @@ class Idea:
 
 IDEAS: dict[str, Idea] = {
     "deepseek": Idea(
-        replicate="Extra copies are added one at a time, each to the expert whose copies carry the most load "
-                  "each at that moment; its load is then split over one more copy.",
-        pack="The {items} are taken heaviest first; each goes to the lightest {bin} that still has room "
-             "(every {bin} takes the same number of {items}).",
+        replicate="Each extra copy goes to the expert with the most tokens per copy at that moment.",
+        pack="Heaviest {items} first, each to the lightest {bin} that still has room. "
+             "Every {bin} takes the same number of {items}.",
     ),
     "zigzag": Idea(
-        replicate="Copies are handed out in proportion to load, all at once: an expert with twice the load gets "
-                  "about twice the copies (at least one each).",
-        pack="The {items} are sorted heaviest first and dealt out in a zigzag: {bin} 0, 1, ..., last, then last, "
-             "..., 1, 0, so a {bin} that got a heavy one early gets a light one next. No loads are compared "
-             "while dealing.",
+        replicate="Copies are handed out in proportion to load, all at once: twice the load, about twice the copies.",
+        pack="The {items}, heaviest first, are dealt like cards: {bin} 0, 1, ..., last, then back from the last. "
+             "No loads are compared.",
     ),
     "joint": Idea(
-        replicate="Copy counts are chosen together with the packing: several candidate count vectors "
-                  "(DeepSeek's, one that gives the hottest experts exactly one copy per GPU between them, and, "
-                  "with two slots per GPU, every possibility) are each packed, and the one whose busiest GPU "
-                  "is lightest wins.",
-        pack="The {items} are dealt heaviest first, one per {bin} per round, each round's heaviest to the "
-             "currently lightest {bin}; then the busiest {bin}s trade {items} with the lightest ones wherever a "
-             "swap evens a pair out.",
+        replicate="It tries several sets of copy counts and keeps the one whose busiest GPU ends up lightest.",
+        pack="It deals the {items} heaviest first to the lightest {bin}, then swaps {items} between the busiest "
+             "and the lightest {bin}s.",
     ),
 }
 """Plain-language ideas per policy name; a policy without an entry is described by its ``summary``.
@@ -80,6 +316,9 @@ def idea(policy: str) -> Idea:
     """The plain-language idea of a registered policy."""
     summary = POLICIES[policy].summary
     return IDEAS.get(policy) or Idea(replicate=summary, pack=summary.replace("{", "{{").replace("}", "}}"))
+
+
+# ---------------------------------------------------------------- one layer's rebalance, step by step
 
 
 @dataclass(frozen=True)
@@ -214,22 +453,6 @@ class Walkthrough:
         return float(layer_balancedness(self.gpu_load_before.unsqueeze(0))[0])
 
 
-def case_problem(weight, topology: Topology, mode: str = "auto") -> str | None:
-    """What is wrong with a classroom case, in words that say what to change; None when it runs.
-
-    weight: [L, E] loads as typed into a table (NaN for an empty cell).
-    """
-    try:
-        weight = validate_weight(weight)
-    except ValueError as exc:
-        return f"The loads table has a problem: {exc}. Type a token count of 0 or more in that cell."
-    try:
-        topology.validate(weight.shape[1], mode)
-    except ValueError as exc:
-        return f"This topology does not fit the {weight.shape[1]} experts in the table: {exc}."
-    return None
-
-
 def walkthrough(weight, topology: Topology, layer: int = 0, policy: str | None = None,
                 mode: str = "auto") -> Walkthrough:
     """Rebalance ``weight`` [L, E] on ``topology`` as ``rebalance_experts`` does; keep every step of ``layer``.
@@ -292,6 +515,9 @@ def walkthrough(weight, topology: Topology, layer: int = 0, policy: str | None =
     )
 
 
+# ---------------------------------------------------------------- the captions, in short sentences
+
+
 def tokens(value: float) -> str:
     """A load as text: thousands separated, at most one decimal (82.5, 1,133)."""
     text = f"{value:,.1f}"
@@ -308,127 +534,214 @@ def expert_span(first: int, size: int) -> str:
     return f"expert {first}" if size == 1 else f"experts {first}-{first + size - 1}"
 
 
-def _busiest(gpu_load: torch.Tensor) -> str:
-    """ "GPU 3 serves 255 tokens, 1.80x the even share" """
+def busiest(gpu_load: torch.Tensor) -> str:
+    """ "GPU 3 serves 255 tokens, 1.98x the even share" """
     peak = int(gpu_load.argmax())
     share = float(gpu_load.mean())
     ratio = f", {float(gpu_load[peak]) / share:.2f}x the even share" if share > 0 else ""
     return f"GPU {peak} serves {tokens(float(gpu_load[peak]))} tokens{ratio}"
 
 
-def describe_case(walk: Walkthrough) -> str:
-    """Caption of the case: the load, the slots, the groups and the "before" map."""
+def _sentences(text: str) -> list[str]:
+    """An idea's text split at its sentence ends (ideas are written as short sentences)."""
+    return [part if part.endswith(".") else part + "." for part in text.split(". ") if part]
+
+
+def describe_opening(walk: Walkthrough, top_k: int) -> list[str]:
+    """The opening, for a student who never heard of EPLB: MoE, expert parallelism, the slowest GPU, copies."""
+    t, num_experts = walk.topology, walk.weight.numel()
+    spare = t.num_replicas - num_experts
+    lines = [
+        f"A Mixture-of-Experts (MoE) layer holds many small expert networks: {num_experts} here, 256 in DeepSeek-V3.",
+        "A router sends each token to only its top k experts "
+        f"(the arrows: one token, its top {min(top_k, num_experts)}).",
+        f"The experts are spread over {plural(t.num_gpus, 'GPU')}: expert parallelism. Each GPU has "
+        f"{plural(t.slots_per_gpu, 'slot')}, each holding one copy of an expert.",
+        "The next layer waits for the last GPU to finish: the busiest GPU (red) sets the pace.",
+    ]
+    if spare:
+        lines.append("A redundant copy of a busy expert, in a spare slot, splits its tokens between two GPUs.")
+    else:
+        lines.append("This case has no spare slot, so no expert can get a second copy; only the places change.")
+    lines.append(f"EPLB decides how many copies each expert gets and which GPU holds each. "
+                 f"Next: how {walk.policy} does it.")
+    return lines
+
+
+def describe_case(walk: Walkthrough) -> list[str]:
+    """The case: the load, the slots, the groups and the "before" map."""
     t, w = walk.topology, walk.weight
     num_experts = w.numel()
     total = float(w.sum())
     lines = [
-        f"Layer {walk.layer} routes {tokens(total)} tokens to {num_experts} experts; the busiest, expert "
-        f"{int(w.argmax())}, gets {tokens(float(w.max()))}. They must fit in {t.num_replicas} slots on "
-        f"{t.num_gpus} GPUs ({t.slots_per_gpu} per GPU) on {plural(t.num_nodes, 'node')}, so "
-        f"{t.num_replicas - num_experts} slots can hold extra copies of busy experts.",
-        f"Colors show the {t.num_groups} expert groups of {num_experts // t.num_groups}: DeepSeek-V3 routes each "
-        "token to a few groups, so keeping a group on one node keeps its traffic inside the node.",
-        f"An even split gives every GPU {tokens(total / t.num_gpus)} tokens. Before rebalancing, slot i holds "
-        f"expert i mod {num_experts} (vLLM's starting map): {_busiest(walk.gpu_load_before)}.",
+        f"Layer {walk.layer} routes {tokens(total)} tokens to {num_experts} experts. The busiest, expert "
+        f"{int(w.argmax())}, gets {tokens(float(w.max()))}.",
+        f"{t.num_replicas} slots on {plural(t.num_gpus, 'GPU')} ({t.slots_per_gpu} per GPU, "
+        f"{plural(t.num_nodes, 'node')}): {plural(t.num_replicas - num_experts, 'slot')} spare for extra copies.",
+    ]
+    if t.num_groups > 1:
+        lines.append(f"Colours show the {t.num_groups} expert groups of {num_experts // t.num_groups}. DeepSeek-V3 "
+                     "sends each token to experts of a few groups, so a group kept on one node keeps its traffic "
+                     "inside the node.")
+    lines += [
+        f"Before rebalancing, slot i holds expert i mod {num_experts} (vLLM's starting map).",
+        f"So {busiest(walk.gpu_load_before)}; an even split gives every GPU {tokens(total / t.num_gpus)}.",
     ]
     if walk.mode == "global":
-        lines.append("This topology runs in global mode (the groups do not divide evenly over the nodes), "
-                     "so the policy treats the layer as one group on one node.")
-    return "\n\n".join(lines)
+        lines.append("This case runs in global mode, so the policy treats the layer as one group on one node.")
+    return lines
 
 
-def describe_groups(walk: Walkthrough) -> str:
-    """Caption of step 1: group loads and how the groups are packed onto nodes."""
+def describe_groups(walk: Walkthrough) -> list[str]:
+    """The policy's first step: group loads and how the groups are packed onto nodes."""
     if walk.mode == "global":
-        return ("Global mode: all experts form one group on one node, so there is nothing to pack at this level. "
-                "The whole layer goes to step 2 as a single node.")
-    groups = walk.groups
+        return ["Global mode: all experts form one group on one node, so there is nothing to place at this level.",
+                "Every expert waits beside the GPUs for the next step."]
+    groups, size, t = walk.groups, walk.group_size, walk.topology
+    if t.num_nodes == 1:
+        return ["First the expert groups go onto nodes. There is one node, so it takes every group: "
+                "nothing to decide here.", "Every expert waits beside the GPUs for the next step."]
     heaviest = int(groups.order[0])
-    first = heaviest * walk.group_size
-    text = (f"Step 1 adds up each group's load: group {heaviest} ({expert_span(first, walk.group_size)}) is the "
-            f"heaviest with {tokens(float(groups.load[heaviest]))} tokens. ")
+    lines = [f"First each group of {plural(size, 'expert')} goes onto one node, whole, so a token's group "
+             "stays inside a node."]
     if groups.capacity == 1:
-        text += "There are as many nodes as groups, so each node simply takes one group. "
+        lines.append("There are as many nodes as groups, so each node takes one group.")
     else:
-        text += f"Each node takes {groups.capacity} groups. {idea(walk.policy).packing('groups', 'node')} "
+        lines += [f"Each node takes {groups.capacity} groups.",
+                  *_sentences(idea(walk.policy).packing("groups", "node"))]
     node_load = groups.bin_load
-    return text + ("Node loads: " + ", ".join(f"node {n}: {tokens(float(v))}" for n, v in enumerate(node_load))
-                   + f" (even share {tokens(float(node_load.mean()))}).")
+    lines += [
+        f"Group {heaviest} ({expert_span(heaviest * size, size)}) is the heaviest: "
+        f"{tokens(float(groups.load[heaviest]))} tokens.",
+        "Node loads: " + ", ".join(f"node {n} {tokens(float(v))}" for n, v in enumerate(node_load)) + ".",
+        "The bars show the best each GPU can do now: its node's load shared evenly by the node's GPUs.",
+    ]
+    return lines
 
 
-def describe_replication(walk: Walkthrough) -> str:
-    """Caption of step 2: which experts get extra copies, and why."""
+def describe_replication(walk: Walkthrough) -> list[str]:
+    """The policy's second step: which experts get extra copies, and why."""
     node = walk.nodes[0]
     slots, experts = node.copies.numel(), node.load.numel()
+    if slots == experts:
+        return ["There is no spare slot, so every expert keeps a single copy.",
+                "The next step places the copies on the GPUs."]
     where = "Each node" if len(walk.nodes) > 1 else "The node"
-    text = (f"{where} has {slots} slots for its {experts} experts: {slots - experts} extra copies to hand out. "
-            f"{idea(walk.policy).replicate} ")
-    if node.added is not None and node.added.numel():
+    extra = plural(slots - experts, "extra copy", "extra copies")
+    lines = [f"{where} has {slots} slots for its {experts} experts: {extra} to hand out.",
+             *_sentences(idea(walk.policy).replicate)]
+    if node.added is not None:
         before = node.per_copy_before_each_choice()
         choice = int(node.added[0])
-        text += (f"On node 0 the first extra copy goes to expert {int(node.experts[choice])}, whose "
-                 f"{tokens(float(before[0, choice]))} tokens per copy is the most; it then carries "
-                 f"{tokens(float(node.load[choice]) / 2)} per copy. The table lists every choice.")
+        lines.append(f"{'On node 0 the' if len(walk.nodes) > 1 else 'The'} first goes to expert "
+                     f"{int(node.experts[choice])}: {tokens(float(before[0, choice]))} tokens per copy, the most. "
+                     f"With two copies, each carries {tokens(float(node.load[choice]) / 2)}.")
     else:
         more = [f"expert {int(e)} x{int(c)}" for n in walk.nodes for e, c in zip(n.experts, n.logcnt) if c > 1]
-        text += "Experts with more than one copy: " + (", ".join(more) or "none") + "."
-    return text
+        lines.append("Experts with more than one copy: " + (", ".join(more) or "none") + ".")
+    lines.append("New copies have a black frame.")
+    return lines
 
 
-def describe_packing(walk: Walkthrough) -> str:
-    """Caption of step 3: how the copies are packed onto GPUs."""
+def describe_packing(walk: Walkthrough) -> list[str]:
+    """The policy's third step: how the copies are packed onto GPUs."""
     t = walk.topology
-    text = (f"Step 3 packs each node's {walk.nodes[0].copies.numel()} copies onto its {t.gpus_per_node} GPUs, "
-            f"{plural(t.slots_per_gpu, 'copy', 'copies')} per GPU. {idea(walk.policy).packing('copies', 'GPU')} ")
+    lines = [f"Now each node's {walk.nodes[0].copies.numel()} copies move onto its {plural(t.gpus_per_node, 'GPU')}, "
+             f"{plural(t.slots_per_gpu, 'copy', 'copies')} per GPU.",
+             *_sentences(idea(walk.policy).packing("copies", "GPU"))]
     if not walk.sequential:
-        text += ("This policy chooses counts and packing together, so the bars show the final layout with each "
-                 "GPU's copies heaviest first, not the order it tried them. ")
-    return text + f"Result: {_busiest(walk.gpu_load)}."
+        lines.append("This policy chooses counts and packing together; the picture shows its final layout.")
+    lines.append(f"Result: {busiest(walk.gpu_load)}.")
+    return lines
 
 
-def describe_result(walk: Walkthrough) -> str:
-    """Caption of step 4: the final placement and per-GPU load against the "before" map."""
+def describe_result(walk: Walkthrough) -> list[str]:
+    """The result: the final placement and per-GPU load against the "before" map."""
     if float(walk.weight.sum()) == 0:
-        return "This layer has no load: every placement is equally balanced."
-    return (f"Before: {_busiest(walk.gpu_load_before)}. After: {_busiest(walk.gpu_load)}. "
-            f"Balancedness (mean / max GPU load, vLLM's metric) goes from {walk.balancedness_before:.3f} to "
-            f"{walk.balancedness:.3f}; 1.000 would mean every GPU finishes at the same time.{_node_floor(walk)}")
+        return ["This layer has no load: every placement is equally balanced."]
+    lines = [f"Before: {busiest(walk.gpu_load_before)}.", f"After {walk.policy}: {busiest(walk.gpu_load)}.",
+             f"Balancedness, vLLM's measure (mean / max GPU load), goes from {walk.balancedness_before:.3f} to "
+             f"{walk.balancedness:.3f}. At 1.000 every GPU would finish at the same time."]
+    floor = _node_floor(walk)
+    return lines + ([floor] if floor else [])
 
 
 def _node_floor(walk: Walkthrough) -> str:
-    """Why the busiest GPU cannot get lighter inside its node: step 1 fixed the node's load."""
+    """Why the busiest GPU cannot get lighter inside its node: placing the groups fixed the node's load."""
     if walk.mode == "global" or walk.topology.num_nodes == 1:
         return ""
-    busiest = int(walk.gpu_load.argmax())
-    node = busiest // walk.topology.gpus_per_node
+    peak = int(walk.gpu_load.argmax())
+    node = peak // walk.topology.gpus_per_node
     node_load = float(walk.groups.bin_load[node])
     floor = node_load / walk.topology.gpus_per_node
-    if float(walk.gpu_load[busiest]) > floor * (1 + 1e-6):
+    if float(walk.gpu_load[peak]) > floor * (1 + 1e-6):
         return ""
-    return (f" GPU {busiest} cannot do better: step 1 gave node {node} {tokens(node_load)} tokens, "
-            f"which its {walk.topology.gpus_per_node} GPUs can at best share evenly ({tokens(floor)} each).")
+    return (f"GPU {peak} cannot do better: placing the groups gave node {node} {tokens(node_load)} tokens, which its "
+            f"{walk.topology.gpus_per_node} GPUs at best share evenly ({tokens(floor)} each).")
 
 
-def describe_difference(walk: Walkthrough, reference: Walkthrough) -> str:
-    """Caption comparing ``walk``'s policy with ``reference``'s on the same case."""
+def doubled_up(walk: Walkthrough) -> list[tuple[int, int, int]]:
+    """(GPU, expert, copies) for every GPU holding two or more copies of one expert: slots that buy nothing."""
+    per_gpu = walk.phy2log.view(walk.topology.num_gpus, -1)
+    found = []
+    for gpu, slots in enumerate(per_gpu.tolist()):
+        for expert in sorted(set(slots)):
+            if slots.count(expert) > 1:
+                found.append((gpu, expert, slots.count(expert)))
+    return found
+
+
+def differs(walk: Walkthrough, reference: Walkthrough) -> torch.Tensor:
+    """[P] bool: slots holding a copy that ``reference``'s placement does not have on that GPU.
+
+    Copies are compared GPU by GPU, as many copies of an expert as the GPU holds there,
+    so the same copies in another slot order on a GPU are no difference.
+    """
+    slots = walk.topology.slots_per_gpu
+    changed = []
+    for mine, theirs in zip(walk.phy2log.view(-1, slots).tolist(), reference.phy2log.view(-1, slots).tolist()):
+        left = Counter(theirs)
+        for expert in mine:
+            changed.append(left[expert] == 0)
+            left[expert] -= 1
+    return torch.tensor(changed)
+
+
+MAX_LISTED = 4
+"""Copy-count differences listed one by one; more are counted."""
+
+
+def describe_difference(walk: Walkthrough, reference: Walkthrough) -> list[str]:
+    """``walk``'s policy against ``reference``'s on the same case, in short sentences."""
     ideas = idea(walk.policy)
-    text = f"**{walk.policy}**: {ideas.replicate} {ideas.packing('copies', 'GPU')} "
+    lines = [f"How {walk.policy} works: {ideas.replicate[0].lower()}{ideas.replicate[1:]}",
+             *_sentences(ideas.packing("copies", "GPU"))]
     if torch.equal(walk.phy2log, reference.phy2log):
-        return text + f"On this case it places every copy exactly where {reference.policy} does."
+        return lines + [f"On this case it puts every copy exactly where {reference.policy} does."]
     changed = (walk.logcnt != reference.logcnt).nonzero().flatten().tolist()
-    if changed:
-        text += "Copy counts that differ from " + reference.policy + ": " + ", ".join(
-            f"expert {e}: {plural(int(walk.logcnt[e]), 'copy', 'copies')} instead of {int(reference.logcnt[e])}"
-            for e in changed) + ". "
-    else:
-        text += f"It gives every expert the same number of copies as {reference.policy}; only the packing differs. "
-    if float(walk.weight.sum()) == 0:
-        return text
+    lines += [f"Expert {e}: {plural(int(walk.logcnt[e]), 'copy', 'copies')} instead of {int(reference.logcnt[e])}."
+              for e in changed[:MAX_LISTED]]
+    if len(changed) > MAX_LISTED:
+        lines.append(f"{len(changed) - MAX_LISTED} more experts get a different number of copies.")
+    if not changed:
+        lines.append(f"Every expert gets as many copies as with {reference.policy}; only their places differ.")
+    for name, placed in ((reference.policy, reference), (walk.policy, walk)):
+        for gpu, expert, copies in doubled_up(placed)[:2]:
+            lines.append(f"{name} puts {copies} copies of expert {expert} on GPU {gpu}: that GPU serves them all, "
+                         "so the extra slot buys nothing.")
+    lines.append(f"A black frame marks a copy that {reference.policy} puts on another GPU.")
     peak, reference_peak = float(walk.gpu_load.max()), float(reference.gpu_load.max())
-    verdict = "lighter than" if peak < reference_peak else "heavier than" if peak > reference_peak else "the same as"
-    return text + (f"Its busiest GPU serves {tokens(peak)} tokens, {verdict} {reference.policy}'s "
-                   f"{tokens(reference_peak)} (balancedness {walk.balancedness:.3f} against "
-                   f"{reference.balancedness:.3f}).")
+    if peak == reference_peak:
+        lines.append(f"The busiest GPU serves {tokens(peak)} tokens with both, so on this case {walk.policy} is "
+                     "no faster.")
+    else:
+        lines += [f"Busiest GPU: {tokens(peak)} tokens with {walk.policy}, {tokens(reference_peak)} with "
+                  f"{reference.policy}.",
+                  f"Balancedness: {walk.balancedness:.3f} against {reference.balancedness:.3f}."]
+    return lines
+
+
+# ---------------------------------------------------------------- the steps as tables
 
 
 def group_rows(walk: Walkthrough) -> list[dict]:
@@ -485,24 +798,3 @@ def copy_rows(walk: Walkthrough) -> list[dict]:
     return rows
 
 
-def readme_case() -> tuple[torch.Tensor, Topology]:
-    """DeepSeek's README example: load [2, 12] and its topology (16 slots, 4 groups, 2 nodes, 8 GPUs)."""
-    return torch.tensor(DEEPSEEK_README_WEIGHT, dtype=torch.float32), README_TOPOLOGY
-
-
-def random_case(seed: int, num_layers: int = 2) -> tuple[torch.Tensor, Topology]:
-    """A small valid classroom case: load [num_layers, E] and a hierarchical topology that fits it.
-
-    1-2 nodes of 3-4 GPUs with 2-3 slots each, 1-2 groups per node, and between half the
-    slots (at least 4) and all but one as experts (so at least one slot holds an extra copy).
-    The load is a skewed workload from ``eplb.workloads`` of about 64 tokens per expert.
-    """
-    rng = random.Random(seed)
-    num_nodes, gpus_per_node, slots_per_gpu = rng.choice((1, 2)), rng.choice((3, 4)), rng.choice((2, 3))
-    num_groups = num_nodes * rng.choice((1, 2))
-    num_replicas = num_nodes * gpus_per_node * slots_per_gpu
-    # num_replicas >= 3 * num_groups, so this range always holds a multiple of num_groups.
-    num_experts = rng.choice([e for e in range(max(4, num_replicas // 2), num_replicas) if e % num_groups == 0])
-    family = rng.choice(("zipf", "lognormal", "hot"))
-    weight = generate_load(family, num_layers, num_experts, seed=seed, tokens=8 * num_experts, top_k=8)
-    return weight, Topology(num_replicas, num_groups, num_nodes, num_nodes * gpus_per_node)

@@ -5,6 +5,7 @@ from eplb.formats import PLACEMENT_FORMATS, placement_problem, write_placement
 from eplb.presets import PRESETS
 
 from ui import compute, data, figures, state, text
+from ui.learn.page import teach_this_layer
 
 st.title("EPLB Explorer")
 st.caption("Expert-parallelism load balancing: where each expert's copies go, and what that does to every GPU's load.")
@@ -45,6 +46,7 @@ st.subheader("One layer up close")
 worst_layer = int(before.report.layer_balancedness.nan_to_num(2.0).argmin())
 layer = st.slider("Layer", 0, shown.num_layers - 1, worst_layer, key=f"explore_layer_{shown.digest}",
                   help="Starts on the layer the initial map balances worst.") if shown.num_layers > 1 else 0
+teach_this_layer(shown, layer)  # opens Learn on this layer, reduced to a lesson when too big
 left, right = st.columns(2)
 left.plotly_chart(figures.gpu_load_bars(
     {"before": before.report.gpu_loads[layer], "after": after.report.gpu_loads[layer]},

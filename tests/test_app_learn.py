@@ -1,219 +1,329 @@
-"""The Learn page in AppTest (every step, edits, bad input, a generated case) and its figure builders."""
+"""The Learn page in AppTest: every step of every lesson, after an edit and on bad input, the heading
+following the data, the lesson limits, Explore's "Teach this layer"; and the lesson's figures."""
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 
-import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
 import eplb
 from eplb import explain
+from eplb.explain import LESSONS, Case
 from tests.conftest import APP_TIMEOUT, ROOT, assert_clean
-from ui import figures, learn_figures
+from ui.learn import figures, page
+from ui.learn.lesson import lesson
+from ui.text import escape
 
-README, README_TOPOLOGY = explain.readme_case()
-
-
-def walks_of(weight, topology, layer=0):
-    return {name: explain.walkthrough(weight, topology, layer, name) for name in eplb.POLICIES}
+README = LESSONS["readme"]
 
 
 def open_learn() -> AppTest:
     return AppTest.from_file(str(ROOT / "pages" / "learn.py"), default_timeout=APP_TIMEOUT).run()
 
 
-def heatmap_text(spec: str):
-    """The cell text of a chart's first heatmap (as Plotly encodes it)."""
-    return next(trace["text"] for trace in json.loads(spec)["data"] if trace["type"] == "heatmap")
+def heading(at: AppTest) -> str:
+    return at.subheader[0].value
 
 
-def assert_shows_placement(at: AppTest, phy2log_layer: torch.Tensor) -> None:
-    """The result step's placement heatmap prints exactly these experts, slot by slot."""
-    expected = figures.placement_heatmap(phy2log_layer, torch.ones(phy2log_layer.numel()), 8)
-    shown = next(chart.proto.spec for chart in at.get("plotly_chart") if '"heatmap"' in chart.proto.spec)
-    assert heatmap_text(shown) == heatmap_text(expected.to_json())
+def step_line(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("#### Step "))
 
 
-def tables(at: AppTest) -> list:
-    """The read-only tables (the loads editor is a dataframe too)."""
+def shown_pictures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def read_only_tables(at: AppTest) -> list:
     return [table for table in at.dataframe if table.editing_mode == "read_only"]
 
 
 def edit_cell(at: AppTest, layer: int, expert: int, value) -> AppTest:
     """Edit one cell of the loads table the way the browser reports it (AppTest seeds a keyed editor's state)."""
     at.session_state[at.data_editor[0].key] = {
-        "edited_rows": {layer: {f"e{expert}": value}}, "added_rows": [], "deleted_rows": []}
+        "edited_rows": {expert: {f"layer {layer}": value}}, "added_rows": [], "deleted_rows": []}
     return at.run()
 
 
-def go_to_step(at: AppTest, step: int) -> AppTest:
-    return at.select_slider(key="learn_step").set_value(step).run()
-
-
-def assert_steps_match(at: AppTest, weight, topology, layer=0) -> None:
-    """Step through every step; each shows the title, caption, figures and table the lesson builds for the case."""
-    expected = learn_figures.lesson(walks_of(weight, topology, layer), "deepseek")
+def assert_walks_the_lesson(at: AppTest, case: Case, layer: int = 0, policy: str = "deepseek") -> None:
+    """From the first step, Next through every step and Back again: each shows exactly what the lesson builds."""
+    expected = lesson(case, layer, policy)
+    assert at.session_state[page.STEP] == 0
     for index, step in enumerate(expected):
-        go_to_step(at, index)
+        if index:
+            at.button(key="learn_next").click().run()
         assert_clean(at)
-        assert at.subheader[0].value == step.title
-        assert any(m.value == step.caption for m in at.markdown)
-        assert len(at.get("plotly_chart")) == len(step.figures)
-        assert len(tables(at)) == (1 if step.table else 0)
+        assert heading(at) == escape(case.label) + (f" · layer {layer}" if case.num_layers > 1 else "")
+        assert step_line(at) == f"#### Step {index + 1} of {len(expected)} · {step.title}"
+        assert any(m.value == page.bullets(step.sentences) for m in at.markdown)
+        pictures = shown_pictures(at)
+        assert pictures[0]["data"] == json.loads(step.picture.to_json())["data"]
+        assert len(pictures) == 1 + (step.chart is not None)
+        assert len(read_only_tables(at)) == (1 if step.table else 0)
+        assert at.button(key="learn_previous").disabled == (index == 0)
+    assert at.button(key="learn_next").disabled
+    for _ in expected[1:]:
+        at.button(key="learn_previous").click().run()
+    assert step_line(at).startswith("#### Step 1 of ")
 
 
-def test_opens_on_deepseek_readme_example():
+def test_opens_on_deepseek_readme_example_with_the_opening():
     at = open_learn()
     assert_clean(at)
     assert not at.error
-    assert at.data_editor[0].value.to_numpy().tolist() == README.tolist()
+    assert at.title[0].value == "Learn EPLB"
+    assert heading(at) == escape("DeepSeek's README example") + " · layer 0"
+    assert at.data_editor[0].value.to_numpy().T.tolist() == README.tensor.tolist()
     assert [at.number_input(key=f"learn_{n}").value for n in ("nodes", "gpus_per_node", "slots", "groups")] == \
         [2, 4, 16, 4]
-    assert at.subheader[0].value == "The case"
-    assert any("1,033 tokens to 12 experts" in m.value for m in at.markdown)
+    assert step_line(at) == "#### Step 1 of 8 · What EPLB is for"
+    opening = next(m.value for m in at.markdown if m.value.startswith("- A Mixture-of-Experts"))
+    assert "its top 2" in opening and "8 GPUs" in opening and "busiest GPU (red) sets the pace" in opening
 
 
-def test_steps_through_every_step_and_ends_in_rebalance_experts():
+@pytest.mark.parametrize("name", list(LESSONS))
+def test_walks_every_step_of_every_lesson(name):
     at = open_learn()
-    assert_steps_match(at, README, README_TOPOLOGY)
-    go_to_step(at, 4)
-    assert at.subheader[0].value == "4 · Result against the start"
-    phy2log = eplb.rebalance_experts(README, 16, 4, 2, 8, policy="deepseek")[0]
-    assert_shows_placement(at, phy2log[0])
-    go_to_step(at, 1)
-    assert tables(at)[0].value["node"].tolist() == [0, 1, 1, 0]  # groups 1, 3, 0, 2 onto nodes
+    at.button(key=f"learn_start_{name}").click().run()
+    assert_walks_the_lesson(at, LESSONS[name])
 
 
-def test_next_and_back_buttons_walk_the_steps():
+def test_walks_every_step_of_a_generated_case():
     at = open_learn()
-    titles = [step.title for step in learn_figures.lesson(walks_of(README, README_TOPOLOGY), "deepseek")]
-    assert at.button(key="learn_previous").disabled
-    seen = [at.subheader[0].value]
-    while not at.button(key="learn_next").disabled:
-        at.button(key="learn_next").click().run()
-        assert_clean(at)
-        seen.append(at.subheader[0].value)
-    assert seen == titles
-    at.button(key="learn_previous").click().run()
-    assert at.subheader[0].value == titles[-2]
+    at.number_input(key="learn_seed").set_value(3).run()
+    at.button(key="learn_generate").click().run()
+    weight, topology = explain.random_case(3)
+    assert at.data_editor[0].value.to_numpy().T.tolist() == weight.tolist()
+    assert at.number_input(key="learn_slots").value == topology.num_replicas
+    assert_walks_the_lesson(at, Case.of("A random small case, seed 3", weight, topology))
 
 
-def test_editing_a_load_changes_every_step():
-    at = edit_cell(open_learn(), 0, 3, 500)
+def test_after_an_edit_the_heading_and_every_step_follow_the_data():
+    at = open_learn()
+    at.button(key="learn_next").click().run()
+    at = edit_cell(at, 0, 3, 500)
     assert_clean(at)
     assert not at.error
-    edited = README.clone()
+    assert heading(at) == escape("DeepSeek's README example, edited") + " · layer 0"
+    assert "README example ·" not in heading(at)
+    assert step_line(at).startswith("#### Step 2 of 8")  # an edit keeps the step on screen
+    assert any("The busiest, expert 3, gets 500." in m.value for m in at.markdown)
+    edited = README.tensor.clone()
     edited[0, 3] = 500
-    assert any("the busiest, expert 3, gets 500" in m.value for m in at.markdown)
-    assert_steps_match(at, edited, README_TOPOLOGY)
-    go_to_step(at, 4)
-    assert_shows_placement(at, eplb.rebalance_experts(edited, 16, 4, 2, 8, policy="deepseek")[0][0])
+    at.button(key="learn_previous").click().run()
+    assert_walks_the_lesson(at, Case.of("DeepSeek's README example, edited", edited, README.topology))
+    at.button(key="learn_start_readme").click().run()
+    assert heading(at) == escape("DeepSeek's README example") + " · layer 0"
+
+
+def test_a_changed_topology_is_an_edit_too():
+    at = open_learn()
+    at.number_input(key="learn_groups").set_value(2).run()  # 2 groups of 6 on 2 nodes
+    assert heading(at).startswith(escape("DeepSeek's README example, edited"))
+    assert_walks_the_lesson(at, Case.of("DeepSeek's README example, edited", README.tensor,
+                                        eplb.Topology(16, 2, 2, 8)))
+
+
+@pytest.mark.parametrize(("control", "value", "message"), [
+    ("cell", None, "The loads table has a problem: weight has 1 NaN or infinite loads (first at layer 0, expert 3)"),
+    ("cell", -5, "negative loads (first at layer 0, expert 3, value -5.0)"),
+    ("cell", 2e9, "at most 1,000,000 tokens in one cell (layer 0, expert 3 holds 2,000,000,000)"),
+    ("learn_gpus_per_node", 10**6, "at most 8 GPUs per node (here 1000000)"),
+    ("learn_slots", 10**7, "at most 64 slots in all (16 GPUs x 4 slots; here 10000000)"),
+    ("learn_nodes", 9, "at most 4 nodes (here 9)"),
+    ("learn_groups", 5, "must be divisible by num_groups (5)"),
+])
+def test_bad_input_is_explained_and_the_last_case_stays_through_every_step(control, value, message):
+    at = edit_cell(open_learn(), 0, 7, 400)  # a valid edit first: that case must stay on screen
+    shown = README.tensor.clone()
+    shown[0, 7] = 400
+    if control == "cell":
+        at = edit_cell(at, 0, 3, value)
+    else:
+        at.number_input(key=control).set_value(value).run()
+    assert_clean(at)
+    shown_message = at.error[0].value
+    assert len(at.error) == 1 and escape(message) in shown_message  # shown as literal text
+    assert escape("The lesson still shows the last case that ran.") in shown_message
+    if control != "learn_groups":
+        assert escape(explain.SCREEN) in shown_message or control == "cell" and value != 2e9 or "crowd" in shown_message
+    assert at.warning and "shows the last case that ran" in at.warning[0].value
+    assert_walks_the_lesson(at, Case.of("DeepSeek's README example, edited", shown, README.topology))
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    (None, "The loads table has a problem: weight has 1 NaN or infinite loads (first at layer 0, expert 3)"),
-    (-5, "negative loads (first at layer 0, expert 3, value -5.0)"),
+    (float("inf"), None), (float("nan"), None), (2.5, "Nodes must be a whole number of at least 1."),
+    (1e300, "at most 4 nodes (here 1e+300)"),
 ])
-def test_a_bad_cell_is_explained_and_the_last_case_stays(value, message):
-    at = edit_cell(open_learn(), 0, 7, 400)  # a valid edit first: that case must stay on screen
-    at = edit_cell(at, 0, 3, value)
+def test_raw_values_a_browser_cannot_type_never_break_the_page(value, message):
+    at = open_learn()
+    at.number_input(key="learn_nodes").set_value(value).run()  # as a raw websocket message would
     assert_clean(at)
-    assert len(at.error) == 1 and message in at.error[0].value
-    assert "still show the last case that ran" in at.error[0].value
-    assert any("the busiest, expert 7, gets 400" in m.value for m in at.markdown)
+    if message is None:  # Streamlit resets a non-finite value to the smallest allowed
+        assert at.number_input(key="learn_nodes").value == 1 and not at.error
+    else:
+        assert escape(message) in at.error[0].value
     assert at.get("plotly_chart")
 
 
-def test_a_topology_that_does_not_fit_is_explained():
+def test_every_topology_control_says_its_limit_and_why():
     at = open_learn()
-    at.number_input(key="learn_groups").set_value(5).run()
-    assert_clean(at)
-    assert "must be divisible by num_groups (5)" in at.error[0].value
-    go_to_step(at, 1)
-    assert any("16 slots, 4 groups" in c.value for c in at.caption)  # the last case that ran
-    assert any("group 1 (experts 3-5) is the heaviest" in m.value for m in at.markdown)
-    at.number_input(key="learn_groups").set_value(2).run()  # 2 groups on 2 nodes fits again
-    assert not at.error
-    assert any("group 0 (experts 0-5) is the heaviest" in m.value and "each node simply takes one group" in m.value
-               for m in at.markdown)
-
-
-def test_generating_a_case_loads_its_table_and_topology():
-    at = open_learn()
-    at.number_input(key="learn_seed").set_value(3).run()
-    go_to_step(at, 2)
-    at.button(key="learn_generate").click().run()
-    assert_clean(at)
-    assert not at.error
-    weight, topology = explain.random_case(3)
-    assert at.data_editor[0].value.to_numpy().tolist() == weight.tolist()
-    assert at.number_input(key="learn_slots").value == topology.num_replicas
-    assert at.number_input(key="learn_groups").value == topology.num_groups
-    assert at.subheader[0].value == "The case"
-    assert_steps_match(at, weight, topology)
-    at.button(key="learn_readme").click().run()
-    assert at.data_editor[0].value.to_numpy().tolist() == README.tolist()
+    helps = {name: at.number_input(key=f"learn_{name}").help for name in page.TOPOLOGY_LABELS}
+    assert "1 to 4" in helps["nodes"] and "1 to 8 per node and 16 GPUs in all" in helps["gpus_per_node"]
+    assert "up to 4 per GPU and 64 in all" in helps["slots"]
+    assert all(explain.SCREEN in helps[name] for name in ("nodes", "gpus_per_node", "slots"))
 
 
 def test_layer_and_walked_policy_can_change():
     at = open_learn()
-    at.selectbox(key=at.selectbox[0].key).set_value(1).run()
-    assert any(m.value.startswith("Layer 1 routes") for m in at.markdown)
+    at.selectbox(key="learn_layer_0").set_value(1).run()
+    assert heading(at).endswith("· layer 1")
+    at.button(key="learn_next").click().run()
+    assert any(m.value.startswith("- Layer 1 routes") for m in at.markdown)
     at.selectbox(key="learn_policy").set_value("zigzag").run()
-    go_to_step(at, 5)
     assert_clean(at)
-    assert at.subheader[0].value.startswith("deepseek")
+    at.session_state[page.STEP] = 0
+    at.run()
+    assert_walks_the_lesson(at, README, layer=1, policy="zigzag")
+    assert lesson(README, 1, "zigzag")[6].title.startswith("How deepseek differs")
 
 
-# The figure builders, on the README case
+def test_a_case_label_is_shown_as_text_not_markdown():
+    at = AppTest.from_file(str(ROOT / "pages" / "learn.py"), default_timeout=APP_TIMEOUT)
+    label = "upload: **URGENT** $x^2$ ![x](http://127.0.0.1:8799/a.png).csv"
+    at.session_state[page.TAUGHT] = explain.teach_case(README.tensor, README.topology, "auto", 0, label)
+    at.run()
+    assert_clean(at)
+    assert heading(at) == escape(f"layer 0 of {label}")
+    assert "\\*\\*URGENT\\*\\*" in heading(at) and "\\$x^2\\$" not in heading(at) and "\\!\\[x\\]" in heading(at)
 
 
-def stacked_sums(fig) -> dict:
-    sums = defaultdict(float)
-    for trace in fig.data:
-        for x, y in zip(trace.x, trace.y):
-            sums[x] += y
-    return sums
+def test_teach_this_layer_opens_learn_on_that_layer_reduced(open_page):
+    at = open_page("pages/explore.py")
+    assert_clean(at)
+    layer = at.slider[0].value
+    at.button(key="explore_teach_layer").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Learn EPLB"
+    assert heading(at) == escape(f"layer {layer} of sample: DeepSeek-V3 · Zipf")
+    note = next(c.value for c in at.caption if "too many to follow by hand" in c.value)
+    assert "256 experts on 32 GPUs" in note and "every 16 neighbouring experts into one" in note
+    case = at.session_state[page.CASE]["case"]
+    assert case.num_experts == 16 and case.topology == eplb.Topology(24, 8, 2, 8)
+    assert at.number_input(key="learn_slots").value == 24
+    assert_walks_the_lesson(at, case)
+
+
+def test_lessons_are_built_once_for_every_session():
+    first = page.lesson_of(README, 0, "deepseek")
+    assert page.lesson_of(Case.of(README.label, README.tensor, README.topology, about=README.about), 0,
+                          "deepseek") is first
+
+
+# The lesson's figures
+
+
+def every_figure(case: Case, policy: str = "deepseek"):
+    for step in lesson(case, 0, policy):
+        yield step.picture
+        if step.chart is not None:
+            yield step.chart
+
+
+@pytest.mark.parametrize("name", list(LESSONS))
+def test_every_figure_is_valid_plotly_with_big_dark_text_and_a_legend(name):
+    for fig in every_figure(LESSONS[name]):
+        go.Figure(fig.to_dict())  # validates every property the builders wrote unvalidated
+        spec = fig.to_dict()
+        layout = spec["layout"]
+        assert layout["showlegend"] and any(trace.get("showlegend", True) for trace in spec["data"])
+        sizes = [font["size"] for font in _fonts(spec)]
+        assert sizes and min(sizes) >= 16
+        assert layout["font"]["color"] == figures.TEXT and layout["paper_bgcolor"] == "white"
+
+
+def _fonts(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key.endswith("font") and isinstance(value, dict) and "size" in value:
+                yield value
+            yield from _fonts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _fonts(item)
+
+
+@pytest.mark.parametrize("name", list(LESSONS))
+def test_picture_legends_fit_their_rows(name):
+    """Legend names are short enough for a fixed-width entry, so no entry runs into the next."""
+    for step in lesson(LESSONS[name], 0, "deepseek"):
+        names = [t["name"] for t in step.picture.to_dict()["data"] if t.get("showlegend", True) and t.get("name")]
+        assert all(len(n) <= 8 for n in names), names
 
 
 @pytest.mark.parametrize("policy", sorted(eplb.POLICIES))
-def test_packing_figures_add_up_to_the_walkthrough(policy):
-    walk = explain.walkthrough(README, README_TOPOLOGY, 1, policy)
-    gpus = stacked_sums(learn_figures.gpu_packing(walk))
-    assert np.allclose([gpus[g] for g in range(8)], walk.gpu_load.numpy())
-    nodes = stacked_sums(learn_figures.group_packing(walk))
-    assert np.allclose([nodes[n] for n in range(2)], walk.groups.bin_load.numpy())
-    experts = stacked_sums(learn_figures.replication(walk))
-    assert np.allclose([experts[f"e{e}"] for e in range(12)], README[1].numpy())
+def test_the_picture_shows_the_placement_and_the_loads(policy):
+    walk = explain.walkthrough(README.tensor, README.topology, 1, policy)
+    scene = figures.placed_scene(walk, walk.phy2log, [figures.after_bars(walk)])
+    slots = README.topology.slots_per_gpu
+    assert sorted((t.gpu * slots + t.column, t.expert) for t in scene.tiles) == list(enumerate(walk.phy2log.tolist()))
+    assert all(not t.waiting for t in scene.tiles)
+    spec = figures.gpu_picture(scene, README.topology, 12).to_dict()
+    bars = [t for t in spec["data"] if t["type"] == "bar" and t["x"] != [None]]
+    assert torch.allclose(torch.tensor(bars[0]["x"]), walk.gpu_load.float())
+    tiles = [t for t in spec["data"] if t.get("mode") == "markers+text"]
+    assert sorted(text for t in tiles for text in t["text"]) == sorted(f"e{e}" for e in walk.phy2log.tolist())
 
 
-@pytest.mark.parametrize("policy", sorted(eplb.POLICIES))
-def test_result_figures_show_the_final_placement(policy):
-    walk = explain.walkthrough(README, README_TOPOLOGY, 0, policy)
-    placement, bars = learn_figures.result(walk)
-    assert np.asarray(placement.data[0].text).flatten().tolist() == walk.phy2log.tolist()
-    assert np.allclose(bars.data[0].y, walk.gpu_load_before.numpy()) and np.allclose(bars.data[1].y, walk.gpu_load)
+def test_waiting_copies_are_the_nodes_experts_then_the_extra_copies_framed():
+    walk = explain.walkthrough(README.tensor, README.topology, 0, "deepseek")
+    grouped, replicated = figures.waiting_tiles(walk, extras=False), figures.waiting_tiles(walk, extras=True)
+    assert sorted(t.expert for t in grouped) == list(range(12)) and not any(t.framed for t in grouped)
+    framed = [(t.gpu // 4, t.expert) for t in replicated if t.framed]
+    assert framed == [(0, 5), (0, 4), (1, 10), (1, 1)]  # the order DeepSeek's greedy added them
+    assert {t.key for t in grouped} < {t.key for t in replicated}  # the same copies, plus the new ones
+    assert all(t.waiting for t in replicated)
 
 
-def test_replication_figure_labels_extra_copies_in_choice_order():
-    walk = explain.walkthrough(README, README_TOPOLOGY, 0, "deepseek")
-    labels = {(x, t) for trace in learn_figures.replication(walk).data for x, t in zip(trace.x, trace.text) if t}
-    assert labels == {("e5", "+1"), ("e4", "+2"), ("e10", "+1"), ("e1", "+2")}
+def test_moving_steps_replay_from_the_previous_picture():
+    steps = lesson(README, 0, "deepseek")
+    for step in steps[2:5]:
+        frames = step.picture.to_dict()["frames"]
+        assert [f["name"] for f in frames] == ["before", "now"]
+    before_ids = {i for t in steps[3].picture.to_dict()["frames"][0]["data"] for i in t.get("ids", [])}
+    assert before_ids == {t.key for t in figures.waiting_tiles(explain.walkthrough(
+        README.tensor, README.topology, 0, "deepseek"), extras=False)}
+    assert not steps[0].picture.to_dict().get("frames")
 
 
-def test_lesson_has_the_four_steps_then_every_other_policy():
-    steps = learn_figures.lesson(walks_of(README, README_TOPOLOGY), "deepseek")
-    assert [s.title for s in steps[:5]] == ["The case", "1 · Groups onto nodes", "2 · Extra copies inside each node",
-                                           "3 · Copies onto GPUs", "4 · Result against the start"]
-    others = [name for name in eplb.POLICIES if name != "deepseek"]
-    assert [s.title.split(" ")[0].rstrip(":") for s in steps[5:]] == others
-    assert any("(the project's default)" in s.title for s in steps) == (eplb.DEFAULT_POLICY != "deepseek")
-    assert all(s.caption and s.figures for s in steps)
-    case_colors = steps[0].figures[0].data[0].marker.color
-    assert len(set(case_colors)) == README_TOPOLOGY.num_groups  # one color per group
-    assert torch.equal(torch.tensor([len(steps[1].table), len(steps[2].table), len(steps[3].table)]),
-                       torch.tensor([4, 4, 16]))
+def test_the_opening_routes_one_token_to_its_top_experts():
+    opening = lesson(README, 0, "deepseek")[0].picture.to_dict()
+    arrows = [a for a in opening["layout"]["annotations"] if a.get("showarrow")]
+    assert len(arrows) == 2
+    assert any(t["name"] == "a token" for t in opening["data"])
+
+
+def test_a_lesson_at_the_limits_stays_small_in_the_cache():
+    """The cache holds LESSONS_CACHED lessons; one at the limits, every figure drawn, holds under 3 MB."""
+    import gc
+    import tracemalloc
+
+    weight = torch.rand(explain.LIMITS.layers, explain.LIMITS.experts, generator=torch.Generator().manual_seed(1)) * 1e6
+    case = Case.of("at the limits", weight, eplb.Topology(explain.LIMITS.slots, 8, explain.LIMITS.nodes,
+                                                         explain.LIMITS.gpus))
+    assert explain.case_problem(case.tensor, case.topology) is None
+    lesson(Case.of("warm-up", weight.flip(1), case.topology), 0, "deepseek")[0].picture  # one-time allocations
+    gc.collect()
+    tracemalloc.start()
+    try:
+        steps = lesson(case, explain.LIMITS.layers - 1, "deepseek")
+        drawn = [f for step in steps for f in (step.picture, step.chart)]
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(drawn) == 2 * len(steps)
+    assert held < 3e6 and page.LESSONS_CACHED * 3e6 < 100e6, held
