@@ -45,6 +45,9 @@ torch.set_num_threads(int(os.environ.get("EPLB_TORCH_THREADS", "1")))
 
 CACHE_BYTES = 512 * 2**20
 """Tensor bytes that the cached results of all sessions hold together; the least recently used go first."""
+CONCURRENT = 2
+"""Cached computations that run at once (one per core of the 2-core server): more only share the cores,
+and each one's peak memory adds up. A computation started inside another does not wait."""
 RECENT = 4
 """Latest registrations kept alive without a session holding them (scripts and tests call ``register`` bare)."""
 
@@ -137,7 +140,7 @@ class ByteCache:
                 if key in self._entries:
                     return self._entries[key][0]
             try:
-                value = compute()
+                value = _bounded(compute)
             finally:
                 with self._lock:
                     self._pending.pop(key, None)
@@ -155,6 +158,22 @@ class ByteCache:
         with self._lock:
             self._entries.clear()
             self.held = 0
+
+
+_RUNNING = threading.BoundedSemaphore(CONCURRENT)
+_INSIDE = threading.local()
+
+
+def _bounded(compute: Callable[[], object]):
+    """Run ``compute`` holding one of the ``CONCURRENT`` slots (unless this thread already holds one)."""
+    if getattr(_INSIDE, "held", False):
+        return compute()
+    with _RUNNING:
+        _INSIDE.held = True
+        try:
+            return compute()
+        finally:
+            _INSIDE.held = False
 
 
 CACHE = ByteCache(CACHE_BYTES)

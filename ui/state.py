@@ -415,6 +415,7 @@ def sidebar() -> Inputs:
     num_experts = loaded.weight.shape[1]
     topology = eplb.Topology(num_experts + int(redundant), int(groups), int(nodes), int(nodes) * int(gpus_per_node))
     try:
+        too_large(loaded.weight.shape[0], num_experts, topology.num_replicas)
         resolved, error = topology.validate(num_experts, mode), None
         st.sidebar.caption(f"{topology.num_gpus} GPUs · {topology.num_replicas} slots "
                            f"({topology.slots_per_gpu} per GPU) · {resolved} mode")
@@ -438,6 +439,24 @@ def sidebar() -> Inputs:
             compute.register(last.weight)
     _sync_url(loaded)
     return inputs
+
+
+def max_redundant(num_layers: int, num_experts: int) -> int:
+    """Most redundant slots a topology may have on this load: ``LIMITS`` and ``MAX_SLOT_LAYERS``; -1 when the
+    load alone is over the budget."""
+    return min(LIMITS["redundant"][1], MAX_SLOT_LAYERS // max(num_layers, 1) - num_experts)
+
+
+def too_large(num_layers: int, num_experts: int, num_replicas: int) -> None:
+    """Raise ValueError, with the limit, why, and what to change, when layers x slots is over ``MAX_SLOT_LAYERS``."""
+    if num_layers * num_replicas <= MAX_SLOT_LAYERS:
+        return
+    most = max_redundant(num_layers, num_experts)
+    change = f"use at most {most} redundant slots" if most >= 0 else \
+        "this load alone is over it, so balance it with the command line (python -m eplb), which has no such limit"
+    raise ValueError(f"{num_layers} layers x {num_replicas} slots make {num_layers * num_replicas:,} slot-layers, "
+                     f"above the {MAX_SLOT_LAYERS:,} this server balances (the memory one rebalance may take); "
+                     f"{change}")
 
 
 def valid_inputs(inputs: Inputs) -> Inputs | None:
