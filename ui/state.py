@@ -87,6 +87,10 @@ _LAST_VALID = "eplb__last_valid"
 _NOTES = "eplb__notes"  # messages about the link the session was opened with, and about refused raw values
 _GOOD = "eplb__good"  # the last usable value of each numeric control
 _KEEP = {"persist_state": "session"}  # a control keeps its value on pages that do not draw it
+# Whole-number controls are float inputs shown without decimals: Streamlit resets a non-finite raw value
+# of a float input to its default, while an integer input raises on one; ``_check_controls`` then takes
+# only whole numbers in range.
+_WHOLE_INPUT = {"step": 1.0, "format": "%.0f"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,14 +139,15 @@ class Inputs:
 
 def _choices(name: str) -> tuple | None:
     """Allowed values of a categorical parameter (None: numeric)."""
-    return {
-        "data": tuple(SOURCES),
-        "sample": tuple(data.samples()),
-        "preset": tuple(data.PRESETS),
-        "family": tuple(data.FAMILIES),
-        "mode": tuple(eplb.MODES),
-        "policy": tuple(eplb.POLICIES),
+    choices = {
+        "data": lambda: tuple(SOURCES),
+        "sample": lambda: tuple(data.samples()),
+        "preset": lambda: tuple(data.PRESETS),
+        "family": lambda: tuple(data.FAMILIES),
+        "mode": lambda: tuple(eplb.MODES),
+        "policy": lambda: tuple(eplb.POLICIES),
     }.get(name)
+    return None if choices is None else choices()
 
 
 _WHOLE = re.compile(r"[+-]?[0-9]{1,12}", re.ASCII)
@@ -244,6 +249,11 @@ def _carry_over() -> None:
             st.session_state[key] = st.session_state[key]
 
 
+def _bounds(name: str) -> tuple[float, float]:
+    """A whole-number control's ``LIMITS`` as the floats its input takes."""
+    return tuple(map(float, LIMITS[name]))
+
+
 def _suggest_groups(num_groups: int) -> None:
     st.session_state[_KEY("groups")] = num_groups
 
@@ -343,7 +353,7 @@ def _data_controls() -> data.LoadedData:
         left, right = side.columns(2)
         left.number_input("Skew", *LIMITS["skew"], step=0.1, **_KEEP, key=_KEY("skew"),
                           help="zipf: exponent; lognormal: sigma; hot: hot/mean ratio; zero: idle fraction (< 1).")
-        right.number_input("Seed", *LIMITS["seed"], step=1, **_KEEP, key=_KEY("seed"))
+        right.number_input("Seed", *_bounds("seed"), **_WHOLE_INPUT, **_KEEP, key=_KEY("seed"))
         try:
             chosen = data.generate(*(st.session_state[_KEY(p)] for p in DATA_PARAMS["generate"]))
         except ValueError as exc:
@@ -373,11 +383,12 @@ def _topology_controls(num_experts: int) -> None:
     side = st.sidebar
     side.header("Topology")
     left, right = side.columns(2)
-    left.number_input("Nodes", *LIMITS["nodes"], step=1, **_KEEP, key=_KEY("nodes"))
-    right.number_input("GPUs per node", *LIMITS["gpus_per_node"], step=1, **_KEEP, key=_KEY("gpus_per_node"))
-    left.number_input("Redundant slots", *LIMITS["redundant"], step=1, **_KEEP, key=_KEY("redundant"),
-                      help="Physical slots beyond one per expert: num_replicas = experts + redundant.")
-    right.number_input("Expert groups", *LIMITS["groups"], step=1, **_KEEP, key=_KEY("groups"),
+    left.number_input("Nodes", *_bounds("nodes"), **_WHOLE_INPUT, **_KEEP, key=_KEY("nodes"))
+    right.number_input("GPUs per node", *_bounds("gpus_per_node"), **_WHOLE_INPUT, **_KEEP, key=_KEY("gpus_per_node"))
+    left.number_input("Redundant slots", *_bounds("redundant"), **_WHOLE_INPUT, **_KEEP, key=_KEY("redundant"),
+                      help="Physical slots beyond one per expert: num_replicas = experts + redundant. "
+                           f"Limit: {LIMITS_WHY['redundant']}.")
+    right.number_input("Expert groups", *_bounds("groups"), **_WHOLE_INPUT, **_KEEP, key=_KEY("groups"),
                        help="DeepSeek-V3's group-limited routing uses 8; models without groups use 1.")
     side.selectbox("Mode", list(eplb.MODES), **_KEEP, key=_KEY("mode"),
                    help="auto: hierarchical when groups divide evenly over nodes, else global.")
