@@ -58,16 +58,20 @@ LIMITS = {
 }
 """Allowed range of each numeric control; the links and the controls' raw values are checked against it too."""
 
-MAX_SLOT_LAYERS = 2**22
-"""Most layers x physical slots (num_replicas) the server balances for one topology. A rebalance's
-peak memory grows with it (about 90-120 bytes per slot-layer for every policy, docs/robustness.md):
-at this limit one rebalance peaks near 0.5 GiB, and at most two run at once (``ui.compute``)."""
+MAX_SLOT_LAYERS = 2**20
+MAX_SLOTS = 2**15
+"""Most layers x physical slots, and most slots per layer (num_replicas), the server balances for one
+topology. One rebalance's peak memory grows with the slot-layers, by up to 750 bytes each for the
+``joint`` policy (80-140 for the others) as measured on every shape at the limit (docs/robustness.md),
+so one rebalance at the limit stays under 1 GiB, and at most two run at once (``ui.compute``). More
+slots per layer cost ``joint`` more per slot (2.4 KB and 40 s at 2^18)."""
 
 LIMITS_WHY = {
     "nodes": "at most 512 nodes: 512 x 64 GPUs is already twice the largest expert-parallel group deployed",
     "gpus_per_node": "at most 64 GPUs per node",
-    "redundant": f"at most 4096 redundant slots, and layers x (experts + redundant) at most {MAX_SLOT_LAYERS:,} "
-                 "slot-layers: the memory one rebalance on this server may take",
+    "redundant": f"at most 4096 redundant slots, experts + redundant at most {MAX_SLOTS:,} and layers x (experts "
+                 f"+ redundant) at most {MAX_SLOT_LAYERS:,} slot-layers: the memory one rebalance on this server may "
+                 "take",
     "groups": "at most 4096 expert groups",
     "seed": "a whole number from 0 to 2^31 - 1",
     "skew": "from 0 to 10^6",
@@ -453,21 +457,22 @@ def sidebar() -> Inputs:
 
 
 def max_redundant(num_layers: int, num_experts: int) -> int:
-    """Most redundant slots a topology may have on this load: ``LIMITS`` and ``MAX_SLOT_LAYERS``; -1 when the
-    load alone is over the budget."""
-    return min(LIMITS["redundant"][1], MAX_SLOT_LAYERS // max(num_layers, 1) - num_experts)
+    """Most redundant slots a topology may have on this load (``LIMITS``, ``MAX_SLOTS``, ``MAX_SLOT_LAYERS``);
+    negative when the load alone is over the budget."""
+    return min(LIMITS["redundant"][1], MAX_SLOTS - num_experts, MAX_SLOT_LAYERS // max(num_layers, 1) - num_experts)
 
 
 def too_large(num_layers: int, num_experts: int, num_replicas: int) -> None:
-    """Raise ValueError, with the limit, why, and what to change, when layers x slots is over ``MAX_SLOT_LAYERS``."""
-    if num_layers * num_replicas <= MAX_SLOT_LAYERS:
+    """Raise ValueError, with the limit, why, and what to change, when the slots are over ``MAX_SLOTS`` per layer
+    or ``MAX_SLOT_LAYERS`` in all."""
+    if num_layers * num_replicas <= MAX_SLOT_LAYERS and num_replicas <= MAX_SLOTS:
         return
     most = max_redundant(num_layers, num_experts)
     change = f"use at most {most} redundant slots" if most >= 0 else \
         "this load alone is over it, so balance it with the command line (python -m eplb), which has no such limit"
-    raise ValueError(f"{num_layers} layers x {num_replicas} slots make {num_layers * num_replicas:,} slot-layers, "
-                     f"above the {MAX_SLOT_LAYERS:,} this server balances (the memory one rebalance may take); "
-                     f"{change}")
+    raise ValueError(f"{num_layers} layers x {num_replicas} slots make {num_layers * num_replicas:,} slot-layers; "
+                     f"this server balances at most {MAX_SLOT_LAYERS:,} slot-layers and {MAX_SLOTS:,} slots per layer "
+                     f"(the memory one rebalance may take); {change}")
 
 
 def valid_inputs(inputs: Inputs) -> Inputs | None:
