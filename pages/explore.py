@@ -7,6 +7,8 @@ from eplb.presets import PRESETS
 from ui import compute, data, figures, state, text
 from ui.learn.page import teach_this_layer
 
+figures = compute.CachedFigures(figures)  # an unchanged rerun draws the figures it built before
+
 st.title("EPLB Explorer")
 st.caption("Expert-parallelism load balancing: where each expert's copies go, and what that does to every GPU's load.")
 

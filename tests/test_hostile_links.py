@@ -385,3 +385,31 @@ def test_one_rebalance_at_the_slot_budget_stays_within_the_documented_peak():
         f"{r['policy']} {r['peak'] / 2**20:.0f} MiB in {r['seconds']} s" for r in found))
     for result in found:
         assert result["peak"] < budget * 1024, result
+
+
+def test_figures_are_built_once_per_content_and_bounded_in_bytes():
+    from ui import figures
+
+    calls = []
+
+    class Builders:
+        __name__ = "builders"
+
+        @staticmethod
+        def bars(loads, *, title):
+            calls.append(title)
+            return figures.gpu_load_bars(loads, title=title)
+
+        @staticmethod
+        def format_ratio(value):
+            return f"{value:.3f}"
+
+    cached = compute.CachedFigures(Builders())
+    loads = {"before": torch.tensor([3.0, 1.0]), "after": torch.tensor([2.0, 2.0])}
+    first = cached.bars(loads, title="t")
+    assert cached.bars({k: v.clone() for k, v in loads.items()}, title="t") is first  # equal content, one build
+    cached.bars({"before": torch.tensor([3.0, 1.5]), "after": loads["after"]}, title="t")
+    cached.bars(loads, title="other")
+    assert calls == ["t", "t", "other"]
+    assert cached.format_ratio(0.5) == "0.500"
+    assert compute.FIGURES.held <= compute.FIGURE_BYTES

@@ -129,7 +129,9 @@ class ByteCache:
         self._pending: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple, compute: Callable[[], object]):
+    def get(self, key: tuple, compute: Callable[[], object], size: Callable[[object], int] | None = None):
+        """The result for ``key``, computed by ``compute()`` when missing; ``size(result)`` counts its bytes
+        (default ``nbytes``)."""
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -144,7 +146,7 @@ class ByteCache:
             finally:
                 with self._lock:
                     self._pending.pop(key, None)
-            size = nbytes(value)
+            size = (size or nbytes)(value)
             with self._lock:
                 if size <= self.budget and key not in self._entries:
                     self._entries[key] = (value, size)
@@ -188,6 +190,64 @@ def cached(function: Callable) -> Callable:
         return CACHE.get((name, args, tuple(sorted(kwargs.items()))), lambda: function(*args, **kwargs))
 
     return wrapper
+
+
+FIGURE_BYTES = 64 * 2**20
+"""Bytes the shared figure cache may hold, each figure counted at ``FIGURE_COST`` bytes per input value."""
+FIGURE_COST = 64
+"""A Plotly figure's size per value it draws, a generous estimate (float64 arrays, hover text, JSON form)."""
+FIGURES = ByteCache(FIGURE_BYTES)
+
+
+def _content_key(value) -> tuple:
+    """A hashable key for a figure builder's argument: tensors by digest, containers element by element."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", digest_of(value))
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _content_key(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return ("seq", tuple(_content_key(v) for v in value))
+    hash(value)  # anything else must be hashable as it is
+    return ("value", type(value).__name__, value)
+
+
+def _values(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.nelement()
+    if isinstance(value, dict):
+        return sum(_values(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_values(v) for v in value)
+    return 1
+
+
+class CachedFigures:
+    """A figures module whose builders keep what they build, keyed by the content of their arguments.
+
+    ``figures = compute.CachedFigures(figures)`` at the top of a page: a rerun that draws the
+    same data again (nothing changed, or another session on the same load) gets the figure
+    built before instead of building it anew; anything but a builder call passes through.
+    The figures are shared read-only by every session (``st.plotly_chart`` does not change them).
+    """
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._module, name)
+        if not callable(attr) or name.startswith("_") or name.startswith("format_"):
+            return attr
+
+        @functools.wraps(attr)
+        def build(*args, **kwargs):
+            try:
+                key = (self._module.__name__, name, _content_key(args), _content_key(tuple(sorted(kwargs.items()))))
+            except TypeError:  # an argument that cannot be keyed: build as usual
+                return attr(*args, **kwargs)
+            cost = FIGURE_COST * (_values(args) + _values(kwargs)) + 16_384
+            return FIGURES.get(key, lambda: attr(*args, **kwargs), size=lambda _: cost)
+
+        return build
 
 
 def _warm_up() -> None:
