@@ -300,6 +300,7 @@ async def metric_values(page) -> dict[str, str]:
 async def set_sidebar_number(page, label: str, value: int) -> None:
     """Type a value into a sidebar number input (by its label) and commit it with Enter: one rerun."""
     field = page.locator(SIDEBAR).locator('[data-testid="stNumberInput"]').filter(has_text=label).locator("input")
+    await page.wait_for_function(IDLE_JS, timeout=RENDER_MS)  # not while a rerun is redrawing the field
     await field.fill(str(value))
     await field.press("Enter")
 
