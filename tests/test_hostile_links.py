@@ -413,3 +413,18 @@ def test_figures_are_built_once_per_content_and_bounded_in_bytes():
     assert calls == ["t", "t", "other"]
     assert cached.format_ratio(0.5) == "0.500"
     assert compute.FIGURES.held <= compute.FIGURE_BYTES
+
+
+def test_the_documented_worst_case_follows_the_limits():
+    """docs/robustness.md's steady-state worst case, recomputed from the limits it is made of."""
+    from eplb.formats.safe import MAX_ELEMENTS
+
+    gib = 2**30
+    process = 0.55 * gib  # measured: the eight-session test's peak with every page loaded
+    rebalance = state.MAX_SLOT_LAYERS * 1024  # the peak the slot-budget test holds
+    fixed = process + compute.CACHE_BYTES + compute.FIGURE_BYTES + compute.CONCURRENT * rebalance
+    per_session = 3 * MAX_ELEMENTS * 4  # a load, a trace with it and a Replay trace, float32
+    assert round(fixed / gib, 1) == 3.1 and round(per_session / gib, 2) == 0.19
+    assert round((fixed + 30 * per_session) / gib, 1) == 8.7
+    doc = (ROOT / "docs" / "robustness.md").read_text()
+    assert "about **3.1 GiB + 0.19 GiB per session** (8.7 GiB for 30 sessions" in doc
