@@ -5,7 +5,7 @@ Nothing in this package imports Streamlit.
 """
 
 from .policies import DEFAULT_POLICY, POLICIES, Policy
-from .rebalance import MODES, Topology, log2phy_from_phy2log, rebalance_experts, validate_weight
+from .rebalance import MODES, Topology, log2phy_from_phy2log, place_experts, rebalance_experts, validate_weight
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -14,6 +14,7 @@ __all__ = [
     "Policy",
     "Topology",
     "log2phy_from_phy2log",
+    "place_experts",
     "rebalance_experts",
     "validate_weight",
 ]

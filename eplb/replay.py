@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .metrics import gpu_loads, initial_phy2log, migration
-from .rebalance import Topology, rebalance_experts, validate_weight
+from .rebalance import Topology, place_experts, validate_weight
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def replay(
         before_value = float(before)
         if threshold is not None and before_value >= threshold:
             continue
-        phy2log, _, _ = rebalance_experts(
+        phy2log = place_experts(  # phy2log only: log2phy grows with the slots squared and is not read here
             planning, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus,
             policy=policy, mode=mode,
         )

@@ -428,3 +428,22 @@ def test_the_documented_worst_case_follows_the_limits():
     assert round((fixed + 30 * per_session) / gib, 1) == 8.7
     doc = (ROOT / "docs" / "robustness.md").read_text()
     assert "about **3.1 GiB + 0.19 GiB per session** (8.7 GiB for 30 sessions" in doc
+
+
+def test_place_experts_is_rebalance_experts_without_the_reverse_map():
+    weight = torch.tensor([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
+                           [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]])
+    for policy in eplb.POLICIES:
+        for mode in ("hierarchical", "global"):
+            phy2log, _, _ = eplb.rebalance_experts(weight, 16, 4, 2, 8, policy=policy, mode=mode)
+            assert torch.equal(eplb.place_experts(weight, 16, 4, 2, 8, policy=policy, mode=mode), phy2log)
+
+
+def test_replay_over_the_slot_budget_is_refused_with_the_limit():
+    from ui import analysis_compute
+
+    trace = torch.ones(2, 1024, 256)
+    digest = compute.register(trace)
+    with pytest.raises(ValueError, match="1024 layers x 1280 slots make 1,310,720 slot-layers"):
+        analysis_compute.replay(digest, eplb.Topology(1280, 1, 1, 8), window=1, interval=1, threshold=None,
+                                policy="zigzag", mode="auto", expert_bytes=0)

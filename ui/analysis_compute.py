@@ -30,6 +30,7 @@ from eplb import replay as eplb_replay
 from eplb.formats import read_load_file
 from eplb.workloads import generate_trace
 from ui.compute import cached, layer_bound_balancedness, lookup
+from ui import state
 from ui.data import GENERATE_TOKENS, SAMPLE_DIR, Sample
 
 TRACE_DIR = SAMPLE_DIR / "traces"
@@ -88,8 +89,9 @@ def replay(trace_digest: str, topology: eplb.Topology, *, window: int, interval:
            policy: str, mode: str, expert_bytes: int) -> eplb_replay.ReplayResult:
     """``eplb.replay.replay`` on the registered trace (cached; a new expert size only re-prices the moves).
 
-    Raises ValueError (eplb's message) on bad settings.
+    Raises ValueError (eplb's message, or the server's slot budget, ``ui.state.too_large``) on bad settings.
     """
+    state.too_large(*lookup(trace_digest).shape[1:], topology.num_replicas)
     return _replay(trace_digest, topology, window, interval, threshold, policy, mode).priced(expert_bytes)
 
 

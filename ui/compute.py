@@ -73,13 +73,26 @@ def _live(digest: str) -> torch.Tensor | None:
     return refs[0]() if refs else None
 
 
+_DIGESTS: dict[int, tuple[weakref.ref, str]] = {}  # id(tensor) -> (the tensor, its digest): hashed once
+
+
 def register(tensor: torch.Tensor) -> str:
     """Record a tensor (load [L, E] or trace [T, L, E]) under its digest and return the digest.
 
-    The registry refers to the tensor only while the caller (a session's state) holds it.
+    The registry refers to the tensor only while the caller (a session's state) holds it. A tensor
+    registered again (a session's data on every rerun) is not hashed again: the app never changes
+    a load in place.
     """
-    digest = digest_of(tensor)
     with _LOCK:
+        known = _DIGESTS.get(id(tensor))
+    if known is not None and known[0]() is tensor:
+        digest = known[1]
+    else:
+        digest = digest_of(tensor)
+    with _LOCK:
+        for key in [k for k, (ref, _) in _DIGESTS.items() if ref() is None]:
+            del _DIGESTS[key]
+        _DIGESTS[id(tensor)] = (weakref.ref(tensor), digest)
         refs = _HELD.setdefault(digest, [])
         if not any(ref() is tensor for ref in refs):
             refs.append(weakref.ref(tensor))
