@@ -447,3 +447,34 @@ def test_replay_over_the_slot_budget_is_refused_with_the_limit():
     with pytest.raises(ValueError, match="1024 layers x 1280 slots make 1,310,720 slot-layers"):
         analysis_compute.replay(digest, eplb.Topology(1280, 1, 1, 8), window=1, interval=1, threshold=None,
                                 policy="zigzag", mode="auto", expert_bytes=0)
+
+
+def test_file_names_keys_and_cells_show_as_typed_in_the_summary_and_messages():
+    """`**URGENT** $x^2$.csv` and friends once rendered as Markdown or KaTeX in the summary line and in messages."""
+    name = "**URGENT** $x^2$ ![x](http://127.0.0.1:8799/a.png).csv"
+    at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT)
+    at.query_params.update({"data": "upload", "nodes": "1", "gpus_per_node": "4", "redundant": "4", "groups": "1"})
+    at.run()
+    uploader = at.file_uploader(key="eplb_upload")
+    uploader.set_value((name, b"1,2,3,4,5,6,7,8\n8,7,6,5,4,3,2,1\n", "text/csv")).run()
+    CASES["markdown in a file"] += 1
+    assert_clean(at)
+    summary = next(m.value for m in at.markdown if " layers x " in m.value)
+    assert f"upload: {name}" in plain(summary)
+    assert escaped(summary.split(" · ")[0].removeprefix("**")), summary  # the label: every special escaped
+    keyed = "[link](http://127.0.0.1:8799/) $x$.json"
+    at.file_uploader(key="eplb_upload").set_value(
+        (keyed, b'{"**key** $x^2$": [[1, 2, 3, 4, 5, 6, 7, 8]]}', "application/json")).run()
+    CASES["markdown in a file"] += 1
+    assert_clean(at)
+    summary = next(m.value for m in at.markdown if " layers x " in m.value)
+    assert keyed in plain(summary) and "**key** $x^2$" in plain(summary)
+    assert escaped(summary.split(" · ")[0].removeprefix("**")), summary
+    bad = {"cells **x**.csv": b"1,2\n3,**bold** $x^2$ ![i](http://127.0.0.1:8799/a.png)\n"}
+    for bad_name, content in bad.items():
+        at.file_uploader(key="eplb_upload").set_value((bad_name, content, "text/csv")).run()
+        CASES["markdown in a file"] += 1
+        assert_clean(at)
+        errors = [e.value for e in at.error if "Could not use" in plain(e.value)]
+        assert errors and all(escaped(e) for e in errors), errors
+        assert bad_name in plain(errors[0]) and "![i](" in plain(errors[0])
