@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import streamlit as st
 import torch
 
 import eplb
@@ -29,8 +28,8 @@ from eplb import analysis
 from eplb import replay as eplb_replay
 from eplb.formats import read_load_file
 from eplb.workloads import generate_trace
-from ui.compute import cached, layer_bound_balancedness, lookup
 from ui import state
+from ui.compute import cached, layer_bound_balancedness, lookup
 from ui.data import GENERATE_TOKENS, SAMPLE_DIR, Sample
 
 TRACE_DIR = SAMPLE_DIR / "traces"
@@ -103,7 +102,7 @@ def sample_traces() -> dict[str, Sample]:
     return {t.name: t for t in sorted(found, key=lambda t: t.name != DEFAULT_TRACE)}
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@cached  # one tensor for every session (no pickled copy per rerun), so its digest is computed once
 def _read_trace(path: str, mtime: float) -> torch.Tensor:
     return read_load_file(path).trace
 

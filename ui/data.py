@@ -20,6 +20,7 @@ import torch
 from eplb.formats import FormatError, read_load_file, read_loads
 from eplb.presets import PRESETS, model_for_shape
 from eplb.workloads import DEFAULT_SKEW, FAMILIES, generate_load
+from ui.compute import cached
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 LOAD_EXTENSIONS = ("csv", "txt", "npy", "npz", "pt", "pth", "json", "safetensors", "zip")
@@ -81,7 +82,7 @@ def samples() -> dict[str, Sample]:
     return {s.name: s for s in ordered}
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@cached  # one tensor for every session (no pickled copy per rerun), so its digest is computed once
 def _read_sample(path: str, mtime: float):
     return read_load_file(path)
 
