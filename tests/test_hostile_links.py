@@ -477,3 +477,14 @@ def test_file_names_keys_and_cells_show_as_typed_in_the_summary_and_messages():
         errors = [e.value for e in at.error if "Could not use" in plain(e.value)]
         assert errors and all(escaped(e) for e in errors), errors
         assert bad_name in plain(errors[0]) and "![i](" in plain(errors[0])
+
+
+def test_a_client_sending_bad_values_forever_keeps_a_bounded_list_of_notes():
+    at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT).run()
+    for fraction in range(40):
+        at.session_state["eplb_redundant"] = 2.5 + fraction  # each a fraction the page refuses
+        at.run()
+    CASES["raw widget value in the app"] += 40
+    assert_clean(at)
+    notes = [i.value for i in at.info]
+    assert len(notes) <= state.MAX_NOTES and "41\\.5" in notes[-1], notes[-3:]

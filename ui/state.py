@@ -90,6 +90,7 @@ _UPLOAD_MODEL = "eplb_upload_model"  # the model question under the uploader (a 
 _LAST_VALID = "eplb__last_valid"
 _NOTES = "eplb__notes"  # messages about the link the session was opened with, and about refused raw values
 _GOOD = "eplb__good"  # the last usable value of each numeric control
+MAX_NOTES = 16  # notes kept for a session: the link's (at most one per parameter) and the latest refused values
 _KEEP = {"persist_state": "session"}  # a control keeps its value on pages that do not draw it
 # Whole-number controls are float inputs shown without decimals: Streamlit resets a non-finite raw value
 # of a float input to its default, while an integer input raises on one; ``_check_controls`` then takes
@@ -231,9 +232,11 @@ def _check_controls() -> None:
         value = control_value(name, raw)
         if value is None:
             value = good.get(name, DEFAULTS[name])
-            st.session_state[_NOTES] = [*st.session_state.get(_NOTES, []), text.escape(
+            note = text.escape(
                 f"{name} = {str(raw)[:40]} is not a value this control takes ({LIMITS_WHY[name]}): back to {value}.",
-                400)]
+                400)
+            kept = [n for n in st.session_state.get(_NOTES, []) if n != note]
+            st.session_state[_NOTES] = [*kept, note][-MAX_NOTES:]  # a client sending bad values forever grows nothing
         if value is not raw:
             st.session_state[key] = value
         good[name] = value
