@@ -80,7 +80,8 @@ def main() -> None:
     print(f"  rerun with nothing changed (cache hit): CPU time median {statistics.median(hit_cpu):.0f} ms "
           f"(target < 25 ms); wall median {statistics.median(hits):.0f} ms")
     print(f"compare page, every policy in every mode, {len(compared)} new topologies: CPU time median "
-          f"{statistics.median(compare_cpu):.0f} ms (target < 150 ms); wall median {statistics.median(compared):.0f} ms")
+          f"{statistics.median(compare_cpu):.0f} ms (target < 150 ms); wall median "
+          f"{statistics.median(compared):.0f} ms")
 
 
 if __name__ == "__main__":

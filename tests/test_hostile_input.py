@@ -441,7 +441,8 @@ def test_after_each_bad_upload_the_previous_data_and_charts_stay(open_page, tmp_
         CASES["app upload"] += 1
         _upload(at, name, content)
         assert_clean(at)
-        assert any(f"Could not use {name}" in plain(e.value) and "Keeping the current data" in e.value for e in at.error), name
+        assert any(f"Could not use {name}" in plain(e.value) and "Keeping the current data" in e.value
+                   for e in at.error), name
         assert _shown(at) == good, name
     assert not (tmp_path / "ran").exists()
     _upload(at, "next.csv", CSV.replace(b"30", b"90"))  # and a good file still works afterwards

@@ -70,7 +70,8 @@ def _read_upload(uploaded) -> None:
         st.session_state[_UPLOADED] = PickedTrace(loaded.trace, f"upload: {uploaded.name} ({loaded.description})")
         st.session_state[_UPLOAD_ERROR] = None
     except ValueError as exc:  # FormatError and the message above
-        st.session_state[_UPLOAD_ERROR] = escape(f"Could not use {uploaded.name}: {exc}. Keeping the current trace.", 900)
+        st.session_state[_UPLOAD_ERROR] = escape(
+            f"Could not use {uploaded.name}: {exc}. Keeping the current trace.", 900)
 
 
 def trace_picker(inputs: Inputs) -> PickedTrace | None:

@@ -280,7 +280,8 @@ class Placement:
     """One rebalance and its report.
 
     phy2log [L, P], logcnt [L, E] (int64, as ``eplb.rebalance_experts``; no log2phy, which no page
-    reads and which grows with the slots squared); slot_loads [L, P] load each copy carries; report: ``eplb.metrics.evaluate``;
+    reads and which grows with the slots squared); slot_loads [L, P] load each copy carries;
+    report: ``eplb.metrics.evaluate``;
     runtime_ms: wall time of the rebalance itself when it was computed (not of a cache hit).
     """
 
