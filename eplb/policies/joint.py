@@ -489,9 +489,16 @@ def packing_floor(loads: torch.Tensor, num_bins: int) -> torch.Tensor:
     among the first, as (s - j) * num_bins > s - j - 1). j = 0 is the heaviest copy plus
     the s - 1 lightest; j = 1 shows that num_bins + 1 heavy copies force two onto one
     bin. Every bound is a weighted sum of the copies, so one matrix product gives them all.
+    With two copies per bin the floor is the optimum itself, the largest pair of the sorted
+    copies paired largest with smallest (see ``two_slot_search``), so a packing that reaches
+    it stops at once instead of trading copies between bins tied at the peak.
     """
     per_bin = loads.shape[1] // num_bins
-    return (loads.double() @ floor_weights(num_bins, per_bin, loads.device)).amax(dim=-1)
+    exact = loads.double()
+    floor = (exact @ floor_weights(num_bins, per_bin, loads.device)).amax(dim=-1)
+    if per_bin == 2:
+        floor = torch.maximum(floor, (exact[:, :num_bins] + exact[:, num_bins:].flip(-1)).amax(dim=-1))
+    return floor
 
 
 def bin_loads(loads: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
