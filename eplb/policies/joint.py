@@ -280,6 +280,16 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int, items: torch.Tensor | Non
     the round's other copies to the remaining bins, lightest first.
     """
     num_rows, num_slots = loads.shape
+    position, bin_load = dealt_slots(loads, num_bins, items)
+    copy_index = dealing_constants(num_bins, num_slots // num_bins, loads.device)[0]
+    table = torch.empty_like(position).scatter_(1, position, copy_index.expand(num_rows, -1))
+    return table.view(num_rows, num_bins, -1), bin_load
+
+
+def dealt_slots(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``deal_in_rounds``' dealing: (the slot, bin * s + round, of every copy [R, S], bin loads [R, M])."""
+    num_rows, num_slots = loads.shape
     per_bin = num_slots // num_bins
     copy_index, column = dealing_constants(num_bins, per_bin, loads.device)
     bin_load = loads[:, :num_bins].clone()  # round 0: copy k to bin k
@@ -291,9 +301,7 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int, items: torch.Tensor | Non
         bins.append(lightest_first)
         bin_load.scatter_add_(1, lightest_first, loads[:, start : start + num_bins])
     # Copy k of round t lands in bin bins[t][k], column t of the table.
-    position = torch.stack(bins, dim=1).flatten(1).mul_(per_bin).add_(column)  # [R, S]
-    table = torch.empty_like(position).scatter_(1, position, copy_index.expand(num_rows, -1))
-    return table.view(num_rows, num_bins, per_bin), bin_load
+    return torch.stack(bins, dim=1).flatten(1).mul_(per_bin).add_(column), bin_load
 
 
 def avoid_run_over(lightest_first: torch.Tensor, last_bins: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -536,9 +544,22 @@ def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread
     weight, counts: [R, n]. With two slots per bin the dealing pairs the sorted copies
     largest with smallest, the optimal packing for these counts.
     """
+    bin_load, phy2item, slot = dealt_copies(weight, counts, num_bins, spread)
+    return bin_load, slot_items(phy2item, slot)
+
+
+def dealt_copies(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``dealt_bins`` without laying the items out: (bin loads [R, M], the item of every copy,
+    heaviest first, and its slot, both [R, S]); ``slot_items`` lays them out."""
     phy2item, loads = copies_heaviest_first(weight, counts, int(counts[0].sum()))
-    table, bin_load = deal_in_rounds(loads, num_bins, phy2item if spread else None)
-    return bin_load, phy2item.gather(1, table.flatten(1))
+    slot, bin_load = dealt_slots(loads, num_bins, phy2item if spread else None)
+    return bin_load, phy2item, slot
+
+
+def slot_items(phy2item: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+    """The item in every slot, bin by bin: phy2item, slot [R, S] (``dealt_copies``) -> [R, S]."""
+    return torch.empty_like(phy2item).scatter_(1, slot, phy2item)
 
 
 def split_moves(weight: torch.Tensor, counts: torch.Tensor, items: torch.Tensor, num_bins: int,
@@ -622,7 +643,8 @@ def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap
         tried = c.repeat_interleave(tries, dim=0)
         tried.scatter_add_(1, g.view(-1, 1), torch.ones_like(g).view(-1, 1))
         tried.scatter_add_(1, t.view(-1, 1), torch.full_like(t, -1).view(-1, 1))
-        tried_load, tried_items = dealt_bins(w.repeat_interleave(tries, dim=0), tried, num_bins, spread)
+        tried_load, tried_copies, tried_slots = dealt_copies(w.repeat_interleave(tries, dim=0), tried, num_bins,
+                                                             spread)
         tried_peak = torch.where(guess.isfinite().view(-1), tried_load.amax(dim=-1), torch.inf).view(-1, tries)
         best_peak, best = tried_peak.min(dim=-1)
         better = best_peak < peak.index_select(0, rows) * (1 - 1e-9)
@@ -630,7 +652,8 @@ def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap
         chosen = keep * tries + best.index_select(0, keep)
         rows = rows.index_select(0, keep)
         counts.index_copy_(0, rows, tried.index_select(0, chosen))
-        items.index_copy_(0, rows, tried_items.index_select(0, chosen))
+        items.index_copy_(0, rows, slot_items(tried_copies.index_select(0, chosen),
+                                              tried_slots.index_select(0, chosen)))
         peak.index_copy_(0, rows, best_peak.index_select(0, keep))
         rows = rows[peak.index_select(0, rows) > enough.index_select(0, rows)]
     return counts
