@@ -659,6 +659,27 @@ def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap
     return counts
 
 
+def refine_starts(weight: torch.Tensor, start: torch.Tensor, num_bins: int, cap: int | None) -> torch.Tensor:
+    """``refine_counts`` from several starts per row: weight [B, n], start [B, T, n] -> [B, T, n].
+
+    A start equal to the row's first is not refined again (the search is deterministic and
+    each row's apart, so it would end where the first one does): with a log-normal load
+    the two starts of ``candidate_counts`` are the same count vector in most rows.
+    """
+    num_rows, num_starts, num_items = start.shape
+    flat = start.flatten(0, 1)
+    if num_starts == 1:
+        return refine_counts(weight, flat, num_bins, cap).view(num_rows, 1, num_items)
+    repeat = (start[:, 1:] == start[:, :1]).all(dim=-1)  # [B, T - 1]
+    which = torch.cat([torch.zeros_like(repeat[:, :1]), repeat], dim=1).view(-1).logical_not_().nonzero().squeeze(1)
+    refined = flat.clone()
+    refined.index_copy_(0, which, refine_counts(weight.index_select(0, which // num_starts),
+                                                flat.index_select(0, which), num_bins, cap))
+    refined = refined.view(num_rows, num_starts, num_items)
+    refined[:, 1:] = torch.where(repeat.unsqueeze(-1), refined[:, :1], refined[:, 1:])
+    return refined
+
+
 def spread_copies(num_items: int, num_slots: int, num_bins: int) -> bool:
     """Whether a row can keep every bin free of two copies of one item: a bin has no more
     slots than the row has items. Then no item gets more than num_bins copies, the dealing
@@ -745,9 +766,7 @@ class JointSearch(Policy):
             start = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items))
             if num_slots * REFINE_TAKERS <= REFINE_DEALT_SLOTS:
                 start = torch.cat([counts[:, :1], start], dim=1)  # [B, 2, n]
-            starts = start.shape[1]
-            refined = refine_counts(weight.repeat_interleave(starts, dim=0), start.flatten(0, 1), num_bins, cap)
-            counts = torch.cat([counts, refined.view(num_rows, starts, num_items)], dim=1)
+            counts = torch.cat([counts, refine_starts(weight, start, num_bins, cap)], dim=1)
         return counts
 
     def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
