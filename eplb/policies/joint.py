@@ -423,9 +423,9 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
         picked_load = bin_load.gather(1, picked)
         half_gap = picked_load[:, : 2 * pairs] @ halve  # [A, pairs]: (H - L) / 2
         # Copies of the heavy bins and of their partners, copy position first: [s, A, pairs] each.
-        by_position = work.permute(2, 0, 1)
-        heavy, light = (by_position.gather(2, side.unsqueeze(0).expand(per_bin, -1, -1))
-                        for side in (picked[:, :pairs], picked[:, pairs : 2 * pairs]))
+        paired = picked[:, : 2 * pairs]
+        copies = work.permute(2, 0, 1).gather(2, paired.unsqueeze(0).expand(per_bin, -1, -1))
+        heavy, light = copies[..., :pairs], copies[..., pairs:]
         # Distance of each swap from the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced
         # over its first axis (on a CPU much faster than over a short last axis).
         distance = (heavy[:, None] - light[None]).sub_(half_gap).abs_().view(per_bin * per_bin, -1)
@@ -435,17 +435,16 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
         better = miss < half_gap * (1 - 1e-9)
         # Slots of each pair's two copies, [A, pairs, 2]: bin * s + position in the bin.
         ij = positions.index_select(0, where).view(active, pairs, 2).add_(
-            picked[:, : 2 * pairs].view(active, 2, pairs).transpose(1, 2), alpha=per_bin)
+            paired.view(active, 2, pairs).transpose(1, 2), alpha=per_bin)
         if work_items is not None:
             # A swap that would bring a copy into a bin holding its item is dropped this pass
             # (checking only the chosen swap is far cheaper than masking all s * s of them).
             held = work_items.gather(1, work_table)  # [A, S]: the item in every slot
             moving = held.gather(1, ij.view(active, -1)).view(active, pairs, 2)
-            bins_items = held.view(active, num_bins, per_bin)
-            heavy_items, light_items = (bins_items.gather(1, side.unsqueeze(-1).expand(-1, -1, per_bin))
-                                        for side in (picked[:, :pairs], picked[:, pairs : 2 * pairs]))
-            clash = ((light_items == moving[..., :1]).any(dim=-1) | (heavy_items == moving[..., 1:]).any(dim=-1))
-            better &= ~clash
+            # The items of the paired bins [A, 2 * pairs, s] against the item each would receive.
+            paired_items = held.view(active, num_bins, per_bin).gather(1, paired.unsqueeze(-1).expand(-1, -1, per_bin))
+            arriving = moving.flip(-1).transpose(1, 2).reshape(active, 2 * pairs, 1)
+            better &= ~(paired_items == arriving).any(dim=-1).view(active, 2, pairs).any(dim=1)
         ij[..., 1] = torch.where(better, ij[..., 1], ij[..., 0])  # a slot with itself: no swap
         ij = ij.view(active, -1)
         work_table.scatter_(1, ij, work_table.gather(1, ij).view(active, pairs, 2).flip(-1).view(active, -1))
