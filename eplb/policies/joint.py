@@ -57,7 +57,7 @@ import torch
 
 from ..sorting import argsort_rows, topk_rows
 from . import hedge
-from .base import Policy, copies_from_counts
+from .base import Policy, copies_from_counts, copy_counts
 
 PASSES_PER_TURN = 4
 """Swap passes per turn: a pass pairs 2 * min(M / 2, MAX_PAIRS) of the M bins, so every bin
@@ -832,7 +832,8 @@ class JointSearch(Policy):
         cap = bins if spread_copies(per_node, slots, bins) else None
         counts = min_max_counts(node_hedged, slots, cap)  # [H * L * N, E / N]
         node_phy2mlog = self._pack_hedges(steps.node_weight.reshape(-1, per_node),
-                                          counts.view(num_hedges, -1, per_node), bins, num_nodes)
+                                          counts.view(num_hedges, -1, per_node), bins, num_nodes,
+                                          steps.node_phy2mlog.reshape(-1, slots))
         offset = torch.arange(num_nodes, device=total.device).view(1, 1, -1, 1) * per_node
         phy2mlog = (node_phy2mlog.view(num_hedges, num_layers, num_nodes, -1) + offset).flatten(2)  # [H, L, P]
         plans = torch.cat([steps.phy2log.unsqueeze(0),
@@ -842,32 +843,42 @@ class JointSearch(Policy):
                                             for plan in plans]))  # [L]
         return plans.gather(0, best.view(1, -1, 1).expand(1, -1, num_replicas)).squeeze(0)
 
-    def _pack_hedges(self, node_weight: torch.Tensor, counts: torch.Tensor, num_bins: int, num_nodes: int
-                     ) -> torch.Tensor:
+    def _pack_hedges(self, node_weight: torch.Tensor, counts: torch.Tensor, num_bins: int, num_nodes: int,
+                     base: torch.Tensor) -> torch.Tensor:
         """``pack_counts`` for every hedge level: node_weight [L * N, n], counts [H, L * N, n] -> [H * L * N, S].
 
-        A layer whose counts at some level equal those of a lower level (in every node) is
-        packed once: packing is deterministic and each layer's apart, so the plans are the same.
+        base: [L * N, S] the plan on the window's sum. A layer whose counts at some level equal
+        those of the base plan (in every node) takes the base plan: its gain over the base is
+        nil, so ``hedge.pick_plan`` would not pick it whatever its packing. One whose counts
+        equal those of a lower level is packed once: packing is deterministic and each
+        layer's apart, so the plans are the same.
         """
         num_hedges, num_rows, num_items = counts.shape
-        by_layer = counts.view(num_hedges, -1, num_nodes * num_items)  # [H, L, N * n]
+        device = counts.device
+        levels = torch.cat([copy_counts(base, num_items).unsqueeze(0), counts])  # level 0: the base plan's
+        by_layer = levels.view(num_hedges + 1, -1, num_nodes * num_items)  # [1 + H, L, N * n]
+        num_layers = by_layer.shape[1]
         # [H1, H2, L]: True where level h1 < h2 has level h2's counts in the layer.
         earlier = (by_layer.unsqueeze(1) == by_layer.unsqueeze(0)).all(dim=-1)
-        earlier &= earlier_candidates(num_hedges, counts.device).T.unsqueeze(-1)
-        level = torch.arange(num_hedges, device=counts.device).view(-1, 1)
-        first = torch.where(earlier.any(dim=0), earlier.int().argmax(dim=0), level)  # [H, L]: the lowest such level
-        layer = torch.arange(first.shape[1], device=counts.device)
-        source = first * first.shape[1] + layer  # [H, L]: the (level, layer) whose plan each one takes
-        packed = (source.view(-1) == torch.arange(source.numel(), device=counts.device)).nonzero().squeeze(1)
-        rows = (packed.view(-1, 1) * num_nodes + torch.arange(num_nodes, device=counts.device)).view(-1)
-        plans = self.pack_counts(node_weight.index_select(0, rows % num_rows),
-                                 counts.view(-1, num_items).index_select(0, rows), num_bins, rows_per_layer=num_nodes)
-        # Row r of the packed plans is (level, layer) packed[r // N]: spread them to every level taking them.
-        position = torch.empty(source.numel(), dtype=torch.int64, device=counts.device)
-        position.index_copy_(0, packed, torch.arange(packed.numel(), device=counts.device))
-        taken = position.index_select(0, source.view(-1))  # [H * L]
-        rows_taken = (taken.view(-1, 1) * num_nodes + torch.arange(num_nodes, device=counts.device)).view(-1)
-        return plans.index_select(0, rows_taken)
+        earlier &= earlier_candidates(num_hedges + 1, device).T.unsqueeze(-1)
+        level = torch.arange(num_hedges + 1, device=device).view(-1, 1)
+        first = torch.where(earlier.any(dim=0), earlier.int().argmax(dim=0), level)  # [1 + H, L]: the lowest such
+        source = first * num_layers + torch.arange(num_layers, device=device)  # the (level, layer) each one takes
+        own = source.view(-1) == torch.arange(source.numel(), device=device)
+        packed = own[num_layers:].nonzero().squeeze(1) + num_layers  # (level >= 1, layer) packed, level-major
+        node = torch.arange(num_nodes, device=device)
+        rows = ((packed - num_layers).view(-1, 1) * num_nodes + node).view(-1)  # their rows of counts
+        plans = base
+        if rows.numel():
+            plans = torch.cat([base, self.pack_counts(node_weight.index_select(0, rows % num_rows),
+                                                      counts.view(-1, num_items).index_select(0, rows), num_bins,
+                                                      rows_per_layer=num_nodes)])
+        # Layer l of the base is plans' layer l; packed[r] is plans' layer L + r.
+        position = torch.empty(source.numel(), dtype=torch.int64, device=device)
+        position[:num_layers] = torch.arange(num_layers, device=device)
+        position.index_copy_(0, packed, torch.arange(packed.numel(), device=device) + num_layers)
+        taken = position.index_select(0, source[1:].reshape(-1))  # [H * L]
+        return plans.index_select(0, (taken.view(-1, 1) * num_nodes + node).view(-1))
 
     def pack_counts(self, weight: torch.Tensor, counts: torch.Tensor, num_bins: int,
                     rows_per_layer: int = 1) -> torch.Tensor:
