@@ -314,17 +314,27 @@ def avoid_run_over(lightest_first: torch.Tensor, last_bins: torch.Tensor, items:
     num_bins = last_bins.shape[1]
     first = items[:, num_bins : num_bins + 1]  # [R, 1] the item running over, if any
     held = torch.zeros_like(lightest_first, dtype=torch.bool).scatter_(1, last_bins, items[:, :num_bins] == first)
-    rows = held.any(dim=1).nonzero().squeeze(1)  # the others keep their order
-    if rows.numel() == 0:
+    rows = None
+    if held.numel() >= SUBSET_ELEMENTS:  # large: work on the rows where the item holds a bin only
+        rows = held.any(dim=1).nonzero().squeeze(1)  # the others keep their order
+        if rows.numel() == 0:
+            return lightest_first
+        held, items, first = held.index_select(0, rows), items.index_select(0, rows), first.index_select(0, rows)
+    elif not bool(held.any()):
         return lightest_first
-    order, held = lightest_first.index_select(0, rows), held.index_select(0, rows)
-    items, first = items.index_select(0, rows), first.index_select(0, rows)
+    order = lightest_first if rows is None else lightest_first.index_select(0, rows)
     copies = (items[:, num_bins:] == first).sum(dim=1, keepdim=True)  # its copies in this round
     # Its copies take the lightest bins without it; the other copies the remaining bins,
     # lightest first.
     free = ~held.gather(1, order)  # [r, M], in load order
     taken = free & (free.cumsum(dim=1) <= copies)
-    return lightest_first.index_copy(0, rows, order.gather(1, stable_partition(taken)))
+    order = order.gather(1, stable_partition(taken))
+    return order if rows is None else lightest_first.index_copy(0, rows, order)
+
+
+SUBSET_ELEMENTS = 16_384
+"""From this many entries of a round's [rows, bins], ``avoid_run_over`` picks out the rows it changes
+first (on smaller ones the extra selections cost more than they save)."""
 
 
 def stable_partition(first: torch.Tensor) -> torch.Tensor:
