@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from .bounds import bound_balancedness, lower_bound
+from .migration import presence
 from .policies.base import copy_loads
 
 
@@ -76,14 +77,6 @@ def duplicate_gpus(phy2log: torch.Tensor, num_gpus: int) -> int:
     return int((per_gpu[..., 1:] == per_gpu[..., :-1]).any(dim=-1).sum())
 
 
-def _presence(phy2log: torch.Tensor, num_gpus: int, num_experts: int) -> torch.Tensor:
-    """[L, num_gpus, num_experts] bool: GPU holds at least one copy of the expert."""
-    num_layers = phy2log.shape[0]
-    per_gpu = phy2log.view(num_layers, num_gpus, -1)
-    held = torch.zeros(num_layers, num_gpus, num_experts, dtype=torch.bool, device=phy2log.device)
-    return held.scatter_(-1, per_gpu, True)
-
-
 @dataclass(frozen=True)
 class Migration:
     """Cost of moving from one placement to another, per layer ([L] int64 tensors)."""
@@ -107,8 +100,8 @@ def migration(old_phy2log: torch.Tensor, new_phy2log: torch.Tensor, num_gpus: in
     """
     if old_phy2log.shape != new_phy2log.shape:
         raise ValueError(f"placements differ in shape: {tuple(old_phy2log.shape)} vs {tuple(new_phy2log.shape)}")
-    old = _presence(old_phy2log, num_gpus, num_experts)
-    new = _presence(new_phy2log, num_gpus, num_experts)
+    old = presence(old_phy2log, num_gpus, num_experts)
+    new = presence(new_phy2log, num_gpus, num_experts)
     return Migration(
         slots_changed=(old_phy2log != new_phy2log).sum(dim=-1),
         copies_sent=(new & ~old).flatten(1).sum(dim=-1),

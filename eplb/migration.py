@@ -14,12 +14,13 @@ GPU to GPU on the number of copies a GPU already holds, node to node on the best
 GPU matching between the two nodes. Inside a GPU the matching has a closed form (a
 copy stays in the slot that already holds its expert).
 
-``balance_tolerance`` goes further: per layer it keeps the previous placement as it
-is when that placement's heaviest GPU, on the planning load, is within the tolerance
-of the fresh plan's, and otherwise takes the relabelled fresh plan. Each layer's
-heaviest GPU is then at most ``1 / (1 - tolerance)`` times the fresh plan's, so the
-whole placement's balancedness on the planning load is at least ``1 - tolerance``
-times the fresh plan's.
+``balance_tolerance`` goes further, in the spirit of DeepSeek EPLB's PR #13 and
+vllm-ascend's incremental SwiftBalancer: instead of the plan, a layer may keep the
+previous placement with a few copies swapped between GPUs or re-pointed to a hot
+expert, the hottest GPU first, when that sends fewer copies and its heaviest GPU on
+the planning load is at most ``1 / (1 - tolerance)`` times the plan's. So the whole
+placement's balancedness on the planning load is at least ``1 - tolerance`` times the
+plan's; tolerance 0 moves fewer copies at no loss of balance on the planning load.
 """
 
 from __future__ import annotations
@@ -67,12 +68,24 @@ def validate_previous(previous, num_layers: int, num_replicas: int, num_experts:
     return previous
 
 
+def presence(phy2log: torch.Tensor, num_gpus: int, num_experts: int) -> torch.Tensor:
+    """[L, num_gpus, num_experts] bool: the GPU holds at least one copy of the expert. phy2log: [L, P]."""
+    num_layers = phy2log.shape[0]
+    held = torch.zeros(num_layers, num_gpus, num_experts, dtype=torch.bool, device=phy2log.device)
+    return held.scatter_(-1, phy2log.view(num_layers, num_gpus, -1), True)
+
+
+def copies_sent(old: torch.Tensor, new: torch.Tensor, num_gpus: int, num_experts: int) -> torch.Tensor:
+    """Expert copies GPUs must receive to go from placement old to new (both [L, P]): -> [L] int64."""
+    return (presence(new, num_gpus, num_experts) & ~presence(old, num_gpus, num_experts)).flatten(1).sum(-1)
+
+
 def overlap(new: torch.Tensor, old: torch.Tensor, num_experts: int) -> torch.Tensor:
     """How well each new GPU's copies fit each old GPU: new, old [L, G, s] -> [L, G, G] float64 score.
 
-    score[l, g, h] = (s + 1) * (experts held by both new GPU g and old GPU h) + (further
-    copies in common): sharing an expert saves sending it, which comes first; a second
-    copy in common keeps one more slot unchanged.
+    score[l, g, h] = (P + 1) * (experts held by both new GPU g and old GPU h) + (further
+    copies in common): sharing an expert saves sending it, which comes first whatever
+    the rest; a second copy in common keeps one more slot unchanged.
     """
     num_layers, num_gpus, slots = new.shape
 
@@ -82,7 +95,7 @@ def overlap(new: torch.Tensor, old: torch.Tensor, num_experts: int) -> torch.Ten
     count_new, count_old = held(new), held(old)
     score = torch.zeros(num_layers, num_gpus, num_gpus, dtype=torch.float64, device=new.device)
     for k in range(1, int(max(count_new.max(), count_old.max())) + 1):
-        weight = float(slots + 1) if k == 1 else 1.0
+        weight = float(num_gpus * slots + 1) if k == 1 else 1.0
         score += weight * ((count_new >= k).double() @ (count_old >= k).double().transpose(1, 2))
     return score
 
@@ -155,17 +168,125 @@ def heaviest_gpu(weight: torch.Tensor, phy2log: torch.Tensor, num_gpus: int) -> 
     return copy_loads(weight.double(), phy2log).view(phy2log.shape[0], num_gpus, -1).sum(-1).max(-1).values
 
 
-def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.Tensor, num_gpus: int,
-                  num_nodes: int, balance_tolerance: float = 0.0) -> torch.Tensor:
-    """The fresh plan phy2log [L, P] relabelled onto previous [L, P]; layers within tolerance keep previous.
+def repair(previous: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, budget: torch.Tensor, num_gpus: int,
+           num_nodes: int, max_steps: int) -> torch.Tensor:
+    """Edit previous [L, P] a copy or two at a time until each layer's heaviest GPU is at most target [L].
 
-    weight: [L, E] planning load. balance_tolerance: 0 (relabel only, balance
-    unchanged) to < 1 (a layer keeps its previous placement while that placement's
-    heaviest GPU is at most 1 / (1 - balance_tolerance) times the fresh plan's).
+    weight: [L, E] float64 planning load. Each step, in every layer still above its
+    target, takes the better of two edits on the heaviest GPU, if either helps:
+
+    * swap: one of its copies trades places with a copy on another GPU of the same
+      node (two copies sent); copy counts stay;
+    * re-point: one of its slots, holding an expert with another copy elsewhere, takes
+      a new copy of the expert with the largest load per copy in the same node (one
+      copy sent); copy counts change, so every GPU holding either expert is rescored.
+
+    Edits are scored by how much they lower the load above target summed over GPUs,
+    per copy sent, so that ties at the top still make progress.
+
+    An edit never puts a second copy of an expert on a GPU, nor an expert on a node
+    that does not hold it already (so groups stay on their nodes). A layer stops where
+    no edit helps or once it has sent ``budget`` [L] copies (what the plan would send);
+    the caller checks which layers reached their target.
     """
-    kept = relabel(phy2log, previous, weight.shape[-1], num_gpus, num_nodes)
-    if balance_tolerance > 0:
-        fresh_peak = heaviest_gpu(weight, phy2log, num_gpus)
-        stay = heaviest_gpu(weight, previous, num_gpus) * (1 - balance_tolerance) <= fresh_peak
-        kept = torch.where(stay.unsqueeze(-1), previous, kept)
-    return kept
+    phy2log = previous.clone()
+    num_layers, num_replicas = phy2log.shape
+    num_experts = weight.shape[-1]
+    slots = num_replicas // num_gpus
+    per_node = num_gpus // num_nodes
+    layers = torch.arange(num_layers, device=phy2log.device)
+    gpu_of_slot = torch.arange(num_replicas, device=phy2log.device) // slots  # [P]
+    node_of_gpu = torch.arange(num_gpus, device=phy2log.device) // per_node  # [G]
+    for _ in range(max_steps):
+        logcnt = copy_counts(phy2log, num_experts)
+        per_copy = weight / logcnt.clamp(min=1)  # [L, E]
+        copy = per_copy.gather(-1, phy2log)  # [L, P]
+        gpu = copy.view(num_layers, num_gpus, slots).sum(-1)  # [L, G]
+        peak, hot = gpu.max(-1)
+        active = (peak > target * (1 + 1e-12)) & (copies_sent(previous, phy2log, num_gpus, num_experts) < budget)
+        if not bool(active.any()):
+            break
+        held = presence(phy2log, num_gpus, num_experts)  # [L, G, E]
+        hot_held = held[layers, hot]  # [L, E]
+        hot_slots = hot.unsqueeze(-1) * slots + torch.arange(slots, device=phy2log.device)  # [L, s]
+        hot_experts = phy2log.gather(-1, hot_slots)  # [L, s]
+        hot_copy = copy.gather(-1, hot_slots)
+        same_node = node_of_gpu[gpu_of_slot].unsqueeze(0) == node_of_gpu[hot].unsqueeze(-1)  # [L, P]
+
+        # Swap slot i of the hot GPU with slot j elsewhere: loads hot - d, other + d, d = c_i - c_j.
+        limit = target.view(-1, 1, 1)
+        excess = (gpu - target.unsqueeze(-1)).clamp(min=0)  # [L, G] load above the target
+        d = hot_copy.unsqueeze(-1) - copy.unsqueeze(1)  # [L, s, P]
+        other = gpu.gather(-1, gpu_of_slot.expand(num_layers, -1)).unsqueeze(1)  # [L, 1, P] load of slot j's GPU
+        swap_gain = ((peak.view(-1, 1, 1) - d - limit).clamp(min=0) + (other + d - limit).clamp(min=0)
+                     - excess.gather(-1, hot.unsqueeze(-1)).unsqueeze(-1) - (other - limit).clamp(min=0))
+        ok = (same_node & (gpu_of_slot.unsqueeze(0) != hot.unsqueeze(-1))).unsqueeze(1) & (d > 0)
+        ok &= ~hot_held.gather(-1, phy2log).unsqueeze(1)  # the hot GPU must not hold slot j's expert
+        ok &= ~held[layers.unsqueeze(-1), gpu_of_slot.unsqueeze(0), :].gather(
+            -1, hot_experts.unsqueeze(1).expand(-1, num_replicas, -1)).transpose(1, 2)  # nor j's GPU slot i's
+        swap_gain = torch.where(ok, swap_gain / 2, torch.inf).flatten(1)  # change in excess per copy sent
+        swap_best, swap_at = swap_gain.min(-1)
+
+        # Re-point slot i of the hot GPU to a new copy of expert y (largest load per copy in the node).
+        node_experts = torch.zeros(num_layers, num_experts, dtype=torch.bool, device=phy2log.device)
+        node_experts.scatter_(-1, torch.where(same_node, phy2log, hot_experts[:, :1]), True)
+        candidates = node_experts & ~hot_held
+        y = torch.where(candidates, per_copy, -1.0).argmax(-1)  # [L]
+        new_count = logcnt.unsqueeze(1).expand(-1, slots, -1).clone()  # [L, s, E]
+        new_count.scatter_add_(-1, hot_experts.unsqueeze(-1), torch.full_like(hot_experts.unsqueeze(-1), -1))
+        new_count.scatter_add_(-1, y.view(-1, 1, 1).expand(-1, slots, 1), torch.ones_like(hot_experts.unsqueeze(-1)))
+        moved = phy2log.unsqueeze(1).expand(-1, slots, -1).clone()  # [L, s, P]
+        moved.scatter_(-1, hot_slots.unsqueeze(-1), y.view(-1, 1, 1).expand(-1, slots, 1))
+        moved_gpu = (weight.unsqueeze(1) / new_count.clamp(min=1)).gather(-1, moved).view(
+            num_layers, slots, num_gpus, slots).sum(-1)  # [L, s, G]
+        point_gain = (moved_gpu - limit).clamp(min=0).sum(-1) - excess.sum(-1, keepdim=True)  # [L, s]
+        point_ok = (logcnt.gather(-1, hot_experts) > 1) & candidates.gather(-1, y.unsqueeze(-1))
+        point_gain = torch.where(point_ok, point_gain, torch.inf)
+        point_best, point_at = point_gain.min(-1)
+
+        use_point = point_best <= swap_best
+        best = torch.minimum(point_best, swap_best)
+        improve = active & (best < -1e-9 * target)
+        if not bool(improve.any()):
+            break
+        # apply re-points
+        rows = improve & use_point
+        phy2log[rows, hot_slots[rows, point_at[rows]]] = y[rows]
+        rows = improve & ~use_point
+        i, j = hot_slots[rows, swap_at[rows] // num_replicas], swap_at[rows] % num_replicas
+        a, b = phy2log[rows, i], phy2log[rows, j]
+        phy2log[rows, i], phy2log[rows, j] = b, a
+    return phy2log
+
+
+def groups_on_nodes(phy2log: torch.Tensor, num_groups: int, num_nodes: int, num_experts: int) -> torch.Tensor:
+    """[L] bool: every expert group of the layer sits on one node (hierarchical mode's rule). phy2log: [L, P]."""
+    group = phy2log // (num_experts // num_groups)
+    held = presence(group, num_nodes, num_groups)  # [L, nodes, groups]
+    return (held.sum(1) == 1).all(-1)
+
+
+def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.Tensor, num_groups: int,
+                  num_nodes: int, num_gpus: int, balance_tolerance: float | None = None) -> torch.Tensor:
+    """The plan phy2log [L, P] moved as little as it can from previous [L, P], the placement on the GPUs.
+
+    weight: [L, E] planning load. num_groups, num_nodes: 1, 1 in global mode.
+    balance_tolerance None: relabel only (the plan's GPU loads, relabelled). A number
+    t in [0, 1): a layer may instead take previous edited a copy or two at a time
+    (``repair``), when that sends fewer copies and its heaviest GPU on weight is at
+    most 1 / (1 - t) times the plan's (t = 0: no loss of balance on the planning load).
+    """
+    num_experts = weight.shape[-1]
+    kept = relabel(phy2log, previous, num_experts, num_gpus, num_nodes)
+    if balance_tolerance is None:
+        return kept
+    weight = weight.double()
+    target = heaviest_gpu(weight, phy2log, num_gpus) / (1 - balance_tolerance)
+    budget = copies_sent(previous, kept, num_gpus, num_experts)
+    steps = min(max(4 * num_gpus, 32), 512)
+    edited = repair(previous, weight, target, budget, num_gpus, num_nodes, steps)
+    better = (heaviest_gpu(weight, edited, num_gpus) <= target * (1 + 1e-12)) & (
+        copies_sent(previous, edited, num_gpus, num_experts) < budget)
+    if num_nodes > 1:
+        better &= groups_on_nodes(previous, num_groups, num_nodes, num_experts)
+    return torch.where(better.unsqueeze(-1), edited, kept)

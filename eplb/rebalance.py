@@ -193,7 +193,7 @@ def rebalance_experts(
     policy: str | None = None,
     mode: str = "auto",
     previous=None,
-    balance_tolerance: float = 0.0,
+    balance_tolerance: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Place replicated experts onto GPUs so that per-GPU load evens out.
 
@@ -213,10 +213,11 @@ def rebalance_experts(
         previous: [layers, num_replicas] phy2log now on the GPUs, or None. The plan is
             then relabelled (GPUs inside a node, nodes, slots inside a GPU) to keep as
             many copies where they are as it can, with the same GPU loads.
-        balance_tolerance: with ``previous``, a layer keeps its previous placement
-            unchanged while that placement's heaviest GPU on the planning load (the
-            window's sum for a 3-D weight) is at most 1 / (1 - balance_tolerance)
-            times the new plan's; 0 (the default) moves whatever the plan needs.
+        balance_tolerance: None (relabel only), or with ``previous`` a fraction t in
+            [0, 1): a layer may instead keep the previous placement with a few copies
+            swapped or re-pointed, when that moves fewer copies and its heaviest GPU
+            on the planning load (the window's sum for a 3-D weight) is at most
+            1 / (1 - t) times the plan's; 0 means no loss of balance on that load.
             See ``eplb.migration``.
 
     Returns (all int64, on weight's device):
@@ -229,11 +230,12 @@ def rebalance_experts(
     Raises ValueError, naming the broken rule, on invalid input.
     """
     weight = validate_weight(weight, history=True)
-    if isinstance(balance_tolerance, bool) or not isinstance(balance_tolerance, (int, float)) \
-            or not 0 <= balance_tolerance < 1:
+    if balance_tolerance is not None and (isinstance(balance_tolerance, bool)
+                                          or not isinstance(balance_tolerance, (int, float))
+                                          or not 0 <= balance_tolerance < 1):
         raise ValueError(f"balance_tolerance is a fraction of balancedness, 0 or more and below 1, "
                          f"got {balance_tolerance!r}")
-    if balance_tolerance and previous is None:
+    if balance_tolerance is not None and previous is None:
         raise ValueError("balance_tolerance needs previous=, the placement now on the GPUs, to keep copies of")
     name = DEFAULT_POLICY if policy is None else policy
     if name not in POLICIES:
@@ -252,6 +254,6 @@ def rebalance_experts(
     if previous is not None:
         current = validate_previous(previous, phy2log.shape[0], num_replicas, num_experts, phy2log.device)
         planning = load.sum(0) if load.dim() == 3 else load
-        phy2log = keep_in_place(phy2log, current, planning, num_gpus, num_nodes, balance_tolerance)
+        phy2log = keep_in_place(phy2log, current, planning, num_groups, num_nodes, num_gpus, balance_tolerance)
     log2phy, logcnt = log2phy_from_phy2log(phy2log, num_experts)
     return phy2log, log2phy, logcnt
