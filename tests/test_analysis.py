@@ -199,7 +199,7 @@ def test_replay_with_the_knob_moves_fewer_copies_than_fresh_plans():
     fresh, relabel = points["fresh plan"], points["relabel only"]
     assert fresh.total_copies_sent > relabel.total_copies_sent > points["tolerance 5%"].total_copies_sent
     for r_fresh, r_relabel in zip(fresh.rebalances, relabel.rebalances, strict=True):  # same plans, relabelled
-        assert r_relabel.balancedness_after == pytest.approx(r_fresh.balancedness_after, rel=1e-9)
+        assert r_relabel.balancedness_after == pytest.approx(r_fresh.balancedness_after, rel=1e-6)
     for label in ("tolerance 0%", "tolerance 1%", "tolerance 5%"):
         assert points[label].copies_per_rebalance <= relabel.copies_per_rebalance
     with pytest.raises(ValueError, match="balance_tolerance needs keep_copies"):
