@@ -36,6 +36,7 @@ class Rebalance:
     step: int
     balancedness_before: float  # of the outgoing placement, on the planning window's summed load
     balancedness_after: float  # of the incoming placement, on the same load
+    balancedness_next: float  # of the incoming placement, on the summed load of the steps it serves (NaN: no load)
     copies_sent: int
     slots_changed: int
     bytes_moved: int
@@ -69,6 +70,11 @@ class ReplayResult:
     @property
     def copies_per_rebalance(self) -> float | None:
         return self.total_copies_sent / len(self.rebalances) if self.rebalances else None
+
+    @property
+    def mean_next_window(self) -> float | None:
+        """Mean over rebalances of each new placement's balancedness on the summed load it then serves."""
+        return _nanmean(torch.tensor([r.balancedness_next for r in self.rebalances], dtype=torch.float64))
 
     def priced(self, expert_bytes: int) -> ReplayResult:
         """The same replay with every rebalance's bytes_moved recomputed for experts of expert_bytes each."""
@@ -163,8 +169,10 @@ def replay(
         )
         moved = migration(current, phy2log, topology.num_gpus, num_experts, expert_bytes)
         after = float(step_balancedness(planning, phy2log, topology.num_gpus)[0])
+        served = trace[start : start + interval].double().sum(0, keepdim=True)  # scored only, never planned on
+        following = float(step_balancedness(served, phy2log, topology.num_gpus)[0])
         rebalances.append(
-            Rebalance(start, before_value, after, moved.total_copies_sent, moved.total_slots_changed,
+            Rebalance(start, before_value, after, following, moved.total_copies_sent, moved.total_slots_changed,
                       moved.total_bytes_sent)
         )
         placements.append(phy2log)
