@@ -251,3 +251,19 @@ def test_policies_on_one_load_share_one_bound_computation(weight, monkeypatch):
     calls.clear()
     sweep(weight, "redundant", [0, 8], BASE)
     assert len(calls) == 2  # once per point
+
+
+def test_next_window_on_a_steady_trace_equals_in_sample():
+    load = generate_load("zipf", 2, 16, seed=3)
+    steady = analysis.next_window_balancedness(load.expand(8, -1, -1).clone(), eplb.Topology(20, 2, 2, 4),
+                                               ["hierarchical", "global"])
+    assert [(n.policy, n.mode) for n in steady] == [(p, m) for m in ("hierarchical", "global") for p in eplb.POLICIES]
+    for n in steady:
+        assert (n.windows, n.steps_per_window) == (4, 2)
+        assert n.next_window == pytest.approx(n.in_sample)
+    drifting = analysis.next_window_balancedness(generate_trace("zipf", 9, 2, 16, seed=3, drift=0.5),
+                                                 eplb.Topology(20, 2, 2, 4), ["global"], num_windows=3)
+    assert all(n.windows == 3 and n.steps_per_window == 3 and n.next_window < n.in_sample + 1e-9
+               for n in drifting if n.policy == "joint")
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        analysis.next_window_balancedness(load.unsqueeze(0), eplb.Topology(20, 2, 2, 4), ["global"])

@@ -24,7 +24,7 @@ from eplb.replay import TRADEOFF_SETTINGS, replay, tradeoff
 from eplb.workloads import generate_trace
 from tests.conftest import APP_TIMEOUT, assert_clean, set_controls
 from tests.test_analysis_figures import assert_compare_rows
-from ui import analysis_compute, data
+from ui import analysis_compute, analysis_figures, data
 from ui.analysis_figures import format_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +125,22 @@ def upload_in_sidebar(at: AppTest, name: str, content: bytes) -> AppTest:
     at.file_uploader(key="eplb_upload").set_value((name, content, "application/octet-stream")).run()
     assert_clean(at)
     return at
+
+
+def test_compare_scores_a_trace_on_the_next_window_and_says_which_is_which(open_analysis):
+    at = open_analysis("compare.py", SMALL)
+    assert analysis_figures.NEXT_WINDOW not in table(at)  # one load matrix: no next window to score on
+    trace = generate_trace("zipf", 12, 2, 8, seed=7, drift=0.2)
+    upload_in_sidebar(at, "history.npy", npy(trace.numpy()))
+    assert not at.error
+    frame = table(at)
+    columns = list(frame.columns)
+    assert columns.index(analysis_figures.NEXT_WINDOW) == columns.index("Balancedness (vLLM)") + 1
+    expected = analysis.next_window_balancedness(trace, SMALL_TOPOLOGY, ["hierarchical", "global"])
+    shown = {(row["Policy"], row["Mode"]): row[analysis_figures.NEXT_WINDOW] for _, row in frame.iterrows()}
+    assert shown == {(n.policy, n.mode): f"{n.next_window:.3f}" for n in expected}
+    said = " ".join(c.value for c in at.caption)
+    assert "Balancedness (vLLM) is in-sample" in said and "4 windows of 3 steps" in said
 
 
 def test_a_load_without_tokens_reads_no_load_on_compare_and_sweep(open_analysis):

@@ -49,6 +49,13 @@ def compare(digest: str, topology: eplb.Topology) -> list[analysis.Run]:
     return analysis.compare_policies(weight, topology, modes, repeats=2)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def next_window(trace_digest: str, topology: eplb.Topology) -> list[analysis.NextWindow]:
+    """Every policy in every mode the topology accepts, planned on one window of the trace and scored on the next."""
+    trace = lookup(trace_digest)
+    return analysis.next_window_balancedness(trace, topology, analysis.applicable_modes(topology, trace.shape[-1]))
+
+
 def best_layer_bound(runs: list[analysis.Run]) -> torch.Tensor:
     """Per layer, the best balancedness any placement could reach under the least restrictive mode run. [L]."""
     return torch.stack([layer_bound_balancedness(run.report) for run in runs]).amax(dim=0)

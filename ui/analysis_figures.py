@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from eplb.analysis import SWEEP_AXES, Run, SweepPoint
+from eplb.analysis import SWEEP_AXES, NextWindow, Run, SweepPoint
 from eplb.replay import Rebalance, ReplayResult, TradeoffPoint
 from ui import figures
 
@@ -51,9 +51,26 @@ def metric_cells(run: Run) -> dict[str, str]:
     return cells
 
 
-def compare_table(runs: Iterable[Run]) -> pd.DataFrame:
-    """One row per run (policy, mode, then every metric as text)."""
-    return pd.DataFrame([{"Policy": run.policy, "Mode": run.mode, **metric_cells(run)} for run in runs])
+NEXT_WINDOW = "Next window (vLLM)"
+
+
+def compare_table(runs: Iterable[Run], next_windows: Iterable[NextWindow] = ()) -> pd.DataFrame:
+    """One row per run (policy, mode, then every metric as text).
+
+    next_windows: ``eplb.analysis.next_window_balancedness`` of a trace; when given, a
+    next-window column follows the (in-sample) balancedness.
+    """
+    later = {(n.policy, n.mode): n.next_window for n in next_windows}
+    rows = []
+    for run in runs:
+        cells = metric_cells(run)
+        if later:
+            at = list(cells).index(METRIC_COLUMNS["balancedness"][0]) + 1
+            items = list(cells.items())
+            items.insert(at, (NEXT_WINDOW, figures.format_ratio(later.get((run.policy, run.mode)))))
+            cells = dict(items)
+        rows.append({"Policy": run.policy, "Mode": run.mode, **cells})
+    return pd.DataFrame(rows)
 
 
 def policy_heatmaps(runs: Sequence[Run], *, columns: int = 3) -> go.Figure:
