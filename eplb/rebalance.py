@@ -229,6 +229,38 @@ def rebalance_experts(
 
     Raises ValueError, naming the broken rule, on invalid input.
     """
+    phy2log, num_experts = _place(weight, num_replicas, num_groups, num_nodes, num_gpus, policy, mode, previous,
+                                  balance_tolerance)
+    log2phy, logcnt = log2phy_from_phy2log(phy2log, num_experts)
+    return phy2log, log2phy, logcnt
+
+
+def place_experts(
+    weight: torch.Tensor,
+    num_replicas: int,
+    num_groups: int,
+    num_nodes: int,
+    num_gpus: int,
+    *,
+    policy: str | None = None,
+    mode: str = "auto",
+    previous=None,
+    balance_tolerance: float | None = None,
+) -> torch.Tensor:
+    """``rebalance_experts`` without the reverse map: phy2log [layers, num_replicas] int64 only.
+
+    log2phy holds layers x experts x (num_replicas - experts + 1) values, which grows with
+    the square of the slots (58 x 256 x 4097 int64 is 0.5 GB at 4096 redundant slots);
+    callers that only read phy2log (the app, sweeps, replays) skip it. Same arguments,
+    same checks and the same phy2log as ``rebalance_experts``.
+    """
+    return _place(weight, num_replicas, num_groups, num_nodes, num_gpus, policy, mode, previous,
+                  balance_tolerance)[0]
+
+
+def _place(weight, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int, policy: str | None,
+           mode: str, previous, balance_tolerance: float | None) -> tuple[torch.Tensor, int]:
+    """The checks and the chosen policy's placement: (phy2log [layers, num_replicas], num_logical_experts)."""
     weight = validate_weight(weight, history=True)
     if balance_tolerance is not None and (isinstance(balance_tolerance, bool)
                                           or not isinstance(balance_tolerance, (int, float))
@@ -255,5 +287,4 @@ def rebalance_experts(
         current = validate_previous(previous, phy2log.shape[0], num_replicas, num_experts, phy2log.device)
         planning = load.sum(0) if load.dim() == 3 else load
         phy2log = keep_in_place(phy2log, current, planning, num_groups, num_nodes, num_gpus, balance_tolerance)
-    log2phy, logcnt = log2phy_from_phy2log(phy2log, num_experts)
-    return phy2log, log2phy, logcnt
+    return phy2log, num_experts

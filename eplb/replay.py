@@ -26,7 +26,7 @@ import torch
 
 from .metrics import initial_phy2log, migration
 from .policies.base import copy_counts
-from .rebalance import Topology, rebalance_experts, validate_weight
+from .rebalance import Topology, place_experts, validate_weight
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def replay(
         before_value = float(before)
         if threshold is not None and before_value >= threshold:
             continue
-        phy2log, _, _ = rebalance_experts(
+        phy2log = place_experts(
             history, topology.num_replicas, topology.num_groups, topology.num_nodes, topology.num_gpus,
             policy=policy, mode=mode, previous=current if keep_copies else None,
             balance_tolerance=balance_tolerance if keep_copies else None,

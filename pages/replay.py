@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import analysis_compute, analysis_controls, analysis_figures, compute, figures, state
+from ui import analysis_compute, analysis_controls, analysis_figures, compute, figures, state, text
 
 st.title("Replay a trace")
 st.caption("How often should I rebalance, and what does each rebalance cost? A trace holds the load of every step. "
@@ -17,9 +17,9 @@ if picked is None:
     st.stop()
 num_steps, num_layers, num_experts = picked.trace.shape
 topology = analysis_controls.replay_topology(picked, shown)
-st.markdown(f"**{picked.label} · policy {shown.policy} · {topology.num_nodes} nodes x {topology.gpus_per_node} GPUs, "
-            f"{topology.num_replicas} slots ({topology.num_replicas - num_experts} redundant), "
-            f"{topology.num_groups} groups**")
+st.markdown(f"**{text.escape(picked.label, 300)} · policy {shown.policy} · {topology.num_nodes} nodes x "
+            f"{topology.gpus_per_node} GPUs, {topology.num_replicas} slots ({topology.num_replicas - num_experts} "
+            f"redundant), {topology.num_groups} groups**")
 
 left, middle, right = st.columns(3)
 window = left.number_input("Window (steps)", min_value=1, max_value=num_steps, value=min(16, num_steps),
