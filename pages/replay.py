@@ -49,10 +49,10 @@ except ValueError as exc:
     st.stop()
 
 cards = st.columns(5)
-cards[0].metric("Static, mean", figures.format_ratio(result.mean_static),
+cards[0].metric("Static map", figures.format_ratio(result.mean_static),
                 help="Mean balancedness per step on vLLM's initial map (slot i holds expert i % experts) for the "
                      "whole trace; steps without load are left out.")
-cards[1].metric("Rebalanced, mean", figures.format_ratio(result.mean_rebalanced),
+cards[1].metric("Rebalanced", figures.format_ratio(result.mean_rebalanced),
                 delta=None if result.mean_rebalanced is None or result.mean_static is None
                 else f"{result.mean_rebalanced - result.mean_static:+.3f}",
                 help="Mean balancedness per step with the rebalancer running.")
@@ -89,5 +89,6 @@ if st.toggle("Draw the trade-off curve", key="replay_tradeoff",
     chosen = next(p.label for p in points if (p.keep_copies, p.balance_tolerance) == (keep_copies, balance_tolerance))
     st.plotly_chart(analysis_figures.tradeoff_curve(points, chosen=chosen), width="stretch")
     st.caption("One point per setting, the chosen one ringed: further left moves fewer copies, higher balances "
-               "better. A plan made from scratch is not always the best for the steps that follow: the window's "
-               "noise is planned for too.")
+               "better. The first rebalance leaves vLLM's initial map and moves most copies whatever the setting. "
+               "A plan made from scratch is not always the best for the steps that follow: it fits the window's "
+               "noise too.")

@@ -230,8 +230,8 @@ def assert_replay_cards(at: AppTest, trace, topology, *, window, interval, thres
                     policy=policy or eplb.DEFAULT_POLICY, expert_bytes=expert_bytes, keep_copies=keep_copies,
                     balance_tolerance=balance_tolerance)
     shown = metrics(at)
-    assert shown["Static, mean"] == f"{result.mean_static:.3f}"
-    assert shown["Rebalanced, mean"] == f"{result.mean_rebalanced:.3f}"
+    assert shown["Static map"] == f"{result.mean_static:.3f}"
+    assert shown["Rebalanced"] == f"{result.mean_rebalanced:.3f}"
     assert shown["Rebalances"] == f"{len(result.rebalances)} of {result.checks}"
     assert shown["Copies sent"] == f"{result.total_copies_sent:,}"
     assert shown["Bytes moved"] == (format_bytes(result.total_bytes_moved) if expert_bytes else "unknown")

@@ -197,7 +197,8 @@ def tradeoff_curve(points: Sequence[TradeoffPoint], *, chosen: str | None = None
     shown = [p for p in points if p.result.rebalances and p.result.mean_rebalanced is not None]
     fig = go.Figure(go.Scatter(
         x=[p.result.copies_per_rebalance for p in shown], y=[p.result.mean_rebalanced for p in shown],
-        mode="lines+markers+text", text=[p.label for p in shown], textposition="top right",
+        mode="lines+markers+text", text=[p.label for p in shown],
+        textposition=["top center" if i % 2 else "bottom center" for i in range(len(shown))],  # apart when close
         customdata=[[figures.format_ratio(p.result.mean_next_window)] for p in shown],
         hovertemplate="%{text}<br>%{x:,.0f} copies sent per rebalance<br>mean balancedness per step %{y:.3f}"
                       "<br>on the steps each plan serves, summed: %{customdata[0]}<extra></extra>",
@@ -206,5 +207,10 @@ def tradeoff_curve(points: Sequence[TradeoffPoint], *, chosen: str | None = None
     ))
     fig.update_layout(title=title, xaxis_title="expert copies sent per rebalance",
                       yaxis_title="mean balancedness per step", height=360, showlegend=False,
-                      margin=dict(t=50, b=40, l=50, r=20))
+                      margin=dict(t=50, b=40, l=50, r=60))
+    if shown:  # room for the labels at both ends
+        fig.update_xaxes(range=[0, 1.12 * max(p.result.copies_per_rebalance for p in shown)])
+        low, high = (f(p.result.mean_rebalanced for p in shown) for f in (min, max))
+        pad = max(high - low, 1e-3) * 0.25
+        fig.update_yaxes(range=[low - pad, high + pad])
     return fig
