@@ -96,7 +96,8 @@ def overlap(new: torch.Tensor, old: torch.Tensor, num_experts: int) -> torch.Ten
     score = torch.zeros(num_layers, num_gpus, num_gpus, dtype=torch.float64, device=new.device)
     for k in range(1, int(max(count_new.max(), count_old.max())) + 1):
         weight = float(num_gpus * slots + 1) if k == 1 else 1.0
-        score += weight * ((count_new >= k).double() @ (count_old >= k).double().transpose(1, 2))
+        # float32 products are exact here: each entry counts at most E experts
+        score += weight * ((count_new >= k).float() @ (count_old >= k).float().transpose(1, 2)).double()
     return score
 
 
@@ -197,17 +198,22 @@ def repair(previous: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, b
     layers = torch.arange(num_layers, device=phy2log.device)
     gpu_of_slot = torch.arange(num_replicas, device=phy2log.device) // slots  # [P]
     node_of_gpu = torch.arange(num_gpus, device=phy2log.device) // per_node  # [G]
+    # copies of each expert per GPU, kept up to date edit by edit: [L, G * E] int32
+    held = copy_counts(phy2log.view(-1, slots), num_experts).view(num_layers, -1).int()
+    held_before = held > 0
     for _ in range(max_steps):
         logcnt = copy_counts(phy2log, num_experts)
         per_copy = weight / logcnt.clamp(min=1)  # [L, E]
         copy = per_copy.gather(-1, phy2log)  # [L, P]
         gpu = copy.view(num_layers, num_gpus, slots).sum(-1)  # [L, G]
         peak, hot = gpu.max(-1)
-        active = (peak > target * (1 + 1e-12)) & (copies_sent(previous, phy2log, num_gpus, num_experts) < budget)
+        # edits never make a duplicate, so each slot whose expert its GPU lacked before is one copy sent
+        on_gpu = gpu_of_slot * num_experts + phy2log  # [L, P] index into held
+        sent = (~held_before.gather(1, on_gpu)).sum(-1)
+        active = (peak > target * (1 + 1e-12)) & (sent < budget)
         if not bool(active.any()):
             break
-        held = presence(phy2log, num_gpus, num_experts)  # [L, G, E]
-        hot_held = held[layers, hot]  # [L, E]
+        hot_held = held.view(num_layers, num_gpus, num_experts)[layers, hot] > 0  # [L, E]
         hot_slots = hot.unsqueeze(-1) * slots + torch.arange(slots, device=phy2log.device)  # [L, s]
         hot_experts = phy2log.gather(-1, hot_slots)  # [L, s]
         hot_copy = copy.gather(-1, hot_slots)
@@ -222,8 +228,9 @@ def repair(previous: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, b
                      - excess.gather(-1, hot.unsqueeze(-1)).unsqueeze(-1) - (other - limit).clamp(min=0))
         ok = (same_node & (gpu_of_slot.unsqueeze(0) != hot.unsqueeze(-1))).unsqueeze(1) & (d > 0)
         ok &= ~hot_held.gather(-1, phy2log).unsqueeze(1)  # the hot GPU must not hold slot j's expert
-        ok &= ~held[layers.unsqueeze(-1), gpu_of_slot.unsqueeze(0), :].gather(
-            -1, hot_experts.unsqueeze(1).expand(-1, num_replicas, -1)).transpose(1, 2)  # nor j's GPU slot i's
+        holds_hot = held.view(num_layers, num_gpus, num_experts).gather(
+            2, hot_experts.unsqueeze(1).expand(-1, num_gpus, -1)) > 0  # [L, G, s]
+        ok &= ~holds_hot[:, gpu_of_slot].transpose(1, 2)  # nor slot j's GPU slot i's expert
         swap_gain = torch.where(ok, swap_gain / 2, torch.inf).flatten(1)  # change in excess per copy sent
         swap_best, swap_at = swap_gain.min(-1)
 
@@ -249,14 +256,25 @@ def repair(previous: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, b
         improve = active & (best < -1e-9 * target)
         if not bool(improve.any()):
             break
-        # apply re-points
-        rows = improve & use_point
-        phy2log[rows, hot_slots[rows, point_at[rows]]] = y[rows]
-        rows = improve & ~use_point
+        rows = (improve & use_point).nonzero().flatten()  # re-points
+        slot = hot_slots[rows, point_at[rows]]
+        old, new = phy2log[rows, slot], y[rows]
+        move(held, rows, gpu_of_slot[slot] * num_experts, old, new)
+        phy2log[rows, slot] = new
+        rows = (improve & ~use_point).nonzero().flatten()  # swaps
         i, j = hot_slots[rows, swap_at[rows] // num_replicas], swap_at[rows] % num_replicas
         a, b = phy2log[rows, i], phy2log[rows, j]
+        move(held, rows, gpu_of_slot[i] * num_experts, a, b)
+        move(held, rows, gpu_of_slot[j] * num_experts, b, a)
         phy2log[rows, i], phy2log[rows, j] = b, a
     return phy2log
+
+
+def move(held: torch.Tensor, rows: torch.Tensor, gpu_offset: torch.Tensor, old: torch.Tensor,
+         new: torch.Tensor) -> None:
+    """On each GPU (rows of held [L, G * E], GPU g at offset g * E) one copy of old becomes one of new."""
+    held.index_put_((rows, gpu_offset + old), torch.full_like(old, -1, dtype=held.dtype), accumulate=True)
+    held.index_put_((rows, gpu_offset + new), torch.ones_like(new, dtype=held.dtype), accumulate=True)
 
 
 def groups_on_nodes(phy2log: torch.Tensor, num_groups: int, num_nodes: int, num_experts: int) -> torch.Tensor:
