@@ -301,10 +301,10 @@ def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.T
     weight = weight.double()
     target = heaviest_gpu(weight, phy2log, num_gpus) / (1 - balance_tolerance)
     budget = copies_sent(previous, kept, num_gpus, num_experts)
-    steps = min(max(4 * num_gpus, 32), 512)
+    if num_nodes > 1:  # a previous layer with a group split over nodes is no hierarchical placement to edit
+        budget = torch.where(groups_on_nodes(previous, num_groups, num_nodes, num_experts), budget, 0)
+    steps = min(max(4 * num_gpus, 32), 512)  # a few edits per GPU: each step fixes one GPU per layer
     edited = repair(previous, weight, target, budget, num_gpus, num_nodes, steps)
     better = (heaviest_gpu(weight, edited, num_gpus) <= target * (1 + 1e-12)) & (
         copies_sent(previous, edited, num_gpus, num_experts) < budget)
-    if num_nodes > 1:
-        better &= groups_on_nodes(previous, num_groups, num_nodes, num_experts)
     return torch.where(better.unsqueeze(-1), edited, kept)
