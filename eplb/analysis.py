@@ -111,6 +111,45 @@ def _policies_on(weight: torch.Tensor, topology: Topology, names: list[str], mod
     return runs
 
 
+@dataclass(frozen=True)
+class NextWindow:
+    """How a policy does on the load that comes next: the trace cut into windows, plan on one, score on the next.
+
+    in_sample / next_window: mean vLLM balancedness of the plans on the window each was
+    planned on / on the window after it; windows, steps_per_window: how the trace was cut.
+    """
+
+    policy: str
+    mode: str
+    in_sample: float
+    next_window: float
+    windows: int
+    steps_per_window: int
+
+
+def next_window_balancedness(trace: torch.Tensor, topology: Topology, modes: Iterable[str], *,
+                             num_windows: int = 4) -> list[NextWindow]:
+    """Every policy in every mode on trace [T, L, E], judged the way the serving engines live.
+
+    The trace is cut into num_windows consecutive windows of T // num_windows steps (fewer
+    windows when the trace is short; leftover steps at the end are left out). Each policy
+    plans from window i, given as history [steps, L, E], and is scored on window i + 1's
+    summed load; as ``eplb.bench.next_window_rows``, whose loop this is.
+    """
+    from .bench import next_window_rows, policy_planner
+
+    steps = trace.shape[0]
+    windows = max(2, min(num_windows, steps))
+    if steps < 2:
+        raise ValueError(f"a next-window score needs a trace of at least 2 steps, got {steps}")
+    size = steps // windows
+    cut = trace[: windows * size].reshape(windows, size, *trace.shape[1:]).float()
+    planners = [policy_planner(name) for name in POLICIES]
+    return [NextWindow(row.policy, mode, row.in_sample, row.next_window, windows, size)
+            for mode in modes
+            for row in next_window_rows("", cut, topology, mode, "", 0.0, planners)]
+
+
 def preset_for_shape(num_layers: int, num_experts: int) -> ModelPreset | None:
     """The model preset with this many MoE layers and routed experts and a known expert size, if any.
 

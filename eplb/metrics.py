@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from .bounds import bound_balancedness, lower_bound
+from .migration import copies_sent
 from .policies.base import copy_loads
 
 
@@ -76,20 +77,21 @@ def duplicate_gpus(phy2log: torch.Tensor, num_gpus: int) -> int:
     return int((per_gpu[..., 1:] == per_gpu[..., :-1]).any(dim=-1).sum())
 
 
-def _presence(phy2log: torch.Tensor, num_gpus: int, num_experts: int) -> torch.Tensor:
-    """[L, num_gpus, num_experts] bool: GPU holds at least one copy of the expert."""
-    num_layers = phy2log.shape[0]
-    per_gpu = phy2log.view(num_layers, num_gpus, -1)
-    held = torch.zeros(num_layers, num_gpus, num_experts, dtype=torch.bool, device=phy2log.device)
-    return held.scatter_(-1, per_gpu, True)
-
-
 @dataclass(frozen=True)
 class Migration:
-    """Cost of moving from one placement to another, per layer ([L] int64 tensors)."""
+    """Cost of moving from one placement to another, per layer ([L] int64 tensors).
+
+    copies_sent: expert copies GPUs must receive (a GPU that already holds the expert
+    needs nothing); bytes_sent: the same in bytes, for experts of ``expert_bytes`` each.
+    """
 
     slots_changed: torch.Tensor
     copies_sent: torch.Tensor
+    expert_bytes: int = 0
+
+    @property
+    def bytes_sent(self) -> torch.Tensor:
+        return self.copies_sent * self.expert_bytes
 
     @property
     def total_slots_changed(self) -> int:
@@ -99,21 +101,24 @@ class Migration:
     def total_copies_sent(self) -> int:
         return int(self.copies_sent.sum())
 
+    @property
+    def total_bytes_sent(self) -> int:
+        return self.total_copies_sent * self.expert_bytes
 
-def migration(old_phy2log: torch.Tensor, new_phy2log: torch.Tensor, num_gpus: int, num_experts: int) -> Migration:
-    """Slots whose expert changed, and expert copies a GPU must receive because it did not hold them.
 
-    Both placements: [L, P] on the same topology.
+def migration(old_phy2log: torch.Tensor, new_phy2log: torch.Tensor, num_gpus: int, num_experts: int,
+              expert_bytes: int = 0) -> Migration:
+    """Slots whose expert changed, and expert copies (and bytes) GPUs must receive because they did not hold them.
+
+    Both placements: [L, P] on the same topology; expert_bytes: one expert's weights in bytes.
     """
     if old_phy2log.shape != new_phy2log.shape:
         raise ValueError(f"placements differ in shape: {tuple(old_phy2log.shape)} vs {tuple(new_phy2log.shape)}")
-    old = _presence(old_phy2log, num_gpus, num_experts)
-    new = _presence(new_phy2log, num_gpus, num_experts)
     return Migration(
         slots_changed=(old_phy2log != new_phy2log).sum(dim=-1),
-        copies_sent=(new & ~old).flatten(1).sum(dim=-1),
+        copies_sent=copies_sent(old_phy2log, new_phy2log, num_gpus, num_experts),
+        expert_bytes=expert_bytes,
     )
-
 
 
 @dataclass(frozen=True)

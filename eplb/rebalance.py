@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .migration import keep_in_place, validate_previous
 from .policies import DEFAULT_POLICY, POLICIES
 from .policies.base import copy_counts
 from .sorting import sort_rows
@@ -191,6 +192,8 @@ def rebalance_experts(
     *,
     policy: str | None = None,
     mode: str = "auto",
+    previous=None,
+    balance_tolerance: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Place replicated experts onto GPUs so that per-GPU load evens out.
 
@@ -207,6 +210,15 @@ def rebalance_experts(
         mode: "hierarchical" (groups packed onto nodes, then replicate and pack inside
             each node), "global" (ignore groups and nodes) or "auto" (hierarchical when
             num_groups % num_nodes == 0, else global).
+        previous: [layers, num_replicas] phy2log now on the GPUs, or None. The plan is
+            then relabelled (GPUs inside a node, nodes, slots inside a GPU) to keep as
+            many copies where they are as it can, with the same GPU loads.
+        balance_tolerance: None (relabel only), or with ``previous`` a fraction t in
+            [0, 1): a layer may instead keep the previous placement with a few copies
+            swapped or re-pointed, when that moves fewer copies and its heaviest GPU
+            on the planning load (the window's sum for a 3-D weight) is at most
+            1 / (1 - t) times the plan's; 0 means no loss of balance on that load.
+            See ``eplb.migration``.
 
     Returns (all int64, on weight's device):
         phy2log: [layers, num_replicas] logical expert in each slot; slot p is on GPU
@@ -217,7 +229,8 @@ def rebalance_experts(
 
     Raises ValueError, naming the broken rule, on invalid input.
     """
-    phy2log, num_experts = _place(weight, num_replicas, num_groups, num_nodes, num_gpus, policy, mode)
+    phy2log, num_experts = _place(weight, num_replicas, num_groups, num_nodes, num_gpus, policy, mode, previous,
+                                  balance_tolerance)
     log2phy, logcnt = log2phy_from_phy2log(phy2log, num_experts)
     return phy2log, log2phy, logcnt
 
@@ -231,6 +244,8 @@ def place_experts(
     *,
     policy: str | None = None,
     mode: str = "auto",
+    previous=None,
+    balance_tolerance: float | None = None,
 ) -> torch.Tensor:
     """``rebalance_experts`` without the reverse map: phy2log [layers, num_replicas] int64 only.
 
@@ -239,13 +254,21 @@ def place_experts(
     callers that only read phy2log (the app, sweeps, replays) skip it. Same arguments,
     same checks and the same phy2log as ``rebalance_experts``.
     """
-    return _place(weight, num_replicas, num_groups, num_nodes, num_gpus, policy, mode)[0]
+    return _place(weight, num_replicas, num_groups, num_nodes, num_gpus, policy, mode, previous,
+                  balance_tolerance)[0]
 
 
 def _place(weight, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int, policy: str | None,
-           mode: str) -> tuple[torch.Tensor, int]:
+           mode: str, previous, balance_tolerance: float | None) -> tuple[torch.Tensor, int]:
     """The checks and the chosen policy's placement: (phy2log [layers, num_replicas], num_logical_experts)."""
     weight = validate_weight(weight, history=True)
+    if balance_tolerance is not None and (isinstance(balance_tolerance, bool)
+                                          or not isinstance(balance_tolerance, (int, float))
+                                          or not 0 <= balance_tolerance < 1):
+        raise ValueError(f"balance_tolerance is a fraction of balancedness, 0 or more and below 1, "
+                         f"got {balance_tolerance!r}")
+    if balance_tolerance is not None and previous is None:
+        raise ValueError("balance_tolerance needs previous=, the placement now on the GPUs, to keep copies of")
     name = DEFAULT_POLICY if policy is None else policy
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
@@ -260,4 +283,8 @@ def _place(weight, num_replicas: int, num_groups: int, num_nodes: int, num_gpus:
         phy2log = chosen.place_window(load, num_replicas, num_groups, num_nodes, num_gpus)
     else:
         phy2log = chosen.place(load, num_replicas, num_groups, num_nodes, num_gpus)
+    if previous is not None:
+        current = validate_previous(previous, phy2log.shape[0], num_replicas, num_experts, phy2log.device)
+        planning = load.sum(0) if load.dim() == 3 else load
+        phy2log = keep_in_place(phy2log, current, planning, num_groups, num_nodes, num_gpus, balance_tolerance)
     return phy2log, num_experts

@@ -13,6 +13,10 @@ shown = state.page_inputs()
 with st.spinner("Running every policy..."):
     runs = analysis_compute.compare(shown.digest, shown.topology)
 before = compute.baseline(shown.digest, shown.topology, shown.mode)
+later = []
+if shown.trace is not None:
+    with st.spinner("Planning on each window of the trace, scoring on the next..."):
+        later = analysis_compute.next_window(shown.trace_digest, shown.topology)
 
 st.subheader("Side by side")
 best = max(runs, key=lambda run: run.report.balancedness or 0.0)
@@ -22,7 +26,13 @@ if best.report.balancedness is None:
 else:
     st.markdown(f"Most balanced here: **{best.label}**, balancedness {figures.format_ratio(best.report.balancedness)}"
                 f" (vLLM's initial map, no rebalance: {figures.format_ratio(before.report.balancedness)}).")
-st.dataframe(analysis_figures.compare_table(runs), hide_index=True)
+st.dataframe(analysis_figures.compare_table(runs, later), hide_index=True)
+if later:
+    st.caption(f"Two balancedness columns. Balancedness (vLLM) is in-sample: each plan scored on the load it was "
+               f"planned on (the trace summed). Next window: the trace cut into {later[0].windows} windows of "
+               f"{later[0].steps_per_window} steps; each policy plans from one window (every step of it) and is "
+               f"scored on the window after it, as a serving engine lives; the mean over {later[0].windows - 1} "
+               "plans. A policy that fits its window's noise scores well in-sample and less well next.")
 st.caption("Balancedness (vLLM): sum over layers of mean GPU load / sum of max GPU load. Utilization (SGLang): the "
            "mean over layers of mean / max. Bound: the best balancedness any placement could reach in that mode; gap "
            "to bound: how far below it the policy lands. Node balance: balancedness over nodes instead of GPUs. "

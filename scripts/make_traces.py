@@ -33,6 +33,10 @@ TRACES = [
      (40, 50)),
 ]
 
+# A deployment each trace fits (nodes, GPUs per node, redundant slots), recorded in the manifest: the replay
+# page opens a sample trace on it.
+DEPLOYMENTS = {"deepseek-v3-drift": (4, 8, 32), "qwen3-30b-a3b-shift": (2, 8, 16), "mixtral-8x7b-idle": (1, 4, 8)}
+
 
 def main() -> None:
     TRACE_DIR.mkdir(parents=True, exist_ok=True)
@@ -48,6 +52,7 @@ def main() -> None:
             "file": f"{stem}.npz", "label": label, "preset": preset_name, "family": family, "skew": skew,
             "drift": drift, "steps": steps, "seed": seed, "tokens": TOKENS, "num_groups": preset.num_groups,
             "idle_steps": list(idle) if idle else None,
+            **dict(zip(("nodes", "gpus_per_node", "redundant"), DEPLOYMENTS[stem])),
         })
     (TRACE_DIR / "traces.json").write_text(json.dumps(manifest, indent=1) + "\n")
 

@@ -11,8 +11,8 @@ import eplb
 from eplb import analysis
 from eplb.analysis import compare_policies, run_policy, sweep, sweep_values, topology_at
 from eplb.formats import read_load_file
-from eplb.metrics import initial_phy2log
-from eplb.replay import replay, step_balancedness
+from eplb.metrics import gpu_loads, initial_phy2log
+from eplb.replay import TRADEOFF_SETTINGS, replay, step_balancedness, tradeoff
 from eplb.presets import PRESETS
 from eplb.workloads import generate_load, generate_trace
 from scripts.make_traces import TRACE_DIR
@@ -170,15 +170,40 @@ def test_replay_scores_each_step_with_the_placement_in_force():
     result = replay(trace, topology, window=3, interval=3)
     placement = initial_phy2log(2, 8, 12)
     for start in range(0, 9, 3):
-        if start:
-            placement = rebalance_experts_at(trace[start - 3 : start].double().mean(0), topology)
+        if start:  # planned from the window as history, keeping what it can of the placement on the GPUs
+            placement = rebalance_experts_at(trace[start - 3 : start], topology, previous=placement)
         expected = step_balancedness(trace[start : start + 3], placement, 4)
         assert torch.allclose(result.balancedness_rebalanced[start : start + 3], expected)
 
 
-def rebalance_experts_at(load, topology):
+def rebalance_experts_at(load, topology, **options):
     return eplb.rebalance_experts(load, topology.num_replicas, topology.num_groups, topology.num_nodes,
-                                  topology.num_gpus)[0]
+                                  topology.num_gpus, **options)[0]
+
+
+def test_step_balancedness_equals_scoring_each_step_alone():
+    trace = generate_trace("zipf", 11, 3, 16, seed=9, drift=0.2).to(torch.int32)
+    placement = rebalance_experts_at(trace.sum(0), eplb.Topology(20, 1, 1, 4))
+    every = step_balancedness(trace, placement, 4, chunk_bytes=1)  # one step per chunk
+    for step in range(11):
+        loads = gpu_loads(trace[step], placement, 4)
+        assert float(every[step]) == pytest.approx(float(loads.mean(-1).sum() / loads.max(-1).values.sum()),
+                                                   rel=1e-6)
+
+
+def test_replay_with_the_knob_moves_fewer_copies_than_fresh_plans():
+    trace = generate_trace("zipf", 40, 4, 32, seed=3, drift=0.05)
+    topology = eplb.Topology(40, 4, 2, 8)
+    points = {p.label: p.result for p in tradeoff(trace, topology, window=4, interval=4)}
+    assert list(points) == [label for label, _, _ in TRADEOFF_SETTINGS]
+    fresh, relabel = points["fresh plan"], points["relabel only"]
+    assert fresh.total_copies_sent > relabel.total_copies_sent > points["tolerance 5%"].total_copies_sent
+    for r_fresh, r_relabel in zip(fresh.rebalances, relabel.rebalances, strict=True):  # same plans, relabelled
+        assert r_relabel.balancedness_after == pytest.approx(r_fresh.balancedness_after, rel=1e-6)
+    for label in ("tolerance 0%", "tolerance 1%", "tolerance 5%"):
+        assert points[label].copies_per_rebalance <= relabel.copies_per_rebalance
+    with pytest.raises(ValueError, match="balance_tolerance needs keep_copies"):
+        replay(trace, topology, window=4, interval=4, keep_copies=False, balance_tolerance=0.1)
 
 
 def test_sample_traces_are_the_generators_output():
@@ -226,3 +251,19 @@ def test_policies_on_one_load_share_one_bound_computation(weight, monkeypatch):
     calls.clear()
     sweep(weight, "redundant", [0, 8], BASE)
     assert len(calls) == 2  # once per point
+
+
+def test_next_window_on_a_steady_trace_equals_in_sample():
+    load = generate_load("zipf", 2, 16, seed=3)
+    steady = analysis.next_window_balancedness(load.expand(8, -1, -1).clone(), eplb.Topology(20, 2, 2, 4),
+                                               ["hierarchical", "global"])
+    assert [(n.policy, n.mode) for n in steady] == [(p, m) for m in ("hierarchical", "global") for p in eplb.POLICIES]
+    for n in steady:
+        assert (n.windows, n.steps_per_window) == (4, 2)
+        assert n.next_window == pytest.approx(n.in_sample)
+    drifting = analysis.next_window_balancedness(generate_trace("zipf", 9, 2, 16, seed=3, drift=0.5),
+                                                 eplb.Topology(20, 2, 2, 4), ["global"], num_windows=3)
+    assert all(n.windows == 3 and n.steps_per_window == 3 and n.next_window < n.in_sample + 1e-9
+               for n in drifting if n.policy == "joint")
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        analysis.next_window_balancedness(load.unsqueeze(0), eplb.Topology(20, 2, 2, 4), ["global"])

@@ -20,11 +20,11 @@ from streamlit.testing.v1 import AppTest
 import eplb
 from eplb import analysis
 from eplb.presets import PRESETS
-from eplb.replay import replay
+from eplb.replay import TRADEOFF_SETTINGS, replay, tradeoff
 from eplb.workloads import generate_trace
 from tests.conftest import APP_TIMEOUT, assert_clean, plain, set_controls
 from tests.test_analysis_figures import assert_compare_rows
-from ui import analysis_compute, data
+from ui import analysis_compute, analysis_figures, data
 from ui.analysis_figures import format_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,6 +127,22 @@ def upload_in_sidebar(at: AppTest, name: str, content: bytes) -> AppTest:
     return at
 
 
+def test_compare_scores_a_trace_on_the_next_window_and_says_which_is_which(open_analysis):
+    at = open_analysis("compare.py", SMALL)
+    assert analysis_figures.NEXT_WINDOW not in table(at)  # one load matrix: no next window to score on
+    trace = generate_trace("zipf", 12, 2, 8, seed=7, drift=0.2)
+    upload_in_sidebar(at, "history.npy", npy(trace.numpy()))
+    assert not at.error
+    frame = table(at)
+    columns = list(frame.columns)
+    assert columns.index(analysis_figures.NEXT_WINDOW) == columns.index("Balancedness (vLLM)") + 1
+    expected = analysis.next_window_balancedness(trace, SMALL_TOPOLOGY, ["hierarchical", "global"])
+    shown = {(row["Policy"], row["Mode"]): row[analysis_figures.NEXT_WINDOW] for _, row in frame.iterrows()}
+    assert shown == {(n.policy, n.mode): f"{n.next_window:.3f}" for n in expected}
+    said = " ".join(c.value for c in at.caption)
+    assert "Balancedness (vLLM) is in-sample" in said and "4 windows of 3 steps" in said
+
+
 def test_a_load_without_tokens_reads_no_load_on_compare_and_sweep(open_analysis):
     at = upload_in_sidebar(open_analysis("compare.py", SMALL), "idle.csv", ZEROS_CSV)
     assert not at.error
@@ -208,14 +224,16 @@ def test_sweep_asks_for_the_expert_size_of_an_unknown_model(open_analysis):
 
 
 def assert_replay_cards(at: AppTest, trace, topology, *, window, interval, threshold=None, policy=None,
-                        expert_bytes=0) -> None:
+                        expert_bytes=0, keep_copies=True, balance_tolerance=0.0) -> None:
+    """The cards and table equal eplb.replay.replay's; the page's knob starts at tolerance 0."""
     result = replay(trace, topology, window=window, interval=interval, threshold=threshold,
-                    policy=policy or eplb.DEFAULT_POLICY, expert_bytes=expert_bytes)
+                    policy=policy or eplb.DEFAULT_POLICY, expert_bytes=expert_bytes, keep_copies=keep_copies,
+                    balance_tolerance=balance_tolerance)
     shown = metrics(at)
-    assert shown["Mean balancedness, static"] == f"{result.mean_static:.3f}"
-    assert shown["Mean balancedness, rebalanced"] == f"{result.mean_rebalanced:.3f}"
-    assert shown["Rebalances done"] == f"{len(result.rebalances)} of {result.checks}"
-    assert shown["Expert copies sent"] == f"{result.total_copies_sent:,}"
+    assert shown["Static map"] == f"{result.mean_static:.3f}"
+    assert shown["Rebalanced"] == f"{result.mean_rebalanced:.3f}"
+    assert shown["Rebalances"] == f"{len(result.rebalances)} of {result.checks}"
+    assert shown["Copies sent"] == f"{result.total_copies_sent:,}"
     assert shown["Bytes moved"] == (format_bytes(result.total_bytes_moved) if expert_bytes else "unknown")
     if result.rebalances:
         assert list(table(at)["Copies sent"]) == [r.copies_sent for r in result.rebalances]
@@ -297,9 +315,53 @@ def test_replay_uses_a_trace_uploaded_in_the_sidebar(open_analysis):
     assert_replay_cards(at, trace, SMALL_TOPOLOGY, window=10, interval=10)
 
 
+@pytest.mark.parametrize("name", list(analysis_compute.sample_traces()))
+def test_every_sample_trace_opens_on_its_deployment_and_says_so(open_analysis, name):
+    at = open_analysis("replay.py")  # the sidebar keeps DeepSeek-V3's topology whatever the trace
+    at.selectbox(key="replay_sample").set_value(name).run()
+    assert_clean(at)
+    assert not at.error
+    deployment = analysis_compute.trace_deployment(name)
+    trace = analysis_compute.load_sample_trace(name)
+    assert deployment is not None and deployment.validate(trace.shape[-1]) in ("hierarchical", "global")
+    said = " ".join(c.value for c in at.caption)
+    assert (f"deployment this sample trace comes with: {deployment.num_nodes} nodes x {deployment.gpus_per_node} GPUs"
+            in said and f"{deployment.num_groups} expert groups" in said)
+    assert "noisier than a window's sum" in said  # summed-window against per-step balancedness, in words
+    expert_bytes = next(p.expert_bytes for p in PRESETS.values()
+                        if (p.num_layers, p.num_experts) == tuple(trace.shape[1:]))
+    steps = trace.shape[0]
+    assert_replay_cards(at, trace, deployment, window=min(16, steps), interval=min(16, steps),
+                        expert_bytes=expert_bytes)
+
+
+def test_replay_knob_and_tradeoff_curve(open_analysis):
+    at = open_analysis("replay.py", SMALL)
+    trace = analysis_compute.load_sample_trace("mixtral-8x7b-idle")
+    mixtral_bytes = PRESETS["Mixtral 8x7B"].expert_bytes
+    at.number_input(key="replay_interval_120").set_value(8).run()
+    for label, keep, tolerance in (("fresh plan", False, None), ("relabel only", True, None),
+                                   ("tolerance 2%", True, 0.02)):
+        at.select_slider(key="replay_knob").set_value(label).run()
+        assert_clean(at)
+        assert_replay_cards(at, trace, SMALL_TOPOLOGY, window=16, interval=8, expert_bytes=mixtral_bytes,
+                            keep_copies=keep, balance_tolerance=tolerance)
+    at.toggle(key="replay_tradeoff").set_value(True).run()
+    assert_clean(at)
+    curve = chart_specs(at)[-1]["data"][0]
+    expected = [p.result for p in tradeoff(trace, SMALL_TOPOLOGY, window=16, interval=8)]
+    assert plotted(curve["x"]) == pytest.approx([r.copies_per_rebalance for r in expected])
+    assert plotted(curve["y"]) == pytest.approx([r.mean_rebalanced for r in expected])
+    assert list(curve["text"]) == [label for label, _, _ in TRADEOFF_SETTINGS]
+    assert curve["marker"]["size"][[label for label, _, _ in TRADEOFF_SETTINGS].index("tolerance 2%")] == 14
+
+
 def test_replay_explains_a_trace_the_topology_does_not_fit(open_analysis):
     at = open_analysis("replay.py")  # DeepSeek-V3 topology: 32 GPUs, 32 redundant slots
     at.selectbox(key="replay_sample").set_value("mixtral-8x7b-idle").run()
+    assert_clean(at)
+    assert not at.error  # the sample trace opens on its own deployment
+    at.toggle(key="replay_sidebar_topology").set_value(True).run()
     assert_clean(at)
     message = " ".join(e.value for e in at.error)
     assert "Cannot replay this trace" in message and "divisible by num_gpus (32)" in message
@@ -314,6 +376,8 @@ def test_the_sidebar_topology_carries_over_from_explore(open_analysis, page):
     at = open_analysis(page, SMALL, first="explore")
     set_controls(at, nodes=2, gpus_per_node=2, redundant=12)
     at.switch_page(str(ROOT / "pages" / page)).run()
+    if page == "replay.py":  # a sample trace opens on its own deployment until asked for the sidebar's
+        at.toggle(key="replay_sidebar_topology").set_value(True).run()
     assert_clean(at)
     shown = " ".join(m.value for m in at.markdown)
     assert "2 nodes x 2 GPUs, 20 slots (12 redundant)" in shown

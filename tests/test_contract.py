@@ -16,13 +16,14 @@ README_PHY2LOG = [
 ]
 
 
-def check_contract(weight, num_replicas, num_groups, num_nodes, num_gpus, policy, mode):
-    """Run one rebalance and assert every line of the output contract."""
+def check_contract(weight, num_replicas, num_groups, num_nodes, num_gpus, policy, mode, **options):
+    """Run one rebalance (weight [layers, experts] or [steps, layers, experts]; options such as
+    previous=) and assert every line of the output contract."""
     before = weight.clone()
     phy2log, log2phy, logcnt = eplb.rebalance_experts(
-        weight, num_replicas, num_groups, num_nodes, num_gpus, policy=policy, mode=mode
+        weight, num_replicas, num_groups, num_nodes, num_gpus, policy=policy, mode=mode, **options
     )
-    num_layers, num_experts = weight.shape
+    num_layers, num_experts = weight.shape[-2:]
     width = num_replicas - num_experts + 1
     assert torch.equal(weight, before), "the input must not be modified"
     for out in (phy2log, log2phy, logcnt):

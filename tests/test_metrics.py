@@ -59,6 +59,8 @@ def test_migration_counts_changed_slots_and_copies_sent():
     assert moved.copies_sent.tolist() == [0]
     assert metrics.migration(old, torch.tensor([[3, 2, 1, 0]]), 2, 4).total_copies_sent == 4
     assert metrics.migration(old, old, 2, 4).total_slots_changed == 0
+    priced = metrics.migration(old, torch.tensor([[3, 2, 1, 0]]), 2, 4, expert_bytes=1000)
+    assert priced.total_bytes_sent == 4000 and priced.bytes_sent.tolist() == [4000]
     with pytest.raises(ValueError, match="differ in shape"):
         metrics.migration(old, torch.zeros(1, 6, dtype=torch.int64), 2, 4)
 

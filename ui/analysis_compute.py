@@ -9,7 +9,10 @@ cache, bounded in bytes for all sessions together.
     points = analysis_compute.sweep(digest, "redundant", [0, 32], topology, "auto", expert_bytes,
                                     progress=lambda done, total: bar.progress(done / total))
     result = analysis_compute.replay(trace_digest, topology, window=16, interval=16, threshold=None,
-                                     policy="deepseek", mode="auto", expert_bytes=expert_bytes)
+                                     policy="deepseek", mode="auto", expert_bytes=expert_bytes,
+                                     balance_tolerance=0.0)   # previous placement kept where it can be
+    points = analysis_compute.tradeoff(trace_digest, topology, window=16, interval=16, threshold=None,
+                                       policy="deepseek", mode="auto")   # every knob setting
 
 The built-in traces live in sample_data/traces/ (``sample_traces``, ``load_sample_trace``).
 """
@@ -47,6 +50,13 @@ def compare(digest: str, topology: eplb.Topology) -> list[analysis.Run]:
     return analysis.compare_policies(weight, topology, modes)
 
 
+@cached
+def next_window(trace_digest: str, topology: eplb.Topology) -> list[analysis.NextWindow]:
+    """Every policy in every mode the topology accepts, planned on one window of the trace and scored on the next."""
+    trace = lookup(trace_digest)
+    return analysis.next_window_balancedness(trace, topology, analysis.applicable_modes(topology, trace.shape[-1]))
+
+
 def best_layer_bound(runs: list[analysis.Run]) -> torch.Tensor:
     """Per layer, the best balancedness any placement could reach under the least restrictive mode run. [L]."""
     return torch.stack([layer_bound_balancedness(run.report) for run in runs]).amax(dim=0)
@@ -79,19 +89,31 @@ def sweep(digest: str, axis: str, values: list[int], base: eplb.Topology, mode: 
 
 @cached
 def _replay(trace_digest: str, topology: eplb.Topology, window: int, interval: int, threshold: float | None,
-            policy: str, mode: str) -> eplb_replay.ReplayResult:
+            policy: str, mode: str, keep_copies: bool, balance_tolerance: float | None) -> eplb_replay.ReplayResult:
     return eplb_replay.replay(lookup(trace_digest), topology, window=window, interval=interval,
-                              threshold=threshold, policy=policy, mode=mode)
+                              threshold=threshold, policy=policy, mode=mode, keep_copies=keep_copies,
+                              balance_tolerance=balance_tolerance)
 
 
 def replay(trace_digest: str, topology: eplb.Topology, *, window: int, interval: int, threshold: float | None,
-           policy: str, mode: str, expert_bytes: int) -> eplb_replay.ReplayResult:
+           policy: str, mode: str, expert_bytes: int, keep_copies: bool = True,
+           balance_tolerance: float | None = None) -> eplb_replay.ReplayResult:
     """``eplb.replay.replay`` on the registered trace (cached; a new expert size only re-prices the moves).
 
     Raises ValueError (eplb's message, or the server's slot budget, ``ui.state.too_large``) on bad settings.
     """
     state.too_large(*lookup(trace_digest).shape[1:], topology.num_replicas)
-    return _replay(trace_digest, topology, window, interval, threshold, policy, mode).priced(expert_bytes)
+    return _replay(trace_digest, topology, window, interval, threshold, policy, mode, keep_copies,
+                   balance_tolerance).priced(expert_bytes)
+
+
+def tradeoff(trace_digest: str, topology: eplb.Topology, *, window: int, interval: int, threshold: float | None,
+             policy: str, mode: str) -> list[eplb_replay.TradeoffPoint]:
+    """``eplb.replay.tradeoff``: the replay at every knob setting, each setting cached as a replay of its own."""
+    return [eplb_replay.TradeoffPoint(label, keep, tolerance,
+                                      _replay(trace_digest, topology, window, interval, threshold, policy, mode,
+                                              keep, tolerance))
+            for label, keep, tolerance in eplb_replay.TRADEOFF_SETTINGS]
 
 
 def sample_traces() -> dict[str, Sample]:
@@ -100,6 +122,17 @@ def sample_traces() -> dict[str, Sample]:
     found = [Sample(Path(e["file"]).stem, e["label"], TRACE_DIR / e["file"], int(e.get("num_groups", 1)))
              for e in manifest if (TRACE_DIR / e["file"]).exists()]
     return {t.name: t for t in sorted(found, key=lambda t: t.name != DEFAULT_TRACE)}
+
+
+def trace_deployment(name: str) -> eplb.Topology | None:
+    """The deployment a built-in trace's manifest entry gives (nodes, GPUs per node, redundant slots), if any."""
+    manifest = json.loads((TRACE_DIR / "traces.json").read_text())
+    entry = next((e for e in manifest if Path(e["file"]).stem == name), None)
+    if entry is None or not all(k in entry for k in ("nodes", "gpus_per_node", "redundant")):
+        return None
+    experts = load_sample_trace(name).shape[-1]
+    return eplb.Topology(experts + int(entry["redundant"]), int(entry.get("num_groups", 1)), int(entry["nodes"]),
+                         int(entry["nodes"]) * int(entry["gpus_per_node"]))
 
 
 @cached  # one tensor for every session (no pickled copy per rerun), so its digest is computed once

@@ -2,16 +2,22 @@
 
     expert_bytes = analysis_controls.expert_bytes_input(num_layers, num_experts, key="sweep")
     picked = analysis_controls.trace_picker(inputs)   # a PickedTrace, or None with the message shown
+    topology = analysis_controls.replay_topology(picked, inputs)   # the trace's deployment or the sidebar's
+    keep_copies, balance_tolerance = analysis_controls.migration_knob()
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dataclasses
+
 import streamlit as st
 import torch
 
+import eplb
 from eplb.analysis import preset_for_shape
+from eplb.replay import TRADEOFF_SETTINGS
 from eplb.formats import read_load
 from eplb.formats.safe import MAX_ELEMENTS
 from eplb.workloads import DEFAULT_SKEW, FAMILIES
@@ -50,10 +56,44 @@ def expert_bytes_input(num_layers: int, num_experts: int, *, key: str) -> int:
 
 @dataclass(frozen=True)
 class PickedTrace:
-    """A trace [steps, layers, experts] to replay and where it came from."""
+    """A trace [steps, layers, experts] to replay, where it came from, and the deployment it comes with (if any)."""
 
     trace: torch.Tensor
     label: str
+    deployment: eplb.Topology | None = None
+
+
+def replay_topology(picked: PickedTrace, inputs: Inputs) -> eplb.Topology:
+    """The topology to replay on: a sample trace's own deployment (said so), unless the user asks for the sidebar's.
+
+    The sidebar's topology gets its slots counted on the trace's experts.
+    """
+    sidebar = dataclasses.replace(inputs.topology, num_replicas=picked.trace.shape[-1] + inputs.redundant)
+    if picked.deployment is None:
+        return sidebar
+    if st.toggle("Replay on the sidebar's topology", key="replay_sidebar_topology",
+                 help="Off: the deployment this sample trace was made for, from its manifest "
+                      "(sample_data/traces/traces.json)."):
+        return sidebar
+    d = picked.deployment
+    st.caption(f"Replayed on the deployment this sample trace comes with: {d.num_nodes} nodes x {d.gpus_per_node} "
+               f"GPUs, {d.num_replicas - picked.trace.shape[-1]} redundant slots, {d.num_groups} expert groups "
+               "(from its manifest). Switch on the toggle to use the sidebar's topology instead.")
+    return d
+
+
+def migration_knob() -> tuple[bool, float | None]:
+    """How much a rebalance may keep of the placement on the GPUs: (keep_copies, balance_tolerance)."""
+    labels = [label for label, _, _ in TRADEOFF_SETTINGS]
+    chosen = st.select_slider(
+        "Keep copies in place", labels, value="tolerance 0%", key="replay_knob",
+        help="Fresh plan: every plan packed from scratch. Relabel only: the same plan, its GPUs, nodes and slots "
+             "renamed to keep the copies already in place (same balance). Tolerance t: a layer may instead keep "
+             "its placement with a few copies swapped or re-pointed, when that moves fewer copies and its heaviest "
+             "GPU on the planning window is at most 1 / (1 - t) times the plan's (0%: no loss on the window).",
+    )
+    _, keep_copies, balance_tolerance = TRADEOFF_SETTINGS[labels.index(chosen)]
+    return keep_copies, balance_tolerance
 
 
 def _read_upload(uploaded) -> None:
@@ -90,7 +130,8 @@ def trace_picker(inputs: Inputs) -> PickedTrace | None:
         name = st.selectbox("Sample trace", list(options), format_func=lambda n: options[n].label,
                             index=list(options).index(same_shape[0]) if same_shape else 0, key="replay_sample",
                             help="Made by eplb.workloads.generate_trace in real model shapes (sample_data/traces/).")
-        return PickedTrace(analysis_compute.load_sample_trace(name), f"sample trace: {options[name].label}")
+        return PickedTrace(analysis_compute.load_sample_trace(name), f"sample trace: {options[name].label}",
+                           analysis_compute.trace_deployment(name))
     if source == "generate":
         left, middle, right = st.columns(3)
         family = left.selectbox("Workload family", list(FAMILIES), index=list(FAMILIES).index("zipf"),

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from eplb.analysis import SWEEP_AXES, Run, SweepPoint
-from eplb.replay import Rebalance, ReplayResult
+from eplb.analysis import SWEEP_AXES, NextWindow, Run, SweepPoint
+from eplb.replay import Rebalance, ReplayResult, TradeoffPoint
 from ui import figures
 
 BOUND = "bound (best possible)"
@@ -51,9 +51,26 @@ def metric_cells(run: Run) -> dict[str, str]:
     return cells
 
 
-def compare_table(runs: Iterable[Run]) -> pd.DataFrame:
-    """One row per run (policy, mode, then every metric as text)."""
-    return pd.DataFrame([{"Policy": run.policy, "Mode": run.mode, **metric_cells(run)} for run in runs])
+NEXT_WINDOW = "Next window (vLLM)"
+
+
+def compare_table(runs: Iterable[Run], next_windows: Iterable[NextWindow] = ()) -> pd.DataFrame:
+    """One row per run (policy, mode, then every metric as text).
+
+    next_windows: ``eplb.analysis.next_window_balancedness`` of a trace; when given, a
+    next-window column follows the (in-sample) balancedness.
+    """
+    later = {(n.policy, n.mode): n.next_window for n in next_windows}
+    rows = []
+    for run in runs:
+        cells = metric_cells(run)
+        if later:
+            at = list(cells).index(METRIC_COLUMNS["balancedness"][0]) + 1
+            items = list(cells.items())
+            items.insert(at, (NEXT_WINDOW, figures.format_ratio(later.get((run.policy, run.mode)))))
+            cells = dict(items)
+        rows.append({"Policy": run.policy, "Mode": run.mode, **cells})
+    return pd.DataFrame(rows)
 
 
 def policy_heatmaps(runs: Sequence[Run], *, columns: int = 3) -> go.Figure:
@@ -156,11 +173,44 @@ def migration_bars(rebalances: Sequence[Rebalance], *, title: str = "") -> go.Fi
 
 
 def rebalance_table(rebalances: Sequence[Rebalance]) -> pd.DataFrame:
-    """One row per rebalance: when, how balanced the outgoing placement was, what moving cost."""
+    """One row per rebalance: when, how balanced the outgoing and incoming placements are, what moving cost.
+
+    Short headers (the page's caption says what each balancedness is measured on).
+    """
     return pd.DataFrame([{
         "Step": r.step,
-        "Balancedness before (planning window)": figures.format_ratio(r.balancedness_before),
+        "Before (window)": figures.format_ratio(r.balancedness_before),
+        "After (window)": figures.format_ratio(r.balancedness_after),
+        "After (next steps)": figures.format_ratio(r.balancedness_next),
         "Copies sent": r.copies_sent,
         "Slots changed": r.slots_changed,
         "Bytes moved": format_bytes(r.bytes_moved),
     } for r in rebalances])
+
+
+def tradeoff_curve(points: Sequence[TradeoffPoint], *, chosen: str | None = None, title: str = "") -> go.Figure:
+    """Mean balancedness per step against expert copies sent per rebalance, one marker per knob setting.
+
+    The line joins the settings in knob order (fresh plan to the largest tolerance); the
+    chosen setting is ringed. Settings without a rebalance are left out.
+    """
+    shown = [p for p in points if p.result.rebalances and p.result.mean_rebalanced is not None]
+    fig = go.Figure(go.Scatter(
+        x=[p.result.copies_per_rebalance for p in shown], y=[p.result.mean_rebalanced for p in shown],
+        mode="lines+markers+text", text=[p.label for p in shown],
+        textposition=["top center" if i % 2 else "bottom center" for i in range(len(shown))],  # apart when close
+        customdata=[[figures.format_ratio(p.result.mean_next_window)] for p in shown],
+        hovertemplate="%{text}<br>%{x:,.0f} copies sent per rebalance<br>mean balancedness per step %{y:.3f}"
+                      "<br>on the steps each plan serves, summed: %{customdata[0]}<extra></extra>",
+        marker=dict(size=[14 if p.label == chosen else 8 for p in shown],
+                    line=dict(width=[2 if p.label == chosen else 0 for p in shown], color="black")),
+    ))
+    fig.update_layout(title=title, xaxis_title="expert copies sent per rebalance",
+                      yaxis_title="mean balancedness per step", height=360, showlegend=False,
+                      margin=dict(t=50, b=40, l=50, r=60))
+    if shown:  # room for the labels at both ends
+        fig.update_xaxes(range=[0, 1.12 * max(p.result.copies_per_rebalance for p in shown)])
+        low, high = (f(p.result.mean_rebalanced for p in shown) for f in (min, max))
+        pad = max(high - low, 1e-3) * 0.25
+        fig.update_yaxes(range=[low - pad, high + pad])
+    return fig
