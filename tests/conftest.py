@@ -24,7 +24,7 @@ APP_TIMEOUT = 60
 def sidebar_control(at: AppTest, name: str):
     """The sidebar widget for a ui.state parameter name (nodes, gpus_per_node, redundant, groups, mode, policy, ...)."""
     key = f"eplb_{name}"
-    for widget in (*at.number_input, *at.selectbox, *at.segmented_control):
+    for widget in (*at.number_input, *at.selectbox, *at.segmented_control, *at.select_slider):
         if widget.key == key:
             return widget
     raise LookupError(f"no sidebar control {key!r} on this page")
@@ -33,7 +33,11 @@ def sidebar_control(at: AppTest, name: str):
 def set_controls(at: AppTest, **values) -> AppTest:
     """Set sidebar controls by ui.state name, e.g. set_controls(at, nodes=2, redundant=16), and rerun."""
     for name, value in values.items():
-        sidebar_control(at, name).set_value(value)
+        control = sidebar_control(at, name)
+        if control.type == "select_slider" and str(value) not in control.options:
+            at.session_state[control.key] = value  # a value no slider offers: as a link would set it
+        else:
+            control.set_value(value)
     return at.run()
 
 

@@ -142,7 +142,7 @@ def from_upload(data: bytes, filename: str) -> LoadedData:
 
 
 def gpu_loads_csv(loads: dict[str, torch.Tensor]) -> bytes:
-    """Per-GPU loads as CSV, one row per (layer, GPU), one column per placement name.
+    """Per-GPU loads as CSV, one row per (layer, GPU), one column per placement name, in tokens to two decimals.
 
     loads: name -> [layers, GPUs] (e.g. {"before": ..., "after": ...}).
     """
@@ -150,5 +150,5 @@ def gpu_loads_csv(loads: dict[str, torch.Tensor]) -> bytes:
     num_layers, num_gpus = next(iter(loads.values())).shape
     index = pd.MultiIndex.from_product([range(num_layers), range(num_gpus)], names=["layer", "gpu"])
     buffer = io.StringIO()
-    pd.DataFrame(columns, index=index).to_csv(buffer)
+    pd.DataFrame(columns, index=index).round(2).to_csv(buffer)  # tokens: two decimals say all a copy split adds
     return buffer.getvalue().encode()

@@ -31,6 +31,7 @@ import torch
 
 import eplb
 from ui import compute, data, text
+from ui import topology as sliders
 
 SOURCES = {"sample": "Sample", "generate": "Generate", "upload": "Upload"}
 
@@ -67,6 +68,7 @@ _UPLOAD_ERROR = "eplb__upload_error"
 _UPLOAD_MODEL = "eplb_upload_model"  # the model question under the uploader (a widget key)
 _LAST_VALID = "eplb__last_valid"
 _NOTES = "eplb__notes"  # messages about the link the session was opened with
+_TOPOLOGY_NOTE = "eplb__topology_note"  # what a slider change adjusted, shown once
 _KEEP = {"persist_state": "session"}  # a control keeps its value on pages that do not draw it
 
 
@@ -289,16 +291,43 @@ def _data_controls() -> data.LoadedData:
     return current
 
 
+def _snap_redundant() -> None:
+    """After Nodes or GPUs per node moved: keep Redundant slots spreading evenly, at the nearest count that does."""
+    loaded = st.session_state.get(_DATA)
+    if loaded is None:
+        return
+    num_experts = loaded.weight.shape[1]
+    num_gpus = int(st.session_state[_KEY("nodes")]) * int(st.session_state[_KEY("gpus_per_node")])
+    redundant = int(st.session_state[_KEY("redundant")])
+    if (num_experts + redundant) % num_gpus:
+        fits = sliders.choices("redundant", num_experts, num_gpus, redundant, LIMITS["redundant"][1])
+        snapped = sliders.nearest([r for r in fits if (num_experts + r) % num_gpus == 0], redundant, 1)[0]
+        st.session_state[_KEY("redundant")] = snapped
+        st.session_state[_TOPOLOGY_NOTE] = (f"Redundant slots moved from {redundant} to {snapped}, so that the "
+                                            f"{num_experts + snapped} slots spread evenly over the {num_gpus} GPUs.")
+
+
 def _topology_controls(num_experts: int) -> None:
+    """Sliders over the values that fit the rest of the topology (``ui.topology.choices``), mode and policy."""
     side = st.sidebar
     side.header("Topology")
+    value = {name: int(st.session_state[_KEY(name)]) for name in ("nodes", "gpus_per_node", "redundant", "groups")}
+    num_gpus = max(value["nodes"] * value["gpus_per_node"], 1)
+    options = {name: sliders.choices(name, num_experts, num_gpus, value[name], LIMITS["redundant"][1])
+               for name in value}
     left, right = side.columns(2)
-    left.number_input("Nodes", *LIMITS["nodes"], step=1, **_KEEP, key=_KEY("nodes"))
-    right.number_input("GPUs per node", *LIMITS["gpus_per_node"], step=1, **_KEEP, key=_KEY("gpus_per_node"))
-    left.number_input("Redundant slots", *LIMITS["redundant"], step=1, **_KEEP, key=_KEY("redundant"),
-                      help="Physical slots beyond one per expert: num_replicas = experts + redundant.")
-    right.number_input("Expert groups", *LIMITS["groups"], step=1, **_KEEP, key=_KEY("groups"),
-                       help="DeepSeek-V3's group-limited routing uses 8; models without groups use 1.")
+    left.select_slider("Nodes", options["nodes"], **_KEEP, key=_KEY("nodes"), on_change=_snap_redundant)
+    right.select_slider("GPUs per node", options["gpus_per_node"], **_KEEP, key=_KEY("gpus_per_node"),
+                        on_change=_snap_redundant)
+    side.select_slider("Redundant slots", options["redundant"], **_KEEP, key=_KEY("redundant"),
+                       help=f"Physical slots beyond one per expert (slots = experts + redundant); only counts that "
+                            f"spread evenly over the {num_gpus} GPUs are offered.")
+    side.select_slider("Expert groups", options["groups"], **_KEEP, key=_KEY("groups"),
+                       help=f"The divisors of the {num_experts} experts. DeepSeek-V3's group-limited routing uses "
+                            "8; models without groups use 1.")
+    note = st.session_state.pop(_TOPOLOGY_NOTE, None)
+    if note:
+        side.info(note)
     side.selectbox("Mode", list(eplb.MODES), **_KEEP, key=_KEY("mode"),
                    help="auto: hierarchical when groups divide evenly over nodes, else global.")
     side.selectbox("Policy", list(eplb.POLICIES), **_KEEP, key=_KEY("policy"),
@@ -338,10 +367,8 @@ def sidebar() -> Inputs:
         st.sidebar.caption(f"{topology.num_gpus} GPUs · {topology.num_replicas} slots "
                            f"({topology.slots_per_gpu} per GPU) · {resolved} mode")
     except ValueError as exc:
-        resolved, error = None, (
-            f"This topology does not fit the data: {exc}. Here num_replicas = {num_experts} experts + {redundant} "
-            f"redundant slots and num_gpus = {nodes} nodes x {gpus_per_node} GPUs per node."
-        )
+        words = sliders.problem(num_experts, int(nodes), int(gpus_per_node), int(redundant), int(groups), mode)
+        resolved, error = None, f"This topology does not fit the data. {words or exc}"
         st.sidebar.error(error)
     inputs = Inputs(
         weight=loaded.weight, trace=loaded.trace, digest=compute.register(loaded.weight),
