@@ -110,9 +110,9 @@ def test_compare_follows_the_sidebar(open_analysis):
 def test_compare_keeps_the_last_table_beside_an_invalid_topology(open_analysis):
     at = open_analysis("compare.py", SMALL)
     before = table(at)
-    set_controls(at, redundant=9)
+    set_controls(at, mode="hierarchical", nodes=2)  # 1 expert group cannot sit whole on 2 nodes
     assert_clean(at)
-    assert any("must be divisible by num_gpus (4)" in e.value for e in at.error)
+    assert any("must be a multiple of Nodes (2)" in e.value for e in at.error)
     assert any("Showing the last valid setting" in i.value for i in at.info)
     assert table(at).equals(before)
 

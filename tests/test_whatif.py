@@ -59,3 +59,13 @@ def test_64_instead_of_32_gpus_on_deepseek_v3_shape():
 def test_a_topology_that_does_not_fit_is_named():
     with pytest.raises(ValueError, match="topology B: num_replicas"):
         compare_topologies(WEIGHT, eplb.Topology(16, 4, 2, 8), eplb.Topology(17, 4, 2, 8))
+
+
+def test_slider_choices_and_the_nearest_valid_values():
+    from eplb.whatif import divisors, nearest, redundant_choices
+
+    assert redundant_choices(256, 64, 200) == [0, 64, 128, 192]
+    assert redundant_choices(12, 8, 20) == [4, 12, 20]
+    assert nearest(redundant_choices(256, 64, 4096), 65) == [64, 128]  # the example: not 384
+    assert nearest(redundant_choices(256, 64, 4096), 100, 1) == [128]
+    assert divisors(12) == [1, 2, 3, 4, 6, 12]

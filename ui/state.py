@@ -292,7 +292,7 @@ def _data_controls() -> data.LoadedData:
 
 
 def _snap_redundant() -> None:
-    """After Nodes or GPUs per node moved: keep Redundant slots spreading evenly, at the nearest count that does."""
+    """After Nodes or GPUs per node moved: keep Redundant slots spreading evenly, at the next count that does."""
     loaded = st.session_state.get(_DATA)
     if loaded is None:
         return
@@ -300,8 +300,9 @@ def _snap_redundant() -> None:
     num_gpus = int(st.session_state[_KEY("nodes")]) * int(st.session_state[_KEY("gpus_per_node")])
     redundant = int(st.session_state[_KEY("redundant")])
     if (num_experts + redundant) % num_gpus:
-        fits = sliders.choices("redundant", num_experts, num_gpus, redundant, LIMITS["redundant"][1])
-        snapped = sliders.nearest([r for r in fits if (num_experts + r) % num_gpus == 0], redundant, 1)[0]
+        fits = [r for r in sliders.choices("redundant", num_experts, num_gpus, 0, LIMITS["redundant"][1])
+                if (num_experts + r) % num_gpus == 0]
+        snapped = min((r for r in fits if r >= redundant), default=fits[-1])  # never fewer copies than asked
         st.session_state[_KEY("redundant")] = snapped
         st.session_state[_TOPOLOGY_NOTE] = (f"Redundant slots moved from {redundant} to {snapped}, so that the "
                                             f"{num_experts + snapped} slots spread evenly over the {num_gpus} GPUs.")
