@@ -118,3 +118,19 @@ def compare_topologies(weight: torch.Tensor, a: Topology, b: Topology, *, policy
         except ValueError as exc:
             raise ValueError(f"topology {name}: {exc}") from exc
     return TopologyComparison(*sides)
+
+
+def redundant_choices(num_experts: int, num_gpus: int, limit: int) -> list[int]:
+    """Redundant slot counts r in [0, limit] that spread evenly: (num_experts + r) divisible by num_gpus."""
+    first = (-num_experts) % num_gpus
+    return list(range(first, limit + 1, num_gpus))
+
+
+def divisors(n: int) -> list[int]:
+    """Every divisor of n, ascending: the group counts that divide n experts, the node counts that divide n GPUs."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def nearest(choices: list[int], value: int, count: int = 2) -> list[int]:
+    """The ``count`` choices nearest to value (ties: the smaller first), in ascending order."""
+    return sorted(sorted(choices, key=lambda c: (abs(c - value), c))[:count])

@@ -45,7 +45,12 @@ def set_controls(at: AppTest, **values) -> AppTest:
     """
     pending = False
     for name in sorted(values, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
-        value, control = values[name], sidebar_control(at, name)
+        value = values[name]
+        try:
+            control = sidebar_control(at, name)
+        except LookupError:  # drawn once an earlier control (data="generate") has been applied
+            at.run()
+            control, pending = sidebar_control(at, name), False
         if control.type == "select_slider" and str(value) not in control.options and pending:
             at.run()
             control, pending = sidebar_control(at, name), False

@@ -177,19 +177,27 @@ def test_choices_survive_a_page_that_does_not_draw_the_sidebar(tmp_path):
     assert values["eplb_nodes"] == 2 and values["eplb_redundant"] == 48 and values["eplb_policy"] == "zigzag"
 
 
-def test_every_sample_opens_with_a_message_or_a_result(open_page):
-    at = open_page()
-    for name in data.samples():
-        set_controls(at, sample=name)
-        assert_clean(at)
-        assert metrics(at), name  # a result (this one, or the last valid one beside the message)
-
-
-def test_picking_a_sample_suggests_its_group_count(open_page):
+def test_picking_a_sample_sets_its_deployment_and_says_so(open_page):
     at = open_page(sample="deepseek-v2-lite-idle")
     assert state.DEFAULTS["groups"] == 8
     assert at.select_slider(key="eplb_groups").value == 1
+    assert any("opens on its deployment: 1 node x 8 GPUs, 16 redundant slots, 1 expert group" in i.value
+               for i in at.info)
     assert not at.error
     weight = data.load_sample("deepseek-v2-lite-idle").weight
-    assert_cards_match(at, expected_cards(weight, eplb.Topology(96, 1, 4, 32)))
-    assert gpu_loads(weight, initial_phy2log(*weight.shape, 96), 32).shape == (26, 32)
+    assert_cards_match(at, expected_cards(weight, eplb.Topology(80, 1, 1, 8)))
+    assert gpu_loads(weight, initial_phy2log(*weight.shape, 80), 8).shape == (26, 8)
+
+
+def test_a_link_to_a_sample_without_a_topology_opens_on_its_deployment(open_page):
+    at = open_page(query_params={"data": "sample", "sample": "deepseek-readme-example"})
+    assert_clean(at)
+    assert not at.error
+    assert any("2 nodes x 4 GPUs, 16 slots (4 redundant), 4 groups" in m.value for m in at.markdown)
+
+
+def test_generating_another_model_keeps_the_slots_even(open_page):
+    at = open_page(data="generate", preset="Mixtral 8x7B")  # 8 experts + 32 redundant do not fit 32 GPUs
+    assert_clean(at)
+    assert not at.error
+    assert (8 + at.select_slider(key="eplb_redundant").value) % 32 == 0

@@ -147,6 +147,10 @@ def _from_url() -> None:
                 value = default
                 notes.append(f"the link's {name}={raw!r} is not valid here; using {default!r}")
         st.session_state[_KEY(name)] = value
+    sample = data.samples().get(st.session_state[_KEY("sample")])
+    if st.session_state[_KEY("data")] == "sample" and sample and not any(p in st.query_params
+                                                                         for p in TOPOLOGY_PARAMS[:4]):
+        _apply_deployment(sample)  # a link naming a sample and no topology opens on the sample's deployment
     if st.session_state[_KEY("data")] == "upload":
         notes.append("the link was made from an uploaded file, which cannot travel in a link: "
                      "showing the default sample with the link's topology; upload the file to see it")
@@ -171,12 +175,23 @@ def _suggest_groups(num_groups: int) -> None:
     st.session_state[_KEY("groups")] = num_groups
 
 
+def _apply_deployment(sample: data.Sample) -> None:
+    """Set the topology a sample fits (its manifest's deployment and its model's groups)."""
+    _suggest_groups(sample.num_groups)
+    for name, value in sample.deployment.items():
+        st.session_state[_KEY(name)] = value
+
+
 def _on_sample_change() -> None:
-    _suggest_groups(data.samples()[st.session_state[_KEY("sample")]].num_groups)
+    sample = data.samples()[st.session_state[_KEY("sample")]]
+    _apply_deployment(sample)
+    st.session_state[_TOPOLOGY_NOTE] = f"{sample.label} opens on its deployment: {sample.describe_deployment()}."
 
 
 def _on_preset_change() -> None:
-    _suggest_groups(data.PRESETS[st.session_state[_KEY("preset")]].num_groups)
+    preset = data.PRESETS[st.session_state[_KEY("preset")]]
+    _suggest_groups(preset.num_groups)
+    _snap_redundant(preset.num_experts)
 
 
 def _on_family_change() -> None:
@@ -291,12 +306,13 @@ def _data_controls() -> data.LoadedData:
     return current
 
 
-def _snap_redundant() -> None:
-    """After Nodes or GPUs per node moved: keep Redundant slots spreading evenly, at the next count that does."""
+def _snap_redundant(num_experts: int | None = None) -> None:
+    """After Nodes, GPUs per node or the model moved: keep Redundant slots spreading evenly, at the next count
+    that does. num_experts: the new data's (default: the current data's)."""
     loaded = st.session_state.get(_DATA)
-    if loaded is None:
+    if num_experts is None and loaded is None:
         return
-    num_experts = loaded.weight.shape[1]
+    num_experts = loaded.weight.shape[1] if num_experts is None else num_experts
     num_gpus = int(st.session_state[_KEY("nodes")]) * int(st.session_state[_KEY("gpus_per_node")])
     redundant = int(st.session_state[_KEY("redundant")])
     if (num_experts + redundant) % num_gpus:
