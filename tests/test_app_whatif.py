@@ -1,0 +1,78 @@
+"""The what-if answers in AppTest: every sample on every page, the Sweep page's lines by mode, the A/B view."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import eplb
+from tests.conftest import assert_clean, set_controls
+from tests.e2e.conftest import app_pages
+from ui import data
+
+
+def _sweep_lines(at) -> list[dict]:
+    """The traces of the Sweep page's balancedness chart."""
+    chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "bound (best possible), " in c.proto.spec)
+    return chart["data"]
+
+
+@pytest.mark.parametrize("name", list(data.samples()))
+def test_every_sample_opens_on_every_page_without_an_error(open_page, name):
+    at = open_page(sample=name)
+    for page in app_pages():
+        at.switch_page(page.path).run()
+        assert_clean(at)
+        assert not at.error, (name, page.path, [e.value for e in at.error])
+        assert not at.warning or page.path != "pages/explore.py", [w.value for w in at.warning]
+
+
+def test_the_sweep_page_never_joins_two_modes_in_one_line(open_page):
+    at = open_page("pages/sweep.py")
+    at.segmented_control(key="sweep_axis").set_value("nodes").run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert set(table["Mode"]) == {"hierarchical", "global"}  # 1-8 nodes hierarchical, 16 and 32 global under auto
+    mode_at = dict(zip(table["nodes"].astype(str), table["Mode"]))
+    for trace in _sweep_lines(at):
+        mode = trace["name"].rsplit(", ", 1)[-1] if trace["name"].startswith("bound") else \
+            trace["name"].rsplit(" (", 1)[-1].rstrip(")")
+        drawn = [str(x) for x, y in zip(trace["x"], trace["y"]) if y is not None]
+        assert drawn and {mode_at[x] for x in drawn} == {mode}, trace["name"]
+    assert any("never joined across a change" in c.value for c in at.caption)
+
+
+def test_the_sweep_reaches_64_gpus_keeping_slots_per_gpu(open_page):
+    at = open_page("pages/sweep.py")
+    at.segmented_control(key="sweep_axis").set_value("gpus").run()
+    assert_clean(at)
+    assert at.segmented_control(key="sweep_hold").value == "slots_per_gpu"
+    assert 64 in at.multiselect[0].value
+    assert any("keeps 9 slots per GPU" in c.value for c in at.caption)
+    at.segmented_control(key="sweep_hold").set_value("redundant").run()
+    assert 64 not in at.multiselect[0].options and 64 not in [int(v) for v in at.multiselect[0].options]
+
+
+def test_explore_shows_both_modes_and_topology_b(open_page):
+    at = open_page()
+    assert_clean(at)
+    modes = at.dataframe[0].value
+    assert list(modes["Mode"]) == ["hierarchical (shown)", "global"]
+    assert float(modes["Bound (best possible)"][1]) > float(modes["Bound (best possible)"][0])  # global balances more
+    assert modes["A token reaches (nodes)"][0] == "3.14 of 4"  # 4 of 8 groups, 2 per node: 4 (1 - 15/70)
+    assert any("Why pay for hierarchical" in c.value for c in at.caption)
+    ab = at.dataframe[1].value
+    rows = dict(zip(ab[""], ab["B"]))
+    assert rows["GPUs"] == "64" and rows["nodes"] == "8" and rows["redundant slots per layer"] == "64"
+    set_controls(at, nodes=1, gpus_per_node=8)
+    assert any("On one node no token crosses the network" in c.value for c in at.caption)
+    assert at.dataframe[0].value["Tokens between nodes, per MoE layer"].tolist() == ["0", "0"]
+
+
+def test_only_global_mode_is_said_when_hierarchical_cannot_fit(open_page):
+    at = open_page(nodes=16)  # 8 groups do not divide over 16 nodes: auto runs global
+    assert_clean(at)
+    assert list(at.dataframe[0].value["Mode"]) == ["global (shown)"]
+    assert any("Only global mode fits" in c.value for c in at.caption)
+    assert eplb.Topology(256 + 256, 8, 16, 128).resolve_mode("auto") == "global"
