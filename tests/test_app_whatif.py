@@ -10,6 +10,7 @@ import eplb
 from tests.conftest import assert_clean, set_controls
 from tests.e2e.conftest import app_pages
 from ui import data
+from ui.analysis_compute import load_sample_trace, sample_traces
 
 
 def _sweep_lines(at) -> list[dict]:
@@ -21,10 +22,16 @@ def _sweep_lines(at) -> list[dict]:
 @pytest.mark.parametrize("name", list(data.samples()))
 def test_every_sample_opens_on_every_page_without_an_error(open_page, name):
     at = open_page(sample=name)
+    shape = data.load_sample(name).weight.shape
+    traced = any(load_sample_trace(t).shape[1:] == shape for t in sample_traces())
     for page in app_pages():
         at.switch_page(page.path).run()
         assert_clean(at)
-        assert not at.error, (name, page.path, [e.value for e in at.error])
+        errors = [e.value for e in at.error]
+        if page.path.endswith("replay.py") and not traced:  # Replay opens on a trace of another model's shape
+            assert all("Change the topology in the sidebar" in e for e in errors), errors
+            continue
+        assert not errors, (name, page.path, errors)
         assert not at.warning or page.path != "pages/explore.py", [w.value for w in at.warning]
 
 
