@@ -16,8 +16,9 @@ before = compute.baseline(shown.digest, topology, shown.mode)
 after = compute.placement(shown.digest, topology, shown.mode, shown.policy)
 modes.result_cards(shown, before, after)
 
-st.subheader("Hierarchical or global: balance against network traffic")
-modes.mode_comparison(shown, after)
+with st.container(key="explore_modes"):
+    st.subheader("Hierarchical or global: balance against network traffic")
+    modes.mode_comparison(shown, after)
 
 st.subheader("Per-GPU load, before and after")
 left, right = st.columns(2)
@@ -67,8 +68,9 @@ st.plotly_chart(figures.balancedness_lines(
 st.subheader("Copies per expert")
 st.plotly_chart(figures.replica_heatmap(after.logcnt), width="stretch")
 
-st.subheader("What if: topology B beside this one")
-ab.topology_b_view(shown)
+with st.container(key="explore_topology_b"):
+    st.subheader("What if: topology B beside this one")
+    ab.topology_b_view(shown)
 
 st.subheader("Downloads")
 st.caption("The placement for each engine. SGLang's and TensorRT-LLM's files index decoder layers, dense layers "

@@ -64,22 +64,22 @@ def test_the_sweep_reaches_64_gpus_keeping_slots_per_gpu(open_page):
 def test_explore_shows_both_modes_and_topology_b(open_page):
     at = open_page()
     assert_clean(at)
-    modes = at.dataframe[0].value
+    modes = at.table[0].value
     assert list(modes["Mode"]) == ["hierarchical (shown)", "global"]
     assert float(modes["Bound (best possible)"][1]) > float(modes["Bound (best possible)"][0])  # global balances more
     assert modes["A token reaches (nodes)"][0] == "3.14 of 4"  # 4 of 8 groups, 2 per node: 4 (1 - 15/70)
     assert any("Why pay for hierarchical" in c.value for c in at.caption)
-    ab = at.dataframe[1].value
+    ab = at.table[1].value
     rows = dict(zip(ab[""], ab["B"]))
     assert rows["GPUs"] == "64" and rows["nodes"] == "8" and rows["redundant slots per layer"] == "64"
     set_controls(at, nodes=1, gpus_per_node=8)
     assert any("On one node no token crosses the network" in c.value for c in at.caption)
-    assert at.dataframe[0].value["Tokens between nodes, per MoE layer"].tolist() == ["0", "0"]
+    assert at.table[0].value["Tokens between nodes, per MoE layer"].tolist() == ["0", "0"]
 
 
 def test_only_global_mode_is_said_when_hierarchical_cannot_fit(open_page):
     at = open_page(nodes=16)  # 8 groups do not divide over 16 nodes: auto runs global
     assert_clean(at)
-    assert list(at.dataframe[0].value["Mode"]) == ["global (shown)"]
+    assert list(at.table[0].value["Mode"]) == ["global (shown)"]
     assert any("Only global mode fits" in c.value for c in at.caption)
     assert eplb.Topology(256 + 256, 8, 16, 128).resolve_mode("auto") == "global"

@@ -5,13 +5,14 @@ over ``choices(...)``: only values that fit the rest of the topology, so an inva
 topology cannot be picked from them. A value that came from a link (or a control
 changed elsewhere) and does not fit stays on its slider, added to the choices, and
 ``problem(...)`` says what to set instead, e.g. "set Redundant slots to 64 or 128".
+Nodes and GPUs per node step in powers of two; a link can still set any count (say 3 nodes).
 """
 
 from __future__ import annotations
 
 from eplb.whatif import divisors, nearest, redundant_choices
 
-NODE_CHOICES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512)
+NODE_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)  # powers of two: a step keeps the slots even more often
 GPUS_PER_NODE_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 LABELS = {"nodes": "Nodes", "gpus_per_node": "GPUs per node", "redundant": "Redundant slots",
           "groups": "Expert groups", "mode": "Mode"}

@@ -15,7 +15,7 @@ import pytest
 
 import eplb
 from tests.e2e.conftest import (
-    NAV_LINK, SIDEBAR, app_pages, assert_no_exception, link, metric_values, new_session, screenshot, set_sidebar_number,
+    NAV_LINK, SIDEBAR, app_pages, assert_no_exception, link, metric_values, new_session, screenshot, set_sidebar_slider,
     summary_line, wait_rendered,
 )
 from tests.test_app_explore import expected_cards
@@ -72,7 +72,7 @@ async def _one_person(browser, server, index, preset, seed, nodes, gpus, redunda
         assert {k: shown[k] for k in OWN_CARDS} == cards, f"session {index} sees another session's cards: {shown}"
 
         start = time.perf_counter()
-        await set_sidebar_number(page, "Redundant slots", changed)
+        await set_sidebar_slider(page, "Redundant slots", changed)
         try:
             await summary_line(page).filter(has_text=changed_summary).wait_for()
         except Exception:

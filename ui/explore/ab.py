@@ -93,7 +93,7 @@ def topology_b_view(shown: Inputs) -> None:
         f"A: {a.num_gpus} GPUs ({result.a.run.mode})": result.a.run.report.gpu_loads,
         f"B: {b.num_gpus} GPUs ({result.b.run.mode})": result.b.run.report.gpu_loads,
     }, nodes=(a.num_nodes, b.num_nodes)), width="stretch", key="ab_heatmaps")
-    right.dataframe(differences_table(result), hide_index=True, width="stretch")
+    right.table(differences_table(result), hide_index=True, border="horizontal")
     if result.a.traffic is None:
         right.caption("The network and memory rows need the data's model (a sample's, a preset's, or the one "
                       "chosen under the uploader).")

@@ -99,7 +99,7 @@ def mode_comparison(shown: Inputs, after) -> None:
                     "Tokens between nodes, per MoE layer": _tokens(t.tokens_per_layer),
                     "Dispatch bytes between nodes, per step": format_bytes(t.bytes_per_step)}
         rows.append(row)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.table(pd.DataFrame(rows), hide_index=True, border="horizontal")
     t = shown.topology
     if len(modes) == 1:
         st.caption(f"Only global mode fits: hierarchical mode needs Expert groups ({t.num_groups}) to be a multiple "
