@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import compute, figures, state
-from ui.explore import ab, downloads, modes
+from ui.explore import ab, downloads, maps, modes
 from ui.learn.page import teach_this_layer
 
 st.title("EPLB Explorer")
@@ -20,26 +20,9 @@ with st.container(key="explore_modes"):
     st.subheader("Hierarchical or global: balance against network traffic")
     modes.mode_comparison(shown, after)
 
-st.subheader("Per-GPU load, before and after")
-left, right = st.columns(2)
-scale = left.segmented_control(
-    "Color", ["relative", "tokens"], default="relative", key="explore_scale",
-    format_func={"relative": "load / layer mean", "tokens": "tokens, one scale"}.get,
-    help="load / layer mean: white is an even share, red a GPU the others wait for (shows what is left after the "
-         "rebalance). tokens: both maps on one token scale.") or "relative"
-view = right.segmented_control("View", ["GPU", "node"], default="GPU", key="explore_view",
-                               format_func={"GPU": "per GPU", "node": "per node"}.get) or "GPU"
-report_of = (lambda p: p.report.gpu_loads) if view == "GPU" else (lambda p: p.report.node_loads)
-st.plotly_chart(figures.gpu_load_heatmaps(
-    {"Before: vLLM's initial map": report_of(before), f"After: {after.policy} ({after.mode})": report_of(after)},
-    relative=scale == "relative", nodes=topology.num_nodes, unit=view,
-    hover=None if view == "node" else {
-        "Before: vLLM's initial map": figures.gpu_hover(before.phy2log, before.slot_loads, topology.num_gpus),
-        f"After: {after.policy} ({after.mode})": figures.gpu_hover(after.phy2log, after.slot_loads,
-                                                                   topology.num_gpus)},
-), width="stretch")
-st.caption(f"Dotted lines: node boundaries ({topology.num_nodes} nodes x {topology.gpus_per_node} GPUs). "
-           "Hover a cell for the experts on that GPU and its load against the layer's mean.")
+with st.container(key="explore_gpu_loads"):
+    st.subheader("Per-GPU load, before and after")
+    maps.gpu_load_maps(shown, before, after)
 
 st.subheader("The load: tokens per expert")
 st.plotly_chart(figures.load_heatmap(shown.weight), width="stretch")

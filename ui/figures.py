@@ -43,8 +43,12 @@ def _grid(num_panels: int, columns: int | None) -> tuple[int, int]:
     return math.ceil(num_panels / cols), cols
 
 
-RELATIVE_SCALE = "RdBu_r"
-"""Load / mean per layer: blue below the mean, white at 1.0, red above (the GPUs the others wait for)."""
+def relative_scale(top: float) -> list[list]:
+    """A colour scale over load / mean from 0 to top (>= 2) that turns at exactly 1.0: blue below the mean,
+    white at it, red above (the GPUs the others wait for)."""
+    turn = 1.0 / top
+    return [[0.0, "#2166ac"], [turn / 2, "#92c5de"], [turn, "#f7f7f7"], [turn + (1 - turn) / 4, "#f4a582"],
+            [1.0, "#b2182b"]]
 
 
 def relative_load(loads) -> np.ndarray:
@@ -91,7 +95,7 @@ def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = Non
     panels: title -> loads [layers, GPUs] (e.g. ``PlacementReport.gpu_loads``). The
     scale runs from zmin (default 0) to zmax (default the largest load of any panel),
     so equal colors mean equal load across panels. relative: color each cell by its
-    load / the layer's mean instead, diverging at 1.0 (red: above the mean), which
+    load / the layer's mean instead, diverging at exactly 1.0 (``relative_scale``), which
     shows the imbalance left after a rebalance. nodes: node count (per panel, or one
     for all) to draw node boundaries on the GPU axis. hover: title -> [layers, GPUs]
     text (``gpu_hover``) added to a cell's hover. columns: panels per row (default all).
@@ -103,8 +107,9 @@ def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = Non
     zmax = high if zmax is None else zmax
     rows, cols = _grid(len(arrays), columns)
     node_counts = [nodes] * len(arrays) if isinstance(nodes, int) or nodes is None else list(nodes)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(arrays), horizontal_spacing=0.06,
-                        vertical_spacing=0.12)
+    same_layers = len({a.shape[0] for a in arrays.values()}) == 1
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(arrays), horizontal_spacing=0.04 if same_layers
+                        else 0.08, vertical_spacing=0.12, shared_yaxes=same_layers)
     for i, (title, loads) in enumerate(arrays.items()):
         num_layers, num_gpus = loads.shape
         ratio = relative_load(loads)
@@ -126,9 +131,9 @@ def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = Non
     for row in range(1, rows + 1):
         fig.update_yaxes(title_text="layer", row=row, col=1)
     if relative:
-        peak = max((float(np.nanmax(np.abs(relative_load(a) - 1))) for a in arrays.values() if a.size
-                    and np.isfinite(relative_load(a)).any()), default=1.0)
-        axis = dict(colorscale=RELATIVE_SCALE, cmid=1.0, cmin=max(0.0, 1 - peak), cmax=1 + peak,
+        peak = max((float(np.nanmax(relative_load(a))) for a in arrays.values()
+                    if a.size and np.isfinite(relative_load(a)).any()), default=2.0)
+        axis = dict(colorscale=relative_scale(max(peak, 2.0)), cmin=0.0, cmax=max(peak, 2.0),
                     colorbar=dict(title="load / mean"))
     else:
         axis = dict(colorscale=LOAD_SCALE, cmin=zmin, cmax=zmax, colorbar=dict(title="tokens"))

@@ -30,6 +30,8 @@ async def _shot(page, name: str, *, locator=None, full_page: bool = False) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     if locator is not None:
         await locator.scroll_into_view_if_needed()
+        await wait_rendered(page)  # charts below the fold draw once scrolled to
+        await page.wait_for_timeout(500)
         await locator.screenshot(path=str(path))
     else:
         await page.screenshot(path=str(path), full_page=full_page)
@@ -116,8 +118,8 @@ def test_sliders_mode_display_and_topology_b(browser, server, run, size):
             await assert_no_exception(page)
             await _shot(page, f"{width}x{height}-topology-b", locator=ab)
 
-            # the charts: relative colour scale, then the whole page as a reader scrolls it
-            await _shot(page, f"{width}x{height}-explore", full_page=True)
+            # the charts: load / layer mean, node boundaries
+            await _shot(page, f"{width}x{height}-gpu-loads", locator=_section(page, "explore_gpu_loads"))
         finally:
             await context.close()
 

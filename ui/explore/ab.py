@@ -77,7 +77,7 @@ def _b_controls(shown: Inputs) -> eplb.Topology:
 
 
 def topology_b_view(shown: Inputs) -> None:
-    """Draw B's controls, both after-maps on one scale, and the table of differences."""
+    """Draw B's controls, both after-maps (load / layer mean, node lines), and the table of differences."""
     a = shown.topology
     b = _b_controls(shown)
     try:
@@ -88,12 +88,11 @@ def topology_b_view(shown: Inputs) -> None:
     st.caption(f"A: {a.num_nodes} nodes x {a.gpus_per_node} GPUs, {a.num_replicas} slots, {result.a.run.mode} mode. "
                f"B: {b.num_nodes} nodes x {b.gpus_per_node} GPUs, {b.num_replicas} slots, {result.b.run.mode} mode. "
                f"Both: policy {shown.policy}, {a.num_groups} expert groups, the sidebar's data.")
-    left, right = st.columns([3, 2])
-    left.plotly_chart(figures.gpu_load_heatmaps({
-        f"A: {a.num_gpus} GPUs ({result.a.run.mode})": result.a.run.report.gpu_loads,
-        f"B: {b.num_gpus} GPUs ({result.b.run.mode})": result.b.run.report.gpu_loads,
-    }, nodes=(a.num_nodes, b.num_nodes)), width="stretch", key="ab_heatmaps")
-    right.table(differences_table(result), hide_index=True, border="horizontal")
+    st.plotly_chart(figures.gpu_load_heatmaps({
+        f"A: {a.num_gpus} GPUs": result.a.run.report.gpu_loads,
+        f"B: {b.num_gpus} GPUs": result.b.run.report.gpu_loads,
+    }, nodes=(a.num_nodes, b.num_nodes), relative=True), width="stretch", key="ab_heatmaps")
+    st.table(differences_table(result), hide_index=True, border="horizontal")
     if result.a.traffic is None:
-        right.caption("The network and memory rows need the data's model (a sample's, a preset's, or the one "
-                      "chosen under the uploader).")
+        st.caption("The network and memory rows need the data's model (a sample's, a preset's, or the one "
+                   "chosen under the uploader).")
