@@ -217,6 +217,34 @@ def rebalance_experts(
 
     Raises ValueError, naming the broken rule, on invalid input.
     """
+    phy2log, num_experts = _place(weight, num_replicas, num_groups, num_nodes, num_gpus, policy, mode)
+    log2phy, logcnt = log2phy_from_phy2log(phy2log, num_experts)
+    return phy2log, log2phy, logcnt
+
+
+def place_experts(
+    weight: torch.Tensor,
+    num_replicas: int,
+    num_groups: int,
+    num_nodes: int,
+    num_gpus: int,
+    *,
+    policy: str | None = None,
+    mode: str = "auto",
+) -> torch.Tensor:
+    """``rebalance_experts`` without the reverse map: phy2log [layers, num_replicas] int64 only.
+
+    log2phy holds layers x experts x (num_replicas - experts + 1) values, which grows with
+    the square of the slots (58 x 256 x 4097 int64 is 0.5 GB at 4096 redundant slots);
+    callers that only read phy2log (the app, sweeps, replays) skip it. Same arguments,
+    same checks and the same phy2log as ``rebalance_experts``.
+    """
+    return _place(weight, num_replicas, num_groups, num_nodes, num_gpus, policy, mode)[0]
+
+
+def _place(weight, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int, policy: str | None,
+           mode: str) -> tuple[torch.Tensor, int]:
+    """The checks and the chosen policy's placement: (phy2log [layers, num_replicas], num_logical_experts)."""
     weight = validate_weight(weight, history=True)
     name = DEFAULT_POLICY if policy is None else policy
     if name not in POLICIES:
@@ -232,5 +260,4 @@ def rebalance_experts(
         phy2log = chosen.place_window(load, num_replicas, num_groups, num_nodes, num_gpus)
     else:
         phy2log = chosen.place(load, num_replicas, num_groups, num_nodes, num_gpus)
-    log2phy, logcnt = log2phy_from_phy2log(phy2log, num_experts)
-    return phy2log, log2phy, logcnt
+    return phy2log, num_experts

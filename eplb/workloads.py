@@ -40,7 +40,11 @@ def popularity(
         return ranks.double().pow(-skew)
     normal = torch.randn(shape, generator=generator, dtype=torch.float64)
     if family == "lognormal":
-        return (skew * normal).exp()
+        scaled = skew * normal
+        peak = scaled.amax(dim=-1, keepdim=True)
+        # exp overflows float64 above ~709 (skew >= ~400): such a row is shifted by its peak, which
+        # leaves its shares unchanged; rows that fit are left exactly as they were
+        return (scaled - torch.where(peak > 600, peak, 0.0)).exp()
     if family == "hot":
         base = (0.5 * normal).exp()
         hot = torch.rand(shape, generator=generator).argsort(dim=-1)[:, : min(num_hot, num_experts)]

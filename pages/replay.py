@@ -4,7 +4,7 @@ import dataclasses
 
 import streamlit as st
 
-from ui import analysis_compute, analysis_controls, analysis_figures, compute, figures, state
+from ui import analysis_compute, analysis_controls, analysis_figures, compute, figures, state, text
 
 st.title("Replay a trace")
 st.caption("How often should I rebalance, and what does each rebalance cost? A trace holds the load of every step. "
@@ -20,7 +20,7 @@ if picked is None:
 num_steps, num_layers, num_experts = picked.trace.shape
 # The sidebar's topology, with the slots counted on this trace's experts.
 topology = dataclasses.replace(shown.topology, num_replicas=num_experts + shown.redundant)
-st.markdown(f"**{picked.label} · policy {shown.policy} · {topology.num_nodes} nodes x {topology.gpus_per_node} GPUs, "
+st.markdown(f"**{text.escape(picked.label, 300)} · policy {shown.policy} · {topology.num_nodes} nodes x {topology.gpus_per_node} GPUs, "
             f"{topology.num_replicas} slots ({shown.redundant} redundant), {topology.num_groups} groups**")
 
 left, middle, right = st.columns(3)

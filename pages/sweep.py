@@ -18,8 +18,10 @@ axis = left.segmented_control("Vary", list(SWEEP_AXES), format_func=SWEEP_AXES.g
 hold = "redundant"
 if axis == "redundant":
     top_col, step_col = left.columns(2)
-    top = int(top_col.number_input("Up to (redundant slots)", min_value=0, step=base.num_gpus,
-                                   value=4 * base.num_gpus, key=f"sweep_top_{base.num_gpus}"))
+    most = max(0, state.max_redundant(shown.num_layers, num_experts))  # what the server can hold
+    top = int(top_col.number_input("Up to (redundant slots)", min_value=0, max_value=most, step=base.num_gpus,
+                                   value=min(4 * base.num_gpus, most), key=f"sweep_top_{base.num_gpus}",
+                                   help=f"Up to {most} here: {state.LIMITS_WHY['redundant']}."))
     step = int(step_col.number_input("In steps of", min_value=1, step=1, value=base.num_gpus,
                                      key=f"sweep_step_{base.num_gpus}"))
     values = sweep_values(axis, num_experts, base, max_redundant=top, step=step)

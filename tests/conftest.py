@@ -10,6 +10,7 @@ The first run imports torch cold, so every run gets APP_TIMEOUT seconds.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 APP_TIMEOUT = 60
 """Seconds one AppTest run may take: a cold torch import plus the page's compute on 2 CPU cores."""
+
+
+def plain(markdown: str) -> str:
+    """Escaped Markdown (``ui.text.escape``) back to the characters it shows."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def sidebar_control(at: AppTest, name: str):

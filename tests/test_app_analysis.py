@@ -22,7 +22,7 @@ from eplb import analysis
 from eplb.presets import PRESETS
 from eplb.replay import replay
 from eplb.workloads import generate_trace
-from tests.conftest import APP_TIMEOUT, assert_clean, set_controls
+from tests.conftest import APP_TIMEOUT, assert_clean, plain, set_controls
 from tests.test_analysis_figures import assert_compare_rows
 from ui import analysis_compute, data
 from ui.analysis_figures import format_bytes
@@ -225,7 +225,7 @@ def test_replay_opens_on_the_deepseek_trace(open_analysis):
     at = open_analysis("replay.py")
     assert_clean(at)
     assert not at.error
-    assert any("DeepSeek-V3 · Zipf, slow drift" in m.value for m in at.markdown)
+    assert any("DeepSeek-V3 · Zipf, slow drift" in plain(m.value) for m in at.markdown)
     trace = analysis_compute.load_sample_trace("deepseek-v3-drift")
     assert_replay_cards(at, trace, DEFAULT_TOPOLOGY, window=16, interval=16,
                         expert_bytes=PRESETS["DeepSeek-V3/R1"].expert_bytes)
@@ -280,12 +280,12 @@ def test_replay_an_uploaded_trace_and_refuse_a_plain_matrix(open_analysis):
     at.file_uploader(key="replay_upload").set_value(("trace.npy", npy(trace.numpy()), "application/octet-stream"))
     at.run()
     assert_clean(at)
-    assert any("upload: trace.npy" in m.value for m in at.markdown)
+    assert any("upload: trace.npy" in plain(m.value) for m in at.markdown)
     assert_replay_cards(at, trace, SMALL_TOPOLOGY, window=12, interval=12)  # no preset has 2 x 8: size unknown
     good = metrics(at)
     at.file_uploader(key="replay_upload").set_value(("matrix.csv", b"1,2,3,4,5,6,7,8\n", "text/csv")).run()
     assert_clean(at)
-    assert any("holds one load matrix" in e.value and "Keeping the current trace" in e.value for e in at.error)
+    assert any("holds one load matrix" in plain(e.value) and "Keeping the current trace" in e.value for e in at.error)
     assert metrics(at) == good
 
 

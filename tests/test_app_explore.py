@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 import eplb
 from eplb.formats import read_load_file
 from eplb.metrics import evaluate, gpu_loads, initial_phy2log
-from tests.conftest import APP_TIMEOUT, assert_clean, set_controls
+from tests.conftest import APP_TIMEOUT, assert_clean, plain, set_controls
 from ui import data, state
 
 
@@ -127,14 +127,14 @@ def test_upload_a_csv_then_a_bad_file_keeps_the_good_data(open_page):
     at.file_uploader(key="eplb_upload").set_value(("loads.csv", CSV, "text/csv")).run()
     assert_clean(at)
     assert not at.error
-    assert any("upload: loads.csv" in m.value for m in at.markdown)
+    assert any("upload: loads.csv" in plain(m.value) for m in at.markdown)
     weight = torch.tensor(np.loadtxt(CSV.decode().splitlines(), delimiter=","), dtype=torch.float32)
     assert_cards_match(at, expected_cards(weight, eplb.Topology(64, 8, 4, 32)))
     good = metrics(at)
     at.file_uploader(key="eplb_upload").set_value(("broken.csv", b"1,2\n3\n", "text/csv")).run()
     assert_clean(at)
-    assert any("Could not use broken.csv" in e.value and "Keeping the current data" in e.value for e in at.error)
-    assert any("upload: loads.csv" in m.value for m in at.markdown)
+    assert any("Could not use broken.csv" in plain(e.value) and "Keeping the current data" in e.value for e in at.error)
+    assert any("upload: loads.csv" in plain(m.value) for m in at.markdown)
     assert metrics(at) == good
     assert "sample" not in at.query_params  # the link keeps the topology only
 
@@ -153,7 +153,7 @@ def test_a_link_recreates_generated_data_and_topology(open_page):
 def test_a_bad_link_falls_back_to_defaults_with_a_note(open_page):
     at = open_page(query_params={"policy": "no-such-policy", "nodes": "-2", "redundant": "99999", "data": "upload"})
     assert_clean(at)
-    notes = " ".join(i.value for i in at.info)
+    notes = plain(" ".join(i.value for i in at.info))
     assert "policy='no-such-policy'" in notes and "nodes='-2'" in notes and "redundant='99999'" in notes
     assert "cannot travel in a link" in notes
     assert_cards_match(at, expected_cards(DEFAULT_WEIGHT, eplb.Topology(288, 8, 4, 32)))

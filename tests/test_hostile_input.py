@@ -31,7 +31,7 @@ import eplb
 import eplb.formats.safe
 from eplb.formats import write_load, write_placement
 from eplb.presets import custom_model
-from tests.conftest import ROOT, assert_clean
+from tests.conftest import ROOT, assert_clean, plain
 from tests.e2e.conftest import app_pages
 from ui import data
 from ui.figures import NO_LOAD
@@ -415,7 +415,7 @@ def _upload(at: AppTest, name: str, content: bytes) -> AppTest:
 
 def _shown(at: AppTest) -> tuple[str, dict[str, str], int]:
     """What the main page shows: the summary line, the cards but runtime, the number of charts."""
-    summary = next(m.value for m in at.markdown if " layers x " in m.value)
+    summary = next(plain(m.value) for m in at.markdown if " layers x " in m.value)
     cards = {m.label: m.value for m in at.metric if m.label != "Rebalance runtime"}
     return summary, cards, len(at.get("plotly_chart"))
 
@@ -441,7 +441,7 @@ def test_after_each_bad_upload_the_previous_data_and_charts_stay(open_page, tmp_
         CASES["app upload"] += 1
         _upload(at, name, content)
         assert_clean(at)
-        assert any(f"Could not use {name}" in e.value and "Keeping the current data" in e.value for e in at.error), name
+        assert any(f"Could not use {name}" in plain(e.value) and "Keeping the current data" in e.value for e in at.error), name
         assert _shown(at) == good, name
     assert not (tmp_path / "ran").exists()
     _upload(at, "next.csv", CSV.replace(b"30", b"90"))  # and a good file still works afterwards
@@ -477,7 +477,7 @@ def test_a_file_over_the_limit_is_refused_in_the_app(open_page, monkeypatch):
     CASES["app upload"] += 1
     _upload(at, "big.csv", CSV * 20)
     assert_clean(at)
-    assert any("Could not use big.csv" in e.value and "limit" in e.value for e in at.error)
+    assert any("Could not use big.csv" in plain(e.value) and "limit" in e.value for e in at.error)
     assert _shown(at) == good
 
 
@@ -528,7 +528,7 @@ def test_no_load_reads_no_load_on_every_page(open_page, name, content):
         at.switch_page(page.path).run()
         assert_clean(at)
         assert not _untrustworthy_values(at), (page.path, _untrustworthy_values(at))
-        on_this_load += any(f"upload: {name}" in m.value for m in at.markdown)
+        on_this_load += any(f"upload: {name}" in plain(m.value) for m in at.markdown)
     assert on_this_load >= 2, "the upload should stay the session's data on the pages that use it"
 
 

@@ -2,7 +2,8 @@
 
 As in ``ui.compute``, tensors never go into a cached function: a load or a trace
 is registered with ``ui.compute.register`` and passed by digest, everything else
-is a plain value (a ``Topology``, names, numbers).
+is a plain value (a ``Topology``, names, numbers). Results go to ``ui.compute``'s
+cache, bounded in bytes for all sessions together.
 
     runs = analysis_compute.compare(digest, topology)                  # every policy, every mode
     points = analysis_compute.sweep(digest, "redundant", [0, 32], topology, "auto", expert_bytes,
@@ -28,22 +29,22 @@ from eplb import analysis
 from eplb import replay as eplb_replay
 from eplb.formats import read_load_file
 from eplb.workloads import generate_trace
-from ui.compute import layer_bound_balancedness, lookup
+from ui.compute import cached, layer_bound_balancedness, lookup
 from ui.data import GENERATE_TOKENS, SAMPLE_DIR, Sample
 
 TRACE_DIR = SAMPLE_DIR / "traces"
 DEFAULT_TRACE = "deepseek-v3-drift"
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@cached
 def compare(digest: str, topology: eplb.Topology) -> list[analysis.Run]:
-    """Every policy in every mode the topology accepts, on the registered load; best of two timings each.
+    """Every policy in every mode the topology accepts, on the registered load, each run and timed once.
 
     Raises ValueError (eplb's message) when the topology fits the load in no mode.
     """
     weight = lookup(digest)
     modes = analysis.applicable_modes(topology, weight.shape[1])
-    return analysis.compare_policies(weight, topology, modes, repeats=2)
+    return analysis.compare_policies(weight, topology, modes)
 
 
 def best_layer_bound(runs: list[analysis.Run]) -> torch.Tensor:
@@ -51,7 +52,7 @@ def best_layer_bound(runs: list[analysis.Run]) -> torch.Tensor:
     return torch.stack([layer_bound_balancedness(run.report) for run in runs]).amax(dim=0)
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
+@cached
 def sweep_point(digest: str, axis: str, value: int, base: eplb.Topology, mode: str,
                 hold: str = "redundant") -> list[analysis.SweepPoint]:
     """Every policy at one value of the axis (``eplb.analysis.sweep`` on one point), cached point by point."""
@@ -78,7 +79,7 @@ def sweep(digest: str, axis: str, values: list[int], base: eplb.Topology, mode: 
     return points
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@cached
 def _replay(trace_digest: str, topology: eplb.Topology, window: int, interval: int, threshold: float | None,
             policy: str, mode: str) -> eplb_replay.ReplayResult:
     return eplb_replay.replay(lookup(trace_digest), topology, window=window, interval=interval,
@@ -116,7 +117,7 @@ def load_sample_trace(name: str) -> torch.Tensor:
     return _read_trace(str(path), path.stat().st_mtime)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@cached
 def generated_trace(family: str, num_steps: int, num_layers: int, num_experts: int, *, skew: float | None,
                     drift: float, seed: int, top_k: int = 8) -> torch.Tensor:
     """``eplb.workloads.generate_trace`` [steps, layers, experts] with the app's token count per step."""

@@ -13,11 +13,13 @@ import torch
 
 from eplb.analysis import preset_for_shape
 from eplb.formats import read_load
+from eplb.formats.safe import MAX_ELEMENTS
 from eplb.workloads import DEFAULT_SKEW, FAMILIES
 from ui import analysis_compute
 from ui.analysis_figures import format_bytes
 from ui.data import LOAD_EXTENSIONS
 from ui.state import Inputs
+from ui.text import escape
 
 TRACE_SOURCES = {"data": "Sidebar data", "sample": "Sample trace", "generate": "Generate", "upload": "Upload"}
 _UPLOADED = "replay__uploaded"  # (trace, label) of the last upload that held a trace
@@ -68,7 +70,7 @@ def _read_upload(uploaded) -> None:
         st.session_state[_UPLOADED] = PickedTrace(loaded.trace, f"upload: {uploaded.name} ({loaded.description})")
         st.session_state[_UPLOAD_ERROR] = None
     except ValueError as exc:  # FormatError and the message above
-        st.session_state[_UPLOAD_ERROR] = f"Could not use {uploaded.name}: {exc}. Keeping the current trace."
+        st.session_state[_UPLOAD_ERROR] = escape(f"Could not use {uploaded.name}: {exc}. Keeping the current trace.", 900)
 
 
 def trace_picker(inputs: Inputs) -> PickedTrace | None:
@@ -79,7 +81,7 @@ def trace_picker(inputs: Inputs) -> PickedTrace | None:
         key="replay_source_data" if inputs.trace is not None else "replay_source",
     ) or sources[0]
     if source == "data":
-        st.caption(f"The trace loaded in the sidebar: {inputs.label}.")
+        st.caption(f"The trace loaded in the sidebar: {escape(inputs.label, 300)}.")
         return PickedTrace(inputs.trace, inputs.label)
     if source == "sample":
         options = analysis_compute.sample_traces()
@@ -97,7 +99,9 @@ def trace_picker(inputs: Inputs) -> PickedTrace | None:
         drift = right.number_input("Drift per step", min_value=0.0, max_value=2.0, step=0.01, value=0.05,
                                    key="replay_drift",
                                    help="Step of the random walk the experts' log-popularity takes.")
-        steps = left.number_input("Steps", min_value=2, max_value=256, step=8, value=64, key="replay_steps")
+        most = max(2, min(256, MAX_ELEMENTS // inputs.weight.numel()))  # a trace is at most what a file may hold
+        steps = left.number_input("Steps", min_value=2, max_value=most, step=8, value=min(64, most), key="replay_steps",
+                                  help=f"2 to {most} here: a trace holds at most {MAX_ELEMENTS:,} values, as a file.")
         seed = middle.number_input("Seed", min_value=0, step=1, value=0, key="replay_seed")
         layers, experts = inputs.weight.shape
         preset = preset_for_shape(layers, experts)

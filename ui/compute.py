@@ -1,11 +1,16 @@
 """Cached compute for every page, keyed on a content digest and the topology.
 
-``st.cache_data`` hashes large arrays by sampling, so tensors never go into a
-cached function: ``register(weight)`` stores a load matrix under the SHA-256 of its
-bytes and returns that digest, and the cached functions take the digest. The
-registry is shared by all sessions (equal digest, equal content) and keeps the
-most recently registered matrices; ``ui.state`` registers the current data on
-every rerun, so a session's own matrix is always there.
+Tensors never go into a cached function's key: ``register(weight)`` records a load
+matrix under the SHA-256 of its bytes and returns that digest, and the cached
+functions take the digest. The registry holds no matrix itself: it points at the
+tensors the sessions hold (each session keeps its data in its session state), so
+a matrix is found for as long as some session has it on screen, and no other
+session, however many loads it registers, can push it out. A few of the latest
+registrations are also kept for callers without a session (scripts, tests).
+
+Results are kept for every session in one in-memory cache bounded in bytes
+(``CACHE_BYTES``, counted over the tensors a result holds), not in entries, and a
+result several sessions ask for at once is computed once.
 
     digest = compute.register(weight)            # done for you by ui.state.sidebar()
     result = compute.placement(digest, topology, mode, policy)
@@ -14,18 +19,22 @@ every rerun, so a session's own matrix is always there.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
-import streamlit as st
 import torch
 
 import eplb
 from eplb.analysis import run_policy
 from eplb.metrics import PlacementReport, evaluate, initial_phy2log, slot_loads
+from eplb.policies.base import copy_counts
 from eplb.presets import DEEPSEEK_README_WEIGHT
 
 # One server serves several sessions on a few cores, and one rebalance works on small
@@ -34,8 +43,16 @@ from eplb.presets import DEEPSEEK_README_WEIGHT
 # 141-408 ms to 98-134 ms (benchmarks/bench_app_rerun.py). EPLB_TORCH_THREADS overrides.
 torch.set_num_threads(int(os.environ.get("EPLB_TORCH_THREADS", "1")))
 
-_REGISTRY: OrderedDict[str, torch.Tensor] = OrderedDict()
-_REGISTRY_SIZE = 64
+CACHE_BYTES = 512 * 2**20
+"""Tensor bytes that the cached results of all sessions hold together; the least recently used go first."""
+CONCURRENT = 2
+"""Cached computations that run at once (one per core of the 2-core server): more only share the cores,
+and each one's peak memory adds up. A computation started inside another does not wait."""
+RECENT = 4
+"""Latest registrations kept alive without a session holding them (scripts and tests call ``register`` bare)."""
+
+_HELD: dict[str, list[weakref.ref]] = {}  # digest -> the tensors sessions hold with that content
+_RECENT: OrderedDict[str, torch.Tensor] = OrderedDict()
 _LOCK = threading.Lock()
 
 
@@ -47,21 +64,130 @@ def digest_of(tensor: torch.Tensor) -> str:
     return h.hexdigest()[:24]
 
 
+def _live(digest: str) -> torch.Tensor | None:
+    refs = [ref for ref in _HELD.get(digest, ()) if ref() is not None]
+    if refs:
+        _HELD[digest] = refs
+    else:
+        _HELD.pop(digest, None)
+    return refs[0]() if refs else None
+
+
 def register(tensor: torch.Tensor) -> str:
-    """Keep a tensor (load [L, E] or trace [T, L, E]) under its digest and return the digest."""
+    """Record a tensor (load [L, E] or trace [T, L, E]) under its digest and return the digest.
+
+    The registry refers to the tensor only while the caller (a session's state) holds it.
+    """
     digest = digest_of(tensor)
     with _LOCK:
-        _REGISTRY[digest] = tensor
-        _REGISTRY.move_to_end(digest)
-        while len(_REGISTRY) > _REGISTRY_SIZE:
-            _REGISTRY.popitem(last=False)
+        refs = _HELD.setdefault(digest, [])
+        if not any(ref() is tensor for ref in refs):
+            refs.append(weakref.ref(tensor))
+        for other in [d for d in _HELD if d != digest]:
+            _live(other)  # drop what no session holds any more
+        _RECENT[digest] = tensor
+        _RECENT.move_to_end(digest)
+        while len(_RECENT) > RECENT:
+            _RECENT.popitem(last=False)
     return digest
 
 
 def lookup(digest: str) -> torch.Tensor:
-    """The tensor registered under ``digest``; KeyError if it was never registered or was evicted."""
+    """The tensor registered under ``digest``; KeyError if no session holds it and it is not among the latest."""
     with _LOCK:
-        return _REGISTRY[digest]
+        tensor = _live(digest)
+        if tensor is None:
+            tensor = _RECENT[digest]
+        return tensor
+
+
+def nbytes(value) -> int:
+    """Bytes of the tensors a result holds (dataclasses, tuples, lists and dicts walked), plus 64 per other value."""
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, (list, tuple)):
+        return sum(nbytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(nbytes(v) for v in value.values())
+    return 64
+
+
+class ByteCache:
+    """An LRU cache of results bounded by ``nbytes`` of what it holds, shared by all sessions.
+
+    Results are returned as stored (no copy: callers treat them as read-only, as they
+    are frozen dataclasses of tensors). Concurrent calls for one key compute it once;
+    an exception is raised to every caller and not kept.
+    """
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.held = 0
+        self._entries: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+        self._pending: dict[tuple, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, compute: Callable[[], object]):
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key][0]
+            pending = self._pending.setdefault(key, threading.Lock())
+        with pending:
+            with self._lock:
+                if key in self._entries:
+                    return self._entries[key][0]
+            try:
+                value = _bounded(compute)
+            finally:
+                with self._lock:
+                    self._pending.pop(key, None)
+            size = nbytes(value)
+            with self._lock:
+                if size <= self.budget and key not in self._entries:
+                    self._entries[key] = (value, size)
+                    self.held += size
+                    while self.held > self.budget:
+                        _, (_, dropped) = self._entries.popitem(last=False)
+                        self.held -= dropped
+            return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.held = 0
+
+
+_RUNNING = threading.BoundedSemaphore(CONCURRENT)
+_INSIDE = threading.local()
+
+
+def _bounded(compute: Callable[[], object]):
+    """Run ``compute`` holding one of the ``CONCURRENT`` slots (unless this thread already holds one)."""
+    if getattr(_INSIDE, "held", False):
+        return compute()
+    with _RUNNING:
+        _INSIDE.held = True
+        try:
+            return compute()
+        finally:
+            _INSIDE.held = False
+
+
+CACHE = ByteCache(CACHE_BYTES)
+
+
+def cached(function: Callable) -> Callable:
+    """Keep ``function``'s results in ``CACHE``, keyed by its name and its (hashable) arguments."""
+    name = f"{function.__module__}.{function.__qualname__}"
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return CACHE.get((name, args, tuple(sorted(kwargs.items()))), lambda: function(*args, **kwargs))
+
+    return wrapper
 
 
 def _warm_up() -> None:
@@ -80,13 +206,12 @@ _warm_up()
 class Placement:
     """One rebalance and its report.
 
-    phy2log [L, P], log2phy [L, E, P-E+1], logcnt [L, E] (int64, as ``eplb.rebalance_experts``);
-    slot_loads [L, P] load each copy carries; report: ``eplb.metrics.evaluate``;
+    phy2log [L, P], logcnt [L, E] (int64, as ``eplb.rebalance_experts``; no log2phy, which no page
+    reads and which grows with the slots squared); slot_loads [L, P] load each copy carries; report: ``eplb.metrics.evaluate``;
     runtime_ms: wall time of the rebalance itself when it was computed (not of a cache hit).
     """
 
     phy2log: torch.Tensor
-    log2phy: torch.Tensor
     logcnt: torch.Tensor
     slot_loads: torch.Tensor
     report: PlacementReport
@@ -97,11 +222,11 @@ class Placement:
 
 def _placement(weight: torch.Tensor, phy2log: torch.Tensor, report: PlacementReport, runtime_ms: float,
                policy: str, mode: str) -> Placement:
-    log2phy, logcnt = eplb.log2phy_from_phy2log(phy2log, weight.shape[1])
-    return Placement(phy2log, log2phy, logcnt, slot_loads(weight, phy2log), report, runtime_ms, policy, mode)
+    logcnt = copy_counts(phy2log, weight.shape[1])
+    return Placement(phy2log, logcnt, slot_loads(weight, phy2log), report, runtime_ms, policy, mode)
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@cached
 def placement(digest: str, topology: eplb.Topology, mode: str, policy: str) -> Placement:
     """Rebalance the registered load ``digest`` on ``topology`` with ``policy`` and evaluate it.
 
@@ -113,7 +238,7 @@ def placement(digest: str, topology: eplb.Topology, mode: str, policy: str) -> P
     return _placement(weight, run.phy2log, run.report, run.runtime_ms, run.policy, run.mode)
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@cached
 def baseline(digest: str, topology: eplb.Topology, mode: str) -> Placement:
     """The "before" placement: vLLM's initial map (slot i holds expert i % E) on the same slots, evaluated."""
     weight = lookup(digest)

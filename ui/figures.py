@@ -133,8 +133,8 @@ def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = Non
     if relative:
         peak = max((float(np.nanmax(relative_load(a))) for a in arrays.values()
                     if a.size and np.isfinite(relative_load(a)).any()), default=2.0)
-        axis = dict(colorscale=relative_scale(max(peak, 2.0)), cmin=0.0, cmax=max(peak, 2.0),
-                    colorbar=dict(title="load / mean"))
+        top = min(max(peak, 2.0), 4.0)  # 4 x the mean and more share the darkest red: the rest stays readable
+        axis = dict(colorscale=relative_scale(top), cmin=0.0, cmax=top, colorbar=dict(title="load / mean"))
     else:
         axis = dict(colorscale=LOAD_SCALE, cmin=zmin, cmax=zmax, colorbar=dict(title="tokens"))
     fig.update_layout(coloraxis=axis, height=max(320, 300 * rows), margin=dict(t=40, b=40, l=50, r=20))

@@ -24,6 +24,8 @@ What the sidebar guarantees, on every page:
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 
 import streamlit as st
@@ -55,7 +57,27 @@ LIMITS = {
     "nodes": (1, 512), "gpus_per_node": (1, 64), "redundant": (0, 4096), "groups": (1, 4096),
     "seed": (0, 2**31 - 1), "skew": (0.0, 1e6),
 }
-"""Allowed range of each numeric control; the links are checked against it too."""
+"""Allowed range of each numeric control; the links and the controls' raw values are checked against it too."""
+
+MAX_SLOT_LAYERS = 2**20
+MAX_SLOTS = 2**15
+"""Most layers x physical slots, and most slots per layer (num_replicas), the server balances for one
+topology. One rebalance's peak memory grows with the slot-layers, by up to 750 bytes each for the
+``joint`` policy (80-140 for the others) as measured on every shape at the limit (docs/robustness.md),
+so one rebalance at the limit stays under 1 GiB, and at most two run at once (``ui.compute``). More
+slots per layer cost ``joint`` more per slot (2.4 KB and 40 s at 2^18)."""
+
+LIMITS_WHY = {
+    "nodes": "at most 512 nodes: 512 x 64 GPUs is already twice the largest expert-parallel group deployed",
+    "gpus_per_node": "at most 64 GPUs per node",
+    "redundant": f"at most 4096 redundant slots, experts + redundant at most {MAX_SLOTS:,} and layers x (experts "
+                 f"+ redundant) at most {MAX_SLOT_LAYERS:,} slot-layers: the memory one rebalance on this server may "
+                 "take",
+    "groups": "at most 4096 expert groups",
+    "seed": "a whole number from 0 to 2^31 - 1",
+    "skew": "from 0 to 10^6",
+}
+"""Why each control stops where it does, for its help text and its messages."""
 
 TOPOLOGY_PARAMS = ("nodes", "gpus_per_node", "redundant", "groups", "mode", "policy")
 DATA_PARAMS = {"sample": ("sample",), "generate": ("preset", "family", "skew", "seed"), "upload": ()}
@@ -67,9 +89,14 @@ _UPLOAD_SEEN = "eplb__upload_seen"  # file_id of the last upload processed
 _UPLOAD_ERROR = "eplb__upload_error"
 _UPLOAD_MODEL = "eplb_upload_model"  # the model question under the uploader (a widget key)
 _LAST_VALID = "eplb__last_valid"
-_NOTES = "eplb__notes"  # messages about the link the session was opened with
+_NOTES = "eplb__notes"  # messages about the link the session was opened with, and about refused raw values
+_GOOD = "eplb__good"  # the last usable value of each numeric control
 _TOPOLOGY_NOTE = "eplb__topology_note"  # what a slider change adjusted, shown once
 _KEEP = {"persist_state": "session"}  # a control keeps its value on pages that do not draw it
+# Whole-number controls are float inputs shown without decimals: Streamlit resets a non-finite raw value
+# of a float input to its default, while an integer input raises on one; ``_check_controls`` then takes
+# only whole numbers in range.
+_WHOLE_INPUT = {"step": 1.0, "format": "%.0f"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,52 +136,113 @@ class Inputs:
         return self.topology.num_replicas - self.num_experts
 
     def describe(self) -> str:
-        """One line: data, topology, mode and policy."""
+        """One line: data, topology, mode and policy, as Markdown (the label, which may hold a file name, escaped)."""
         t = self.topology
-        return (f"{self.label} · {self.num_layers} layers x {self.num_experts} experts · {t.num_nodes} nodes x "
+        return (f"{text.escape(self.label, 300)} · {self.num_layers} layers x {self.num_experts} experts · {t.num_nodes} nodes x "
                 f"{t.gpus_per_node} GPUs, {t.num_replicas} slots ({self.redundant} redundant), {t.num_groups} groups"
                 f" · mode {self.resolved_mode or self.mode} · policy {self.policy}")
 
 
 def _choices(name: str) -> tuple | None:
     """Allowed values of a categorical parameter (None: numeric)."""
-    return {
-        "data": tuple(SOURCES),
-        "sample": tuple(data.samples()),
-        "preset": tuple(data.PRESETS),
-        "family": tuple(data.FAMILIES),
-        "mode": tuple(eplb.MODES),
-        "policy": tuple(eplb.POLICIES),
+    choices = {
+        "data": lambda: tuple(SOURCES),
+        "sample": lambda: tuple(data.samples()),
+        "preset": lambda: tuple(data.PRESETS),
+        "family": lambda: tuple(data.FAMILIES),
+        "mode": lambda: tuple(eplb.MODES),
+        "policy": lambda: tuple(eplb.POLICIES),
     }.get(name)
+    return None if choices is None else choices()
+
+
+_WHOLE = re.compile(r"[+-]?[0-9]{1,12}", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
+
+
+def _number(name: str, raw: str) -> int | float | None:
+    """The number a link's text spells for a numeric control, or None: plain ASCII decimals only (no
+    "inf", "nan", "1_0", "1e400", 100,000 digits); a whole-number control takes whole numbers only."""
+    if isinstance(DEFAULTS[name], int):
+        return int(raw) if _WHOLE.fullmatch(raw) else None
+    value = float(raw) if _DECIMAL.fullmatch(raw) else math.nan
+    return value if math.isfinite(value) else None
+
+
+def link_value(name: str, raw: str) -> tuple[object, str | None]:
+    """The value a link's ``name=raw`` gives a control, and None; or the default and a note saying why
+    not (the note is escaped Markdown: the link's text shows as typed, never as a link or an image)."""
+    default = DEFAULTS[name]
+    choices = _choices(name)
+    shown = repr(raw if len(raw) <= 60 else raw[:57] + "...")
+    if choices is not None:
+        if raw in choices:
+            return raw, None
+        why = f"is not one of {', '.join(map(str, choices[:8]))}{' ...' if len(choices) > 8 else ''}"
+    else:
+        value = _number(name, raw)
+        low, high = LIMITS[name]
+        if value is not None and low <= value <= high:
+            return value, None
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        why = f"is not {kind} from {low:g} to {high:g} ({LIMITS_WHY[name]})"
+    return default, text.escape(f"The link's {name}={shown} {why}: using {default}.", 600)
 
 
 def _from_url() -> None:
     """First run of a session: seed every control from the link, or from DEFAULTS."""
     notes = []
-    for name, default in DEFAULTS.items():
+    for name in DEFAULTS:
         raw = st.query_params.get(name)
-        value = default
-        if raw is not None:
-            choices = _choices(name)
-            try:
-                value = raw if choices else type(default)(float(raw) if isinstance(default, int) else raw)
-                if choices and raw not in choices:
-                    raise ValueError
-                low, high = LIMITS.get(name, (None, None))
-                if low is not None and not low <= value <= high:
-                    raise ValueError
-            except ValueError:
-                value = default
-                notes.append(f"the link's {name}={raw!r} is not valid here; using {default!r}")
+        value, note = (DEFAULTS[name], None) if raw is None else link_value(name, raw)
+        if note:
+            notes.append(note)
         st.session_state[_KEY(name)] = value
     sample = data.samples().get(st.session_state[_KEY("sample")])
     if st.session_state[_KEY("data")] == "sample" and sample and not any(p in st.query_params
                                                                          for p in TOPOLOGY_PARAMS[:4]):
         _apply_deployment(sample)  # a link naming a sample and no topology opens on the sample's deployment
     if st.session_state[_KEY("data")] == "upload":
-        notes.append("the link was made from an uploaded file, which cannot travel in a link: "
-                     "showing the default sample with the link's topology; upload the file to see it")
+        notes.append("The link was made from an uploaded file, which cannot travel in a link: "
+                     "showing the default sample with the link's topology; upload the file to see it.")
     st.session_state[_NOTES] = notes
+
+
+def control_value(name: str, value: object) -> int | float | None:
+    """A numeric control's value as the app uses it, or None when it is not one the control allows (NaN,
+    infinity, a fraction for a whole-number control, out of range, not a number: what a hand-made
+    websocket message can send)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return None
+    if isinstance(DEFAULTS[name], int):
+        if value != int(value):
+            return None
+        value = int(value)
+    else:
+        value = float(value)
+    low, high = LIMITS[name]
+    return value if low <= value <= high else None
+
+
+def _check_controls() -> None:
+    """Put every numeric control whose raw value the app cannot use back to its last good value, with a note."""
+    good = st.session_state.setdefault(_GOOD, {})
+    for name in LIMITS:
+        key = _KEY(name)
+        if key not in st.session_state:
+            continue
+        raw = st.session_state[key]
+        value = control_value(name, raw)
+        if value is None:
+            value = good.get(name, DEFAULTS[name])
+            st.session_state[_NOTES] = [*st.session_state.get(_NOTES, []), text.escape(
+                f"{name} = {str(raw)[:40]} is not a value this control takes ({LIMITS_WHY[name]}): back to {value}.",
+                400)]
+        if value is not raw:
+            st.session_state[key] = value
+        good[name] = value
 
 
 def _carry_over() -> None:
@@ -169,6 +257,11 @@ def _carry_over() -> None:
         key = _KEY(name)
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    """A whole-number control's ``LIMITS`` as the floats its input takes."""
+    return tuple(map(float, LIMITS[name]))
 
 
 def _suggest_groups(num_groups: int) -> None:
@@ -226,7 +319,8 @@ def accept_uploads(files: list[tuple[str, bytes]]) -> bool:
         fault = next((name for name in names if str(exc).startswith(name)), names[0])  # the reader names it first
         others = [name for name in names if name != fault]
         with_others = f" (uploaded with {', '.join(others[:3])}{' ...' if len(others) > 3 else ''})" if others else ""
-        st.session_state[_UPLOAD_ERROR] = f"Could not use {fault}{with_others}: {exc}. Keeping the current data."
+        st.session_state[_UPLOAD_ERROR] = text.escape(
+            f"Could not use {fault}{with_others}: {exc}. Keeping the current data.", 900)
         return False
     st.session_state[_UPLOADED] = loaded
     st.session_state[_UPLOAD_MODEL] = loaded.model or ""
@@ -280,7 +374,7 @@ def _data_controls() -> data.LoadedData:
         left, right = side.columns(2)
         left.number_input("Skew", *LIMITS["skew"], step=0.1, **_KEEP, key=_KEY("skew"),
                           help="zipf: exponent; lognormal: sigma; hot: hot/mean ratio; zero: idle fraction (< 1).")
-        right.number_input("Seed", *LIMITS["seed"], step=1, **_KEEP, key=_KEY("seed"))
+        right.number_input("Seed", *_bounds("seed"), **_WHOLE_INPUT, **_KEEP, key=_KEY("seed"))
         try:
             chosen = data.generate(*(st.session_state[_KEY(p)] for p in DATA_PARAMS["generate"]))
         except ValueError as exc:
@@ -338,7 +432,7 @@ def _topology_controls(num_experts: int) -> None:
                         on_change=_snap_redundant)
     side.select_slider("Redundant slots", options["redundant"], **_KEEP, key=_KEY("redundant"),
                        help=f"Physical slots beyond one per expert (slots = experts + redundant); only counts that "
-                            f"spread evenly over the {num_gpus} GPUs are offered.")
+                            f"spread evenly over the {num_gpus} GPUs are offered. Limit: {LIMITS_WHY['redundant']}.")
     side.select_slider("Expert groups", options["groups"], **_KEEP, key=_KEY("groups"),
                        help=f"The divisors of the {num_experts} experts. DeepSeek-V3's group-limited routing uses "
                             "8; models without groups use 1.")
@@ -372,6 +466,7 @@ def sidebar() -> Inputs:
         _from_url()
     else:
         _carry_over()
+    _check_controls()
     for note in st.session_state.get(_NOTES, []):
         st.sidebar.info(note)
     loaded = _data_controls()
@@ -380,6 +475,7 @@ def sidebar() -> Inputs:
     num_experts = loaded.weight.shape[1]
     topology = eplb.Topology(num_experts + int(redundant), int(groups), int(nodes), int(nodes) * int(gpus_per_node))
     try:
+        too_large(loaded.weight.shape[0], num_experts, topology.num_replicas)
         resolved, error = topology.validate(num_experts, mode), None
         st.sidebar.caption(f"{topology.num_gpus} GPUs · {topology.num_replicas} slots "
                            f"({topology.slots_per_gpu} per GPU) · {resolved} mode")
@@ -401,6 +497,25 @@ def sidebar() -> Inputs:
             compute.register(last.weight)
     _sync_url(loaded)
     return inputs
+
+
+def max_redundant(num_layers: int, num_experts: int) -> int:
+    """Most redundant slots a topology may have on this load (``LIMITS``, ``MAX_SLOTS``, ``MAX_SLOT_LAYERS``);
+    negative when the load alone is over the budget."""
+    return min(LIMITS["redundant"][1], MAX_SLOTS - num_experts, MAX_SLOT_LAYERS // max(num_layers, 1) - num_experts)
+
+
+def too_large(num_layers: int, num_experts: int, num_replicas: int) -> None:
+    """Raise ValueError, with the limit, why, and what to change, when the slots are over ``MAX_SLOTS`` per layer
+    or ``MAX_SLOT_LAYERS`` in all."""
+    if num_layers * num_replicas <= MAX_SLOT_LAYERS and num_replicas <= MAX_SLOTS:
+        return
+    most = max_redundant(num_layers, num_experts)
+    change = f"use at most {most} redundant slots" if most >= 0 else \
+        "this load alone is over it, so balance it with the command line (python -m eplb), which has no such limit"
+    raise ValueError(f"{num_layers} layers x {num_replicas} slots make {num_layers * num_replicas:,} slot-layers; "
+                     f"this server balances at most {MAX_SLOT_LAYERS:,} slot-layers and {MAX_SLOTS:,} slots per layer "
+                     f"(the memory one rebalance may take); {change}")
 
 
 def valid_inputs(inputs: Inputs) -> Inputs | None:

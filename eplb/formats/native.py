@@ -15,7 +15,7 @@ import torch
 from ..policies.base import copy_counts
 from ..rebalance import log2phy_from_phy2log
 from .registry import Placement, PlacementLayout, Writer
-from .safe import Parsed, fail, shape_text
+from .safe import MAX_ELEMENTS, Parsed, fail, shape_text
 from .values import check_phy2log, to_tensor
 
 
@@ -56,11 +56,24 @@ def _read(parsed: Parsed) -> torch.Tensor:
     return table
 
 
+def _check(placement: Placement) -> None:
+    """Refuse a log2phy too large to write: it grows with the square of the slots (experts x copies per layer)."""
+    table = placement.phy2log
+    num_layers, num_replicas = table.shape
+    num_experts = int(table.max()) + 1
+    count = num_layers * num_experts * (num_replicas - num_experts + 1)
+    if count > MAX_ELEMENTS:
+        raise ValueError(f"the placement JSON would hold log2phy [{num_layers}, {num_experts}, "
+                         f"{num_replicas - num_experts + 1}], {count:,} values, above the limit of {MAX_ELEMENTS:,} "
+                         "(it grows with the redundant slots squared); use fewer redundant slots, or an engine's "
+                         "format, which holds phy2log only")
+
+
 PLACEMENT_LAYOUTS = [
     PlacementLayout("placement JSON (phy2log)", lambda p: isinstance(p.obj, dict) and "phy2log" in p.obj, _read),
 ]
 
 PLACEMENT_FORMATS = {
     "vllm-json": Writer("Placement JSON: phy2log, log2phy, logcnt, topology (for analysis)", ".json",
-                        "application/json", _write),
+                        "application/json", _write, check=_check),
 }

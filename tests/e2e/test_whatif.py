@@ -28,13 +28,11 @@ async def _shot(page, name: str, *, locator=None, full_page: bool = False) -> No
     """A screenshot into test-output/e2e/whatif (and docs/whatif when EPLB_WHATIF_DOCS=1)."""
     path = OUTPUT / "whatif" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if locator is not None:
-        await locator.scroll_into_view_if_needed()
+    if locator is not None:  # the screen a reader sees with that section at the top
+        await locator.evaluate("e => e.scrollIntoView({block: 'start'})")
         await wait_rendered(page)  # charts below the fold draw once scrolled to
         await page.wait_for_timeout(500)
-        await locator.screenshot(path=str(path))
-    else:
-        await page.screenshot(path=str(path), full_page=full_page)
+    await page.screenshot(path=str(path), full_page=full_page)
     if os.environ.get("EPLB_WHATIF_DOCS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS / path.name)
@@ -102,7 +100,7 @@ def test_sliders_mode_display_and_topology_b(browser, server, run, size):
             assert "Redundant slots moved from 32 to 64" in notes
             assert await sidebar_slider(page, "Redundant slots").get_attribute("aria-valuetext") == "64"
             await assert_no_exception(page)
-            await _shot(page, f"{width}x{height}-sliders", locator=page.locator(SIDEBAR))
+            await _shot(page, f"{width}x{height}-sliders")
             await set_sidebar_slider(page, "Nodes", 4)
             await summary_line(page).filter(has_text="4 nodes x 8 GPUs, 320 slots (64 redundant)").wait_for()
             await wait_rendered(page)
