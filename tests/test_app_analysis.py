@@ -157,7 +157,8 @@ def test_sweep_opens_on_the_default_sample(open_analysis):
     memory_at_64 = frame[frame["redundant slots"] == 64]["Redundant copies (all GPUs)"]
     assert set(memory_at_64) == {format_bytes(64 * 58 * expert_bytes)}
     balancedness, memory = chart_specs(at)
-    assert {t["name"] for t in balancedness["data"]} == {*eplb.POLICIES, "bound (best possible)"}
+    assert {t["name"] for t in balancedness["data"]} == {*(f"{p} (hierarchical)" for p in eplb.POLICIES),
+                                                         "bound (best possible), hierarchical"}
     assert plotted(memory["data"][0]["y"])[1] == pytest.approx(32 * 58 * expert_bytes / 32 / 2**30)
 
 
@@ -183,9 +184,11 @@ def test_sweep_every_axis_on_a_small_sample(open_analysis):
                          mixtral_bytes)
     for axis, values in (("gpus", [1, 2, 4, 8, 16]), ("nodes", [1, 2, 4]), ("groups", [1, 2, 4, 8])):
         at.segmented_control(key="sweep_axis").set_value(axis).run()
+        if axis == "gpus":  # the redundant count held: every divisor of the 16 slots
+            at.segmented_control(key="sweep_hold").set_value("redundant").run()
         assert_clean(at)
         assert_sweep_matches(table(at), weight, axis, values, SMALL_TOPOLOGY, mixtral_bytes)
-    at.multiselect(key="sweep_values_groups_1-2-4-8").set_value([2, 8]).run()
+    at.multiselect(key="sweep_values_groups_redundant_1-2-4-8").set_value([2, 8]).run()
     assert_sweep_matches(table(at), weight, "groups", [2, 8], SMALL_TOPOLOGY, mixtral_bytes)
 
 
