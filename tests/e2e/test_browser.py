@@ -146,6 +146,9 @@ def test_an_invalid_topology_shows_its_message_beside_the_last_result(browser, s
     async def scenario():
         async with new_session(browser) as page:
             await open_app(page, server, params={"mode": "hierarchical"})
+            await set_sidebar_slider(page, "Nodes", 8)  # the arrow keys pass 8 nodes (valid) on the way to 16
+            await summary_line(page).filter(has_text="8 nodes x 8 GPUs").wait_for()
+            await wait_rendered(page)
             valid = await metric_values(page)
             await set_sidebar_slider(page, "Nodes", 16)  # 8 groups cannot sit whole on 16 nodes
             message = page.locator(ERROR_ALERT).filter(has_text="does not fit the data").first
