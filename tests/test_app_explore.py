@@ -31,7 +31,7 @@ def expected_cards(weight, topology: eplb.Topology, policy=None, mode="auto") ->
         "Balancedness after (vLLM)": f"{after.balancedness:.3f}",
         "Max / mean after": f"{after.straggler_factor:.2f}",
         "Bound's balancedness": f"{after.bound_balancedness:.3f}",
-        "Duplicate copies on one GPU": f"{after.duplicate_gpus:,} of {after.gpu_loads.numel():,}",
+        "Duplicate copies": f"{after.duplicate_gpus:,} of {after.gpu_loads.numel():,}",
     }
 
 

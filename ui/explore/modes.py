@@ -63,7 +63,8 @@ def result_cards(shown: Inputs, before, after) -> None:
     cards[4].metric("Rebalance runtime", f"{after.runtime_ms:.1f} ms",
                     help=f"policy {after.policy}, {after.mode} mode, on this server's CPU")
     pairs = a.gpu_loads.numel()
-    cards[5].metric("Duplicate copies on one GPU", f"{a.duplicate_gpus:,} of {pairs:,}",
+    cards[5].metric("Duplicate copies", f"{a.duplicate_gpus:,} of {pairs:,}", delta="(layer, GPU) pairs",
+                    delta_color="off", delta_arrow="off",
                     help=f"(layer, GPU) pairs, out of {a.gpu_loads.shape[0]} layers x {a.gpu_loads.shape[1]} GPUs, "
                          "where one GPU holds two or more copies of the same expert: slots that add no balance.")
 
