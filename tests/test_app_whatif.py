@@ -83,3 +83,12 @@ def test_only_global_mode_is_said_when_hierarchical_cannot_fit(open_page):
     assert list(at.table[0].value["Mode"]) == ["global (shown)"]
     assert any("Only global mode fits" in c.value for c in at.caption)
     assert eplb.Topology(256 + 256, 8, 16, 128).resolve_mode("auto") == "global"
+
+
+def test_the_summary_line_names_the_shape_once_for_an_upload(open_page):
+    csv = "\n".join(",".join(str((3 * layer + e) % 7 + 1) for e in range(32)) for layer in range(3)).encode()
+    at = open_page(data="upload")
+    at.file_uploader(key="eplb_upload").set_value(("loads.csv", csv, "text/csv")).run()
+    assert_clean(at)
+    summary = next(m.value for m in at.markdown if "loads" in m.value and "nodes x" in m.value)
+    assert summary.count("3 layers x 32 experts") == 1, summary

@@ -138,7 +138,9 @@ class Inputs:
     def describe(self) -> str:
         """One line: data, topology, mode and policy, as Markdown (the label, which may hold a file name, escaped)."""
         t = self.topology
-        return (f"{text.escape(self.label, 300)} · {self.num_layers} layers x {self.num_experts} experts · {t.num_nodes} nodes x "
+        shape = f"{self.num_layers} layers x {self.num_experts} experts"
+        data_part = text.escape(self.label, 300) + ("" if shape in self.label else f" · {shape}")  # said once
+        return (f"{data_part} · {t.num_nodes} nodes x "
                 f"{t.gpus_per_node} GPUs, {t.num_replicas} slots ({self.redundant} redundant), {t.num_groups} groups"
                 f" · mode {self.resolved_mode or self.mode} · policy {self.policy}")
 
