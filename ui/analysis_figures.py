@@ -112,6 +112,14 @@ def sweep_balancedness(points: Sequence[SweepPoint], *, title: str = "") -> go.F
     fig = figures.metric_lines(values, series, xlabel=SWEEP_AXES[axis], ylabel="balancedness (mean / max)",
                                title=title, dotted=dotted)
     fig.update_traces(connectgaps=False)
+    for trace in fig.data:  # a policy keeps its colour in both modes; global mode's lines are dashed
+        mode = trace.name.rsplit(", ", 1)[-1] if trace.name.startswith(BOUND) else trace.name[:-1].rsplit(" (", 1)[-1]
+        if trace.name.startswith(BOUND):
+            trace.line.update(color="gray" if mode == "hierarchical" else "black", dash="dot")
+        else:
+            policy = trace.name.rsplit(" (", 1)[0]
+            trace.line.update(color=figures.PALETTE[policies.index(policy) % len(figures.PALETTE)],
+                              dash="solid" if mode == "hierarchical" else "dash")
     fig.update_yaxes(range=[0, 1.05])
     if axis != "redundant":  # divisors: evenly spaced categories read better than a linear axis
         fig.update_xaxes(type="category")

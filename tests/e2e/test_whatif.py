@@ -122,3 +122,32 @@ def test_sliders_mode_display_and_topology_b(browser, server, run, size):
             await context.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_sweep_over_nodes_draws_each_mode_apart(browser, server, run, size):
+    width, height = size
+
+    async def scenario():
+        context = await browser.new_context(viewport={"width": width, "height": height})
+        try:
+            page = await context.new_page()
+            await open_app(page, server)
+            await page.locator(NAV_LINK).filter(has_text="What-if sweep").click()  # as a reader gets there
+            await page.locator("h1").filter(has_text="What-if sweep").wait_for()
+            await wait_rendered(page)
+            await page.locator('[data-testid="stMain"]').get_by_role("radio", name="nodes", exact=True).click()
+            await page.get_by_text("never joined across a change").wait_for()
+            await wait_rendered(page)
+            await assert_no_exception(page)
+            names = await page.eval_on_selector(".js-plotly-plot", "p => p.data.map(t => t.name)")
+            assert "joint (hierarchical)" in names and "joint (global)" in names
+            assert "bound (best possible), global" in names
+            chart = page.locator(".js-plotly-plot").first
+            await chart.evaluate("e => e.scrollIntoView({block: 'center'})")
+            await wait_rendered(page)
+            await _shot(page, f"{width}x{height}-sweep-nodes")
+        finally:
+            await context.close()
+
+    run(scenario())
