@@ -45,7 +45,7 @@ DISPATCH_BYTES = 2
 
 
 def nodes_reached(num_units: int, picks: int, num_nodes: int) -> float:
-    """Expected distinct nodes a token reaches when it picks ``picks`` of ``num_units`` units, spread evenly on nodes."""
+    """Expected distinct nodes a token reaches when it picks ``picks`` of ``num_units`` units spread evenly on nodes."""
     if num_nodes <= 1 or picks <= 0:
         return float(min(num_nodes, 1) if picks > 0 else 0)
     per_node = num_units / num_nodes

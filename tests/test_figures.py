@@ -123,3 +123,9 @@ def test_placement_map_keeps_a_readable_height():
     assert all(placement_height(g) == 700 for g in (32, 64, 256, 1024))  # never taller than 700 px
     fig = figures.placement_heatmap(np.arange(128) % 64, np.ones(128), 64)
     assert fig.layout.height == 700 and fig.data[0].texttemplate is None  # no labels in rows too thin for them
+
+
+def test_copies_read_one_copy_not_one_copies():
+    fig = figures.replica_heatmap(np.array([[1, 2], [3, 1]]))
+    assert fig.data[0].text.tolist() == [["1 copy", "2 copies"], ["3 copies", "1 copy"]]
+    assert fig.data[0].z.dtype == np.int32

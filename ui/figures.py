@@ -219,7 +219,8 @@ def replica_heatmap(logcnt, *, title: str = "") -> go.Figure:
             z=counts.astype(np.int32), x=np.arange(num_experts, dtype=np.int32),
             y=np.arange(num_layers, dtype=np.int32), colorscale=COUNT_SCALE, zmin=1,
             colorbar=dict(title="copies"),
-            hovertemplate="layer %{y}, expert %{x}<br>%{z} copies<extra></extra>",
+            text=np.where(counts == 1, "1 copy", np.char.add(counts.astype(str), " copies")),
+            hovertemplate="layer %{y}, expert %{x}<br>%{text}<extra></extra>",
         )
     )
     fig.update_layout(
