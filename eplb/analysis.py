@@ -137,7 +137,8 @@ GPU_HOLDS = {
 """What a GPUs sweep keeps fixed while the GPU count changes (the nodes stay the sidebar's)."""
 
 
-def _divisors(n: int) -> list[int]:
+def divisors(n: int) -> list[int]:
+    """Every divisor of n, ascending: the group counts that divide n experts, the node counts that divide n GPUs."""
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
@@ -159,7 +160,7 @@ def sweep_values(axis: str, num_experts: int, base: Topology, *, max_redundant: 
         top = 4 * base.num_gpus if max_redundant is None else max_redundant
         return [r for r in range(0, top + 1, step) if (num_experts + r) % base.num_gpus == 0]
     if axis == "gpus" and hold == "redundant":
-        return [g for g in _divisors(num_experts + redundant) if g % base.num_nodes == 0]
+        return [g for g in divisors(num_experts + redundant) if g % base.num_nodes == 0]
     if axis == "gpus":
         top = max(4 * base.num_gpus, 64) if max_gpus is None else max_gpus
         values = []
@@ -169,8 +170,8 @@ def sweep_values(axis: str, num_experts: int, base: Topology, *, max_redundant: 
                 values.append(g)
         return values
     if axis == "nodes":
-        return _divisors(base.num_gpus)
-    return _divisors(num_experts)
+        return divisors(base.num_gpus)
+    return divisors(num_experts)
 
 
 def topology_at(axis: str, value: int, num_experts: int, base: Topology, *, hold: str = "redundant") -> Topology:

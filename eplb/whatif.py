@@ -12,10 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .analysis import Run, run_policy
+from .analysis import Run, divisors, run_policy
 from .presets import ModelPreset
 from .rebalance import Topology
 from .traffic import Traffic, dispatch_traffic, tokens_per_step
+
+__all__ = ["Difference", "Side", "TopologyComparison", "compare_topologies", "divisors", "nearest",
+           "redundant_choices"]
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,6 @@ def redundant_choices(num_experts: int, num_gpus: int, limit: int) -> list[int]:
     """Redundant slot counts r in [0, limit] that spread evenly: (num_experts + r) divisible by num_gpus."""
     first = (-num_experts) % num_gpus
     return list(range(first, limit + 1, num_gpus))
-
-
-def divisors(n: int) -> list[int]:
-    """Every divisor of n, ascending: the group counts that divide n experts, the node counts that divide n GPUs."""
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def nearest(choices: list[int], value: int, count: int = 2) -> list[int]:
