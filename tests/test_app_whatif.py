@@ -92,3 +92,18 @@ def test_the_summary_line_names_the_shape_once_for_an_upload(open_page):
     assert_clean(at)
     summary = next(m.value for m in at.markdown if "loads" in m.value and "nodes x" in m.value)
     assert summary.count("3 layers x 32 experts") == 1, summary
+
+
+def test_downloads_are_named_after_the_topology_and_loads_are_rounded():
+    from types import SimpleNamespace
+
+    import torch
+
+    from ui.explore.downloads import file_stem
+
+    shown = SimpleNamespace(topology=eplb.Topology(288, 8, 4, 32), model="DeepSeek-V3/R1")
+    assert f"{file_stem('placement-sglang', shown)}.json" == "placement-sglang-dsv3-288slots-32gpus.json"
+    upload = SimpleNamespace(topology=eplb.Topology(16, 1, 1, 4), model=None)
+    assert file_stem("gpu-loads", upload) == "gpu-loads-custom-16slots-4gpus"
+    csv = data.gpu_loads_csv({"after": torch.tensor([[387.66666666666663, 1.0]])}).decode()
+    assert "387.67" in csv and "387.666" not in csv
