@@ -51,6 +51,10 @@ LOADS = ("lognormal", "hot")
 FUNCTIONS = ("joint", "deepseek", "zigzag", "bound", "log2phy")
 CLIFF = 3.0
 FLOOR_MS = 1.0
+REPRO = (("gpus", 256, "hot"), ("gpus", 72, "lognormal"))
+"""The slow shapes of the speed issue, (axis, value, load): 512 slots on 256 GPUs under a hot load and
+72 GPUs x 4 slots under a log-normal one (58 x 256); ``joint`` should place each in under REPRO_MS."""
+REPRO_MS = 30.0
 
 
 @dataclass(frozen=True)
@@ -167,12 +171,14 @@ def main(argv: list[str] | None = None) -> int:
           f"cliff = more than {CLIFF:g}x a neighbour beyond the growth in work "
           f"(points under {FLOOR_MS:g} ms not flagged)")
     flagged = []
+    seen: dict[tuple[str, int, str], dict[str, float]] = {}
     started = time.perf_counter()
     for axis in chosen_axes:
         values = [v for v, _ in all_axes[axis]]
         points = [p for _, p in all_axes[axis]]
         for family in args.loads.split(","):
             measured = [time_point(p, family, functions, repeats, CLOCKS[args.clock]) for p in points]
+            seen.update({(axis, value, family): m for value, m in zip(values, measured)})
             per_function = {f: cliffs(points, [m[f] for m in measured]) for f in functions}
             print(f"\naxis {axis}, {family} load")
             header = f"  {axis:>13}  {'shape':<44} {'work':>9}"
@@ -191,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncliffs (marked ! above): {len(flagged)}")
     for line in flagged:
         print(f"  {line}")
+    for axis, value, family in REPRO:
+        if (axis, value, family) in seen and "joint" in functions:
+            point = dict(all_axes[axis])[value]
+            print(f"issue shape {point.describe()}, {family}: joint {seen[axis, value, family]['joint']:.2f} ms "
+                  f"(goal: under {REPRO_MS:g} ms)")
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -214,6 +214,14 @@ def test_packing_floor_never_exceeds_the_exhaustive_optimum(num_bins, per_bin, d
     assert float(packing_floor(loads, num_bins)) <= best_packing_peak(loads[0].tolist(), num_bins) + 1e-9
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 4), st.data())
+def test_packing_floor_with_two_copies_per_bin_is_the_exhaustive_optimum(num_bins, data):
+    values = data.draw(st.lists(st.integers(0, 100), min_size=2 * num_bins, max_size=2 * num_bins))
+    loads = torch.tensor(sorted(values, reverse=True), dtype=torch.float32).view(1, -1)
+    assert float(packing_floor(loads, num_bins)) == best_packing_peak(loads[0].tolist(), num_bins)
+
+
 def test_packing_floor_sees_two_heavy_copies_forced_onto_one_bin():
     # 5 copies of 10 on 4 bins of 2: some bin takes two of them.
     loads = torch.tensor([[10.0] * 5 + [1.0] * 3])

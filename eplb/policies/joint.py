@@ -57,7 +57,7 @@ import torch
 
 from ..sorting import argsort_rows, topk_rows
 from . import hedge
-from .base import Policy, copies_from_counts
+from .base import Policy, copies_from_counts, copy_counts
 
 PASSES_PER_TURN = 4
 """Swap passes per turn: a pass pairs 2 * min(M / 2, MAX_PAIRS) of the M bins, so every bin
@@ -280,6 +280,16 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int, items: torch.Tensor | Non
     the round's other copies to the remaining bins, lightest first.
     """
     num_rows, num_slots = loads.shape
+    position, bin_load = dealt_slots(loads, num_bins, items)
+    copy_index = dealing_constants(num_bins, num_slots // num_bins, loads.device)[0]
+    table = torch.empty_like(position).scatter_(1, position, copy_index.expand(num_rows, -1))
+    return table.view(num_rows, num_bins, -1), bin_load
+
+
+def dealt_slots(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``deal_in_rounds``' dealing: (the slot, bin * s + round, of every copy [R, S], bin loads [R, M])."""
+    num_rows, num_slots = loads.shape
     per_bin = num_slots // num_bins
     copy_index, column = dealing_constants(num_bins, per_bin, loads.device)
     bin_load = loads[:, :num_bins].clone()  # round 0: copy k to bin k
@@ -291,9 +301,7 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int, items: torch.Tensor | Non
         bins.append(lightest_first)
         bin_load.scatter_add_(1, lightest_first, loads[:, start : start + num_bins])
     # Copy k of round t lands in bin bins[t][k], column t of the table.
-    position = torch.stack(bins, dim=1).flatten(1).mul_(per_bin).add_(column)  # [R, S]
-    table = torch.empty_like(position).scatter_(1, position, copy_index.expand(num_rows, -1))
-    return table.view(num_rows, num_bins, per_bin), bin_load
+    return torch.stack(bins, dim=1).flatten(1).mul_(per_bin).add_(column), bin_load
 
 
 def avoid_run_over(lightest_first: torch.Tensor, last_bins: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -306,14 +314,27 @@ def avoid_run_over(lightest_first: torch.Tensor, last_bins: torch.Tensor, items:
     num_bins = last_bins.shape[1]
     first = items[:, num_bins : num_bins + 1]  # [R, 1] the item running over, if any
     held = torch.zeros_like(lightest_first, dtype=torch.bool).scatter_(1, last_bins, items[:, :num_bins] == first)
-    if not bool(held.any()):
+    rows = None
+    if held.numel() >= SUBSET_ELEMENTS:  # large: work on the rows where the item holds a bin only
+        rows = held.any(dim=1).nonzero().squeeze(1)  # the others keep their order
+        if rows.numel() == 0:
+            return lightest_first
+        held, items, first = held.index_select(0, rows), items.index_select(0, rows), first.index_select(0, rows)
+    elif not bool(held.any()):
         return lightest_first
+    order = lightest_first if rows is None else lightest_first.index_select(0, rows)
     copies = (items[:, num_bins:] == first).sum(dim=1, keepdim=True)  # its copies in this round
     # Its copies take the lightest bins without it; the other copies the remaining bins,
     # lightest first.
-    free = ~held.gather(1, lightest_first)  # [R, M], in load order
+    free = ~held.gather(1, order)  # [r, M], in load order
     taken = free & (free.cumsum(dim=1) <= copies)
-    return lightest_first.gather(1, stable_partition(taken))
+    order = order.gather(1, stable_partition(taken))
+    return order if rows is None else lightest_first.index_copy(0, rows, order)
+
+
+SUBSET_ELEMENTS = 16_384
+"""From this many entries of a round's [rows, bins], ``avoid_run_over`` picks out the rows it changes
+first (on smaller ones the extra selections cost more than they save)."""
 
 
 def stable_partition(first: torch.Tensor) -> torch.Tensor:
@@ -412,9 +433,9 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
         picked_load = bin_load.gather(1, picked)
         half_gap = picked_load[:, : 2 * pairs] @ halve  # [A, pairs]: (H - L) / 2
         # Copies of the heavy bins and of their partners, copy position first: [s, A, pairs] each.
-        by_position = work.permute(2, 0, 1)
-        heavy, light = (by_position.gather(2, side.unsqueeze(0).expand(per_bin, -1, -1))
-                        for side in (picked[:, :pairs], picked[:, pairs : 2 * pairs]))
+        paired = picked[:, : 2 * pairs]
+        copies = work.permute(2, 0, 1).gather(2, paired.unsqueeze(0).expand(per_bin, -1, -1))
+        heavy, light = copies[..., :pairs], copies[..., pairs:]
         # Distance of each swap from the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced
         # over its first axis (on a CPU much faster than over a short last axis).
         distance = (heavy[:, None] - light[None]).sub_(half_gap).abs_().view(per_bin * per_bin, -1)
@@ -424,17 +445,16 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
         better = miss < half_gap * (1 - 1e-9)
         # Slots of each pair's two copies, [A, pairs, 2]: bin * s + position in the bin.
         ij = positions.index_select(0, where).view(active, pairs, 2).add_(
-            picked[:, : 2 * pairs].view(active, 2, pairs).transpose(1, 2), alpha=per_bin)
+            paired.view(active, 2, pairs).transpose(1, 2), alpha=per_bin)
         if work_items is not None:
             # A swap that would bring a copy into a bin holding its item is dropped this pass
             # (checking only the chosen swap is far cheaper than masking all s * s of them).
             held = work_items.gather(1, work_table)  # [A, S]: the item in every slot
             moving = held.gather(1, ij.view(active, -1)).view(active, pairs, 2)
-            bins_items = held.view(active, num_bins, per_bin)
-            heavy_items, light_items = (bins_items.gather(1, side.unsqueeze(-1).expand(-1, -1, per_bin))
-                                        for side in (picked[:, :pairs], picked[:, pairs : 2 * pairs]))
-            clash = ((light_items == moving[..., :1]).any(dim=-1) | (heavy_items == moving[..., 1:]).any(dim=-1))
-            better &= ~clash
+            # The items of the paired bins [A, 2 * pairs, s] against the item each would receive.
+            paired_items = held.view(active, num_bins, per_bin).gather(1, paired.unsqueeze(-1).expand(-1, -1, per_bin))
+            arriving = moving.flip(-1).transpose(1, 2).reshape(active, 2 * pairs, 1)
+            better &= ~(paired_items == arriving).any(dim=-1).view(active, 2, pairs).any(dim=1)
         ij[..., 1] = torch.where(better, ij[..., 1], ij[..., 0])  # a slot with itself: no swap
         ij = ij.view(active, -1)
         work_table.scatter_(1, ij, work_table.gather(1, ij).view(active, pairs, 2).flip(-1).view(active, -1))
@@ -489,9 +509,16 @@ def packing_floor(loads: torch.Tensor, num_bins: int) -> torch.Tensor:
     among the first, as (s - j) * num_bins > s - j - 1). j = 0 is the heaviest copy plus
     the s - 1 lightest; j = 1 shows that num_bins + 1 heavy copies force two onto one
     bin. Every bound is a weighted sum of the copies, so one matrix product gives them all.
+    With two copies per bin the floor is the optimum itself, the largest pair of the sorted
+    copies paired largest with smallest (see ``two_slot_search``), so a packing that reaches
+    it stops at once instead of trading copies between bins tied at the peak.
     """
     per_bin = loads.shape[1] // num_bins
-    return (loads.double() @ floor_weights(num_bins, per_bin, loads.device)).amax(dim=-1)
+    exact = loads.double()
+    floor = (exact @ floor_weights(num_bins, per_bin, loads.device)).amax(dim=-1)
+    if per_bin == 2:
+        floor = torch.maximum(floor, (exact[:, :num_bins] + exact[:, num_bins:].flip(-1)).amax(dim=-1))
+    return floor
 
 
 def bin_loads(loads: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -529,9 +556,22 @@ def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread
     weight, counts: [R, n]. With two slots per bin the dealing pairs the sorted copies
     largest with smallest, the optimal packing for these counts.
     """
+    bin_load, phy2item, slot = dealt_copies(weight, counts, num_bins, spread)
+    return bin_load, slot_items(phy2item, slot)
+
+
+def dealt_copies(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``dealt_bins`` without laying the items out: (bin loads [R, M], the item of every copy,
+    heaviest first, and its slot, both [R, S]); ``slot_items`` lays them out."""
     phy2item, loads = copies_heaviest_first(weight, counts, int(counts[0].sum()))
-    table, bin_load = deal_in_rounds(loads, num_bins, phy2item if spread else None)
-    return bin_load, phy2item.gather(1, table.flatten(1))
+    slot, bin_load = dealt_slots(loads, num_bins, phy2item if spread else None)
+    return bin_load, phy2item, slot
+
+
+def slot_items(phy2item: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+    """The item in every slot, bin by bin: phy2item, slot [R, S] (``dealt_copies``) -> [R, S]."""
+    return torch.empty_like(phy2item).scatter_(1, slot, phy2item)
 
 
 def split_moves(weight: torch.Tensor, counts: torch.Tensor, items: torch.Tensor, num_bins: int,
@@ -615,7 +655,8 @@ def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap
         tried = c.repeat_interleave(tries, dim=0)
         tried.scatter_add_(1, g.view(-1, 1), torch.ones_like(g).view(-1, 1))
         tried.scatter_add_(1, t.view(-1, 1), torch.full_like(t, -1).view(-1, 1))
-        tried_load, tried_items = dealt_bins(w.repeat_interleave(tries, dim=0), tried, num_bins, spread)
+        tried_load, tried_copies, tried_slots = dealt_copies(w.repeat_interleave(tries, dim=0), tried, num_bins,
+                                                             spread)
         tried_peak = torch.where(guess.isfinite().view(-1), tried_load.amax(dim=-1), torch.inf).view(-1, tries)
         best_peak, best = tried_peak.min(dim=-1)
         better = best_peak < peak.index_select(0, rows) * (1 - 1e-9)
@@ -623,10 +664,32 @@ def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap
         chosen = keep * tries + best.index_select(0, keep)
         rows = rows.index_select(0, keep)
         counts.index_copy_(0, rows, tried.index_select(0, chosen))
-        items.index_copy_(0, rows, tried_items.index_select(0, chosen))
+        items.index_copy_(0, rows, slot_items(tried_copies.index_select(0, chosen),
+                                              tried_slots.index_select(0, chosen)))
         peak.index_copy_(0, rows, best_peak.index_select(0, keep))
         rows = rows[peak.index_select(0, rows) > enough.index_select(0, rows)]
     return counts
+
+
+def refine_starts(weight: torch.Tensor, start: torch.Tensor, num_bins: int, cap: int | None) -> torch.Tensor:
+    """``refine_counts`` from several starts per row: weight [B, n], start [B, T, n] -> [B, T, n].
+
+    A start equal to the row's first is not refined again (the search is deterministic and
+    each row's apart, so it would end where the first one does): with a log-normal load
+    the two starts of ``candidate_counts`` are the same count vector in most rows.
+    """
+    num_rows, num_starts, num_items = start.shape
+    flat = start.flatten(0, 1)
+    if num_starts == 1:
+        return refine_counts(weight, flat, num_bins, cap).view(num_rows, 1, num_items)
+    repeat = (start[:, 1:] == start[:, :1]).all(dim=-1)  # [B, T - 1]
+    which = torch.cat([torch.zeros_like(repeat[:, :1]), repeat], dim=1).view(-1).logical_not_().nonzero().squeeze(1)
+    refined = flat.clone()
+    refined.index_copy_(0, which, refine_counts(weight.index_select(0, which // num_starts),
+                                                flat.index_select(0, which), num_bins, cap))
+    refined = refined.view(num_rows, num_starts, num_items)
+    refined[:, 1:] = torch.where(repeat.unsqueeze(-1), refined[:, :1], refined[:, 1:])
+    return refined
 
 
 def spread_copies(num_items: int, num_slots: int, num_bins: int) -> bool:
@@ -715,9 +778,7 @@ class JointSearch(Policy):
             start = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items))
             if num_slots * REFINE_TAKERS <= REFINE_DEALT_SLOTS:
                 start = torch.cat([counts[:, :1], start], dim=1)  # [B, 2, n]
-            starts = start.shape[1]
-            refined = refine_counts(weight.repeat_interleave(starts, dim=0), start.flatten(0, 1), num_bins, cap)
-            counts = torch.cat([counts, refined.view(num_rows, starts, num_items)], dim=1)
+            counts = torch.cat([counts, refine_starts(weight, start, num_bins, cap)], dim=1)
         return counts
 
     def replicate_and_pack(self, weight: torch.Tensor, num_slots: int, num_bins: int,
@@ -780,8 +841,9 @@ class JointSearch(Policy):
         node_hedged = hedged.gather(2, steps.mlog2log.expand(num_hedges, -1, -1)).view(-1, per_node)
         cap = bins if spread_copies(per_node, slots, bins) else None
         counts = min_max_counts(node_hedged, slots, cap)  # [H * L * N, E / N]
-        node_weight = steps.node_weight.reshape(-1, per_node).repeat(num_hedges, 1)
-        node_phy2mlog = self.pack_counts(node_weight, counts, bins, rows_per_layer=num_nodes)
+        node_phy2mlog = self._pack_hedges(steps.node_weight.reshape(-1, per_node),
+                                          counts.view(num_hedges, -1, per_node), bins, num_nodes,
+                                          steps.node_phy2mlog.reshape(-1, slots))
         offset = torch.arange(num_nodes, device=total.device).view(1, 1, -1, 1) * per_node
         phy2mlog = (node_phy2mlog.view(num_hedges, num_layers, num_nodes, -1) + offset).flatten(2)  # [H, L, P]
         plans = torch.cat([steps.phy2log.unsqueeze(0),
@@ -790,6 +852,43 @@ class JointSearch(Policy):
         best = hedge.pick_plan(torch.stack([hedge.scenario_peaks(scenarios, plan, num_experts, num_gpus)
                                             for plan in plans]))  # [L]
         return plans.gather(0, best.view(1, -1, 1).expand(1, -1, num_replicas)).squeeze(0)
+
+    def _pack_hedges(self, node_weight: torch.Tensor, counts: torch.Tensor, num_bins: int, num_nodes: int,
+                     base: torch.Tensor) -> torch.Tensor:
+        """``pack_counts`` for every hedge level: node_weight [L * N, n], counts [H, L * N, n] -> [H * L * N, S].
+
+        base: [L * N, S] the plan on the window's sum. A layer whose counts at some level equal
+        those of the base plan (in every node) takes the base plan: its gain over the base is
+        nil, so ``hedge.pick_plan`` would not pick it whatever its packing. One whose counts
+        equal those of a lower level is packed once: packing is deterministic and each
+        layer's apart, so the plans are the same.
+        """
+        num_hedges, num_rows, num_items = counts.shape
+        device = counts.device
+        levels = torch.cat([copy_counts(base, num_items).unsqueeze(0), counts])  # level 0: the base plan's
+        by_layer = levels.view(num_hedges + 1, -1, num_nodes * num_items)  # [1 + H, L, N * n]
+        num_layers = by_layer.shape[1]
+        # [H1, H2, L]: True where level h1 < h2 has level h2's counts in the layer.
+        earlier = (by_layer.unsqueeze(1) == by_layer.unsqueeze(0)).all(dim=-1)
+        earlier &= earlier_candidates(num_hedges + 1, device).T.unsqueeze(-1)
+        level = torch.arange(num_hedges + 1, device=device).view(-1, 1)
+        first = torch.where(earlier.any(dim=0), earlier.int().argmax(dim=0), level)  # [1 + H, L]: the lowest such
+        source = first * num_layers + torch.arange(num_layers, device=device)  # the (level, layer) each one takes
+        own = source.view(-1) == torch.arange(source.numel(), device=device)
+        packed = own[num_layers:].nonzero().squeeze(1) + num_layers  # (level >= 1, layer) packed, level-major
+        node = torch.arange(num_nodes, device=device)
+        rows = ((packed - num_layers).view(-1, 1) * num_nodes + node).view(-1)  # their rows of counts
+        plans = base
+        if rows.numel():
+            plans = torch.cat([base, self.pack_counts(node_weight.index_select(0, rows % num_rows),
+                                                      counts.view(-1, num_items).index_select(0, rows), num_bins,
+                                                      rows_per_layer=num_nodes)])
+        # Layer l of the base is plans' layer l; packed[r] is plans' layer L + r.
+        position = torch.empty(source.numel(), dtype=torch.int64, device=device)
+        position[:num_layers] = torch.arange(num_layers, device=device)
+        position.index_copy_(0, packed, torch.arange(packed.numel(), device=device) + num_layers)
+        taken = position.index_select(0, source[1:].reshape(-1))  # [H * L]
+        return plans.index_select(0, (taken.view(-1, 1) * num_nodes + node).view(-1))
 
     def pack_counts(self, weight: torch.Tensor, counts: torch.Tensor, num_bins: int,
                     rows_per_layer: int = 1) -> torch.Tensor:
