@@ -44,13 +44,14 @@ def result_cards(shown: Inputs, before, after) -> None:
     ratio, b, a = format_ratio, before.report, after.report
     st.markdown(f"Result in **{after.mode}** mode, policy **{after.policy}** ({_mode_words(shown, after.mode)}).")
     cards = [*st.columns(3), *st.columns(3)]
-    cards[0].metric("Balancedness before (vLLM)", ratio(b.balancedness),
-                    help="vLLM's definition: sum over layers of the mean GPU load / sum over layers of the max GPU "
-                         "load (1 = perfectly even). Before = vLLM's initial map, slot i holds expert i % experts.")
+    # the definition sits on the after card: a help icon on this one would cut its label at 1024 px
+    cards[0].metric("Balancedness before (vLLM)", ratio(b.balancedness))
     cards[1].metric("Balancedness after (vLLM)", ratio(a.balancedness),
                     delta=None if a.balancedness is None or b.balancedness is None
                     else f"{a.balancedness - b.balancedness:+.3f} from {b.balancedness:.3f}",
-                    help=f"The same ratio for {after.policy}'s placement in {after.mode} mode.")
+                    help="vLLM's definition: sum over layers of the mean GPU load / sum over layers of the max GPU "
+                         f"load (1 = perfectly even). After: {after.policy}'s placement in {after.mode} mode. "
+                         "Before: vLLM's initial map, slot i holds expert i % experts.")
     cards[2].metric("Bound's balancedness", ratio(a.bound_balancedness),
                     help=f"The best balancedness any placement could reach in {after.mode} mode on this topology "
                          "(a proven bound); the other mode's bound is in the table below.")
