@@ -202,21 +202,23 @@ def _splits(h: int) -> np.ndarray:
 
 
 def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.ndarray,
-                   slots_per_gpu: int, extra: int, num_gpus: int) -> np.ndarray:
+                   slots_per_gpu: int, extra: int, num_gpus: int, layer: np.ndarray | None = None) -> np.ndarray:
     """The test of bound 4: False where no placement can keep every GPU at or below ``limit``.
 
     heaviest: [L, H] the H heaviest loads of each layer, heaviest first (H covers every
     expert above limit / 2); smallest_sums: [L, E + 1], entry j = sum of the j smallest
-    loads; limit: [L] > 0; extra: P - E; all float64 numpy arrays (the bisection calls this
-    some 30 times on small arrays, where numpy's per-call cost is a fraction of torch's).
-    Returns [L] bool (True: not refuted).
+    loads; limit: [n] > 0, limit i tested on layer ``layer[i]`` (default: on layer i, n = L);
+    extra: P - E; all float64 numpy arrays (numpy's per-call cost on these small arrays is
+    a fraction of torch's). Returns [n] bool (True: not refuted).
 
     Copy counts only ever rise from a_e, so a split that fails with every m_e = a_e fails
     for good: the counts m are worked out only for the splits that pass that first check
     (usually one per layer), and only for their big experts.
     """
-    num_layers, num_heavy = heaviest.shape
+    num_heavy = heaviest.shape[1]
     num_experts = smallest_sums.shape[-1] - 1
+    layer = np.arange(limit.shape[0]) if layer is None else layer
+    heaviest, num_layers = heaviest[layer], limit.shape[0]
     h = min(num_heavy, EXACT_SPLITS)
     t = (limit * (1 + 1e-12))[:, None]  # a hair above: rounding never refutes a reachable T
     heavy = heaviest > t / 2
@@ -235,7 +237,7 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     a_pair, w_pair, b_pair = a[row, item], w[row, item, None], b[row, item]  # [N], [N, 1], [N]
     count = a_pair[:, None] + np.arange(SCAN_COPIES, dtype=np.float64)  # [N, J]
     reach = count * t[row]  # what c copies of the expert's GPUs can carry
-    first_sum = (row * (num_experts + 1))[:, None]  # where each layer's smallest_sums start
+    first_sum = (layer[row] * (num_experts + 1))[:, None]  # where each layer's smallest_sums start
     slots = ((slots_per_gpu - 1) * count).astype(np.int64) + first_sum  # light-slot lemma slots, offset
     ok = np.ones((row.size, SCAN_COPIES + 1), dtype=bool)  # the last column: none of the J fits
     num_cases = case_row.size
@@ -255,17 +257,30 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     return result
 
 
-BATCH_TESTS = 192
-"""Tests per bisection round: a round tests every midpoint of the next d bisection steps (2**d - 1
-per layer, d as large as this allows), so few layers take few rounds."""
+GRID = 2.0 ** -np.arange(0, 14, 2)
+"""Relative steps above the lower bound tested first, at once: lower x (1 + GRID) (1, 1/4, .., 1/4096)."""
+
+SEARCH_TESTS = 7
+"""Breakpoints tested per layer and call while searching for the one where the test turns."""
+
+MAX_BREAKPOINTS = 1 << 18
+"""Breakpoints listed at most (all layers together); beyond, bisection alone finds the limit."""
+
+NEAR = 1e-10
+"""Relative offset, either side of the breakpoint found, of the two limits that confirm it."""
 
 
 def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower: torch.Tensor,
                    tolerance: float = 1e-7) -> torch.Tensor:
     """Bound 4 (global mode): ``lower`` [L] raised by bisection on the big-copy test. -> [L] float64.
 
-    weight: [L, E]. Only layers the test refutes at ``lower`` are bisected, until the
-    interval is ``tolerance`` of the limit wide; the result is the largest refuted limit.
+    weight: [L, E]. Only layers the test refutes at ``lower`` are bisected, from
+    [lower, total load], until every interval is ``tolerance`` of its limit wide; the
+    result is the largest refuted limit, exactly plain bisection's. The test is monotone
+    in the limit (``big_copies_fit``), so a midpoint at or below a refuted limit is
+    refuted and one at or above a fitting limit fits without being tested: the limits
+    tested first close in on the limit where the test turns (``bracket_the_turn``), and
+    the bisection (``bisect_monotone``) then tests only the midpoints left undecided.
     The test runs on numpy arrays on the CPU (its arithmetic is float64 either way).
     """
     w = weight.double()
@@ -292,48 +307,142 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
     rows = rows[torch.from_numpy(refuted).to(rows.device)]
     heaviest, smallest_sums, low = heaviest[refuted], smallest_sums[refuted], low[refuted]
     high = total.cpu().numpy()[refuted]  # at the total load the test always passes
-    repeated = {}
 
-    def fits(limit: np.ndarray) -> np.ndarray:  # limit [layers, n]: n limits per layer
-        n = limit.shape[1]
-        if n not in repeated:
-            repeated[n] = np.repeat(heaviest, n, axis=0), np.repeat(smallest_sums, n, axis=0)
-        return big_copies_fit(*repeated[n], limit.reshape(-1), *args).reshape(limit.shape)
+    def fits(layer: np.ndarray, limit: np.ndarray) -> np.ndarray:  # limit [n] tested on layer [n]
+        return big_copies_fit(heaviest, smallest_sums, limit, *args, layer=layer)
 
-    low = bisect_refuted(fits, low, high, tolerance)
+    breakpoints = lambda below, above: test_breakpoints(heaviest, smallest_sums, below, above, num_gpus)  # noqa: E731
+    refuted_at, fitting_at = bracket_the_turn(fits, breakpoints, low, high)
+    low = bisect_monotone(fits, low, high, tolerance, refuted_at, fitting_at)
     return lower.index_put((rows,), torch.from_numpy(low).to(lower.device))
 
 
-def bisect_refuted(fits, low: np.ndarray, high: np.ndarray, tolerance: float) -> np.ndarray:
-    """Bisect every layer's [low, high] (low refuted, high fitting) until all are ``tolerance`` of high wide.
+def test_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np.ndarray, above: np.ndarray,
+                     num_gpus: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Limits strictly between below and above where ``big_copies_fit``'s result may change.
 
-    fits(limit [L, n]) -> [L, n] bool tests n limits of every layer. Each step halves
-    every interval: mid = (low + high) / 2 becomes high where it fits, else low. A round
-    tests all 2**d - 1 midpoints the next d steps can reach (a tree: node i's children
-    2i + 1 and 2i + 2 halve its lower and upper half), then walks the tree, so the
-    result is exactly plain bisection's, in fewer calls. low, high: [L] -> low [L].
+    heaviest: [L, H]; smallest_sums: [L, E + 1]; below, above: [L]. Its comparisons
+    change at t = limit (1 + 1e-12) equal to w_e / c (a_e), 2 w_e / c (b_e, and c = 1:
+    heavy) and (w_e + Q(j)) / c (the light-slot lemma), for c up to G + SCAN_COPIES.
+    The list need not be complete: it only guides which limits are tested. Returns
+    (layer [M], limit [M]) sorted by layer, then limit; None when there are more
+    than MAX_BREAKPOINTS.
+    """
+    num_layers, num_heavy = heaviest.shape
+    num_experts = smallest_sums.shape[1] - 1
+    w = heaviest[:, : min(num_heavy, EXACT_SPLITS)]
+    h = w.shape[1]
+    copies = np.arange(1, num_gpus + SCAN_COPIES + 1, dtype=np.float64)  # [C]
+    scale = 1 + 1e-12
+    lo_t, hi_t = below * scale, above * scale  # [L]
+    light = np.ascontiguousarray(smallest_sums[:, :num_experts])  # Q(j), j = 0 .. E - 1: [L, E]
+    low_q = (copies[None, None, :] * lo_t[:, None, None] - w[:, :, None]).reshape(num_layers, -1)  # [L, h C]
+    high_q = (copies[None, None, :] * hi_t[:, None, None] - w[:, :, None]).reshape(num_layers, -1)
+    sequence = torch.from_numpy(light)
+    first = torch.searchsorted(sequence, torch.from_numpy(low_q), right=False).numpy()  # Q(j) >= c lo - w
+    last = torch.searchsorted(sequence, torch.from_numpy(high_q), right=True).numpy()  # Q(j) <= c hi - w
+    width = np.maximum(last - first, 0).reshape(-1)
+    total = int(width.sum())
+    if total > MAX_BREAKPOINTS:
+        return None
+    start = np.repeat(first.reshape(-1), width)
+    j = start + np.arange(total) - np.repeat(width.cumsum() - width, width)
+    pair = np.repeat(np.arange(width.size), width)  # index into [L, h, C]
+    layer = pair // (h * copies.size)
+    expert = (pair // copies.size) % h
+    c = copies[pair % copies.size]
+    values = [(w[layer, expert] + light[layer, j]) / c]
+    layers = [layer]
+    per_copy = (heaviest[:, :, None] * np.array([1.0, 2.0])).reshape(num_layers, -1)  # [L, 2H]
+    quotient = per_copy[:, :, None] / copies  # [L, 2H, C]
+    layers.append(np.repeat(np.arange(num_layers), quotient[0].size))
+    values.append(quotient.reshape(-1))
+    layer, value = np.concatenate(layers), np.concatenate(values) / scale
+    keep = (value > below[layer]) & (value < above[layer])
+    layer, value = layer[keep], value[keep]
+    order = np.lexsort((value, layer))
+    return layer[order], value[order]
+
+
+def bracket_the_turn(fits, breakpoints, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The largest refuted and the smallest fitting limit tested, per layer, closing in on the turn.
+
+    fits(layer [n], limit [n]) -> [n] bool is monotone in the limit; low [L] is refuted,
+    high [L] fits. One call tests low x (1 + GRID); then the breakpoints listed between
+    the closest refuted and fitting limits (``breakpoints(below, above)`` -> (layer [M],
+    limit [M]) sorted) are searched, SEARCH_TESTS a layer per call, for the one where
+    the test turns: limits halfway between neighbouring breakpoints are tested, so the
+    turn is narrowed down to one breakpoint, then two limits NEAR either side of it
+    are tested. -> (refuted [L], fitting [L]).
     """
     num_layers = low.shape[0]
-    depth = max(1, (BATCH_TESTS // num_layers + 1).bit_length() - 1)
-    nodes = 2**depth - 1
-    every = np.arange(num_layers)
+    refuted, fitting = low.copy(), high.copy()
+
+    def record(layer: np.ndarray, limit: np.ndarray) -> None:
+        fit = fits(layer, limit)
+        np.maximum.at(refuted, layer[~fit], limit[~fit])
+        np.minimum.at(fitting, layer[fit], limit[fit])
+
+    grid = low[:, None] * (1 + GRID)
+    inside = grid < high[:, None]
+    record(np.nonzero(inside)[0], grid[inside])
+    listed = breakpoints(refuted, fitting)
+    if listed is None:
+        return refuted, fitting
+    layer, value = listed
+    count = np.bincount(layer, minlength=num_layers)
+    start = count.cumsum() - count
+    # Per layer: boundaries[0] = refuted, boundaries[k] halfway between breakpoints k - 1 and k, last = fitting.
+    boundary_at = lambda row, k: np.where(  # noqa: E731
+        k == 0, refuted[row], np.where(k >= count[row], fitting[row],
+                                        (value[start[row] + np.maximum(k - 1, 0)] + value[start[row] + np.minimum(k, count[row] - 1)]) / 2))
+    below, above = np.zeros(num_layers, dtype=np.int64), count.copy()  # boundary indices: refuted, fitting
+    while True:
+        open_rows = np.nonzero(above - below > 1)[0]
+        if open_rows.size == 0:
+            break
+        span = (above - below)[open_rows]
+        step = np.arange(1, SEARCH_TESTS + 1)
+        k = below[open_rows, None] + (span[:, None] * step) // (SEARCH_TESTS + 1)
+        row = np.broadcast_to(open_rows[:, None], k.shape)
+        valid = (k > below[open_rows, None]) & (k < above[open_rows, None])
+        row, k = row[valid], k[valid]
+        fit = fits(row, boundary_at(row, k))
+        np.maximum.at(below, row[~fit], k[~fit])
+        np.minimum.at(above, row[fit], k[fit])
+    rows = np.nonzero(count > 0)[0]
+    turn = value[start[rows] + above[rows] - 1]  # the one breakpoint between the last two boundaries
+    refuted[rows] = np.maximum(refuted[rows], boundary_at(rows, below[rows]))
+    fitting[rows] = np.minimum(fitting[rows], boundary_at(rows, above[rows]))
+    near = np.concatenate([turn * (1 - NEAR), turn * (1 + NEAR)])
+    layer = np.concatenate([rows, rows])
+    keep = (near > refuted[layer]) & (near < fitting[layer])
+    if keep.any():
+        record(layer[keep], near[keep])
+    return refuted, fitting
+
+
+def bisect_monotone(fits, low: np.ndarray, high: np.ndarray, tolerance: float,
+                    refuted: np.ndarray, fitting: np.ndarray) -> np.ndarray:
+    """Plain bisection of every layer's [low, high] for a monotone test, testing only undecided midpoints.
+
+    Each step halves every interval (every layer steps until all are ``tolerance`` of
+    high wide): mid = (low + high) / 2 becomes high where it fits, else low. A midpoint
+    at or below refuted [L] (a limit known to be refuted) is refuted, one at or above
+    fitting [L] fits; the others are tested, all layers' in one call of
+    fits(layer [n], limit [n]) -> [n] bool, and narrow refuted / fitting in turn.
+    low, high: [L] -> low [L], exactly what testing every midpoint gives.
+    """
+    refuted, fitting = refuted.copy(), fitting.copy()
     while ((high - low) > tolerance * high).any():
-        node_low, node_high, mid = (np.empty((num_layers, nodes)) for _ in range(3))
-        node_low[:, 0], node_high[:, 0] = low, high
-        for level in range(depth):
-            at = np.arange(2**level - 1, 2 ** (level + 1) - 1)
-            mid[:, at] = (node_low[:, at] + node_high[:, at]) / 2
-            if level + 1 < depth:
-                node_low[:, 2 * at + 1], node_high[:, 2 * at + 1] = node_low[:, at], mid[:, at]
-                node_low[:, 2 * at + 2], node_high[:, 2 * at + 2] = mid[:, at], node_high[:, at]
-        fit = fits(mid)
-        node = np.zeros(num_layers, dtype=np.int64)
-        for _ in range(depth):
-            if not ((high - low) > tolerance * high).any():
-                break
-            here, halfway = fit[every, node], mid[every, node]
-            low, high = np.where(here, low, halfway), np.where(here, halfway, high)
-            node = 2 * node + np.where(here, 1, 2)
+        mid = (low + high) / 2
+        undecided = np.nonzero((mid > refuted) & (mid < fitting))[0]
+        if undecided.size:
+            fit = fits(undecided, mid[undecided])
+            refuted[undecided] = np.where(fit, refuted[undecided], mid[undecided])
+            fitting[undecided] = np.where(fit, mid[undecided], fitting[undecided])
+        fit = mid >= fitting
+        low, high = np.where(fit, low, mid), np.where(fit, mid, high)
     return low
 
 

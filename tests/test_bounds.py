@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eplb
-from eplb.bounds import (EXACT_SPLITS, SCAN_COPIES, big_copy_bound, bisect_refuted, bound_balancedness,
+from eplb.bounds import (EXACT_SPLITS, SCAN_COPIES, big_copies_fit, big_copy_bound, bisect_monotone, bound_balancedness,
                          copy_bound, copy_bound_by_greedy, exact_two_slot_optimum, lower_bound)
 from eplb.metrics import gpu_loads
 from eplb.workloads import generate_load
@@ -179,28 +179,32 @@ def test_copy_bound_equals_the_greedy_at_deepseek_v3_size(family, replicas, gpus
 
 
 def bisection_one_step_at_a_time(fits, low, high, tolerance):
-    """Plain bisection, one test per step: the definition bisect_refuted reproduces."""
+    """Plain bisection, one test per step: the definition bisect_monotone reproduces."""
     while bool(((high - low) > tolerance * high).any()):
         mid = (low + high) / 2
-        fit = fits(mid[:, None])[:, 0]
+        fit = fits(np.arange(low.shape[0]), mid)
         low, high = np.where(fit, low, mid), np.where(fit, mid, high)
     return low
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 80), st.integers(0, 2**16), st.booleans())
-def test_bisecting_in_rounds_is_plain_bisection(num_layers, seed, monotone):
-    """Any test, monotone or not: the rounds walk the same midpoints as one step at a time."""
+@given(st.integers(1, 80), st.integers(0, 2**16), st.floats(0, 0.5))
+def test_bisecting_with_known_limits_is_plain_bisection(num_layers, seed, spread):
+    """A monotone test: midpoints decided by known refuted / fitting limits walk the same path."""
     rng = np.random.default_rng(seed)
     boundary = rng.uniform(1, 2, num_layers)
+    tested = []
 
-    def fits(limit):  # [L, n]
-        if monotone:
-            return limit >= boundary[:, None]
-        return (np.floor(limit * 1e6 * boundary[:, None]) % 3) != 0
+    def fits(layer, limit):  # [n], [n]
+        tested.append(limit.size)
+        return limit >= boundary[layer]
 
     low, high = np.ones(num_layers), np.full(num_layers, 3.0)
-    assert np.array_equal(bisect_refuted(fits, low, high, 1e-7), bisection_one_step_at_a_time(fits, low, high, 1e-7))
+    refuted = np.maximum(low, boundary * (1 - rng.uniform(0, spread, num_layers)))  # limits known to be refuted
+    fitting = np.minimum(high, boundary * (1 + rng.uniform(0, spread, num_layers)))  # and known to fit
+    refuted = np.where(refuted < boundary, refuted, low)
+    assert np.array_equal(bisect_monotone(fits, low, high, 1e-7, refuted, fitting),
+                          bisection_one_step_at_a_time(fits, low, high, 1e-7))
 
 
 # The big-copy test and bisection as first written, in torch: the reference the faster
