@@ -260,14 +260,14 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
 GRID = 2.0 ** -np.arange(0, 14, 2)
 """Relative steps above the lower bound tested first, at once: lower x (1 + GRID) (1, 1/4, .., 1/4096)."""
 
-SEARCH_TESTS = 7
-"""Breakpoints tested per layer and call while searching for the one where the test turns."""
+SEARCH_TESTS = 11
+"""Limits tested per layer and call while searching for the breakpoint where the test turns."""
 
 MAX_BREAKPOINTS = 1 << 18
 """Breakpoints listed at most (all layers together); beyond, bisection alone finds the limit."""
 
 NEAR = 1e-10
-"""Relative offset, either side of the breakpoint found, of the two limits that confirm it."""
+"""Relative offset of the two limits tested either side of a breakpoint (far below the tolerance)."""
 
 
 def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower: torch.Tensor,
@@ -311,50 +311,58 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
     def fits(layer: np.ndarray, limit: np.ndarray) -> np.ndarray:  # limit [n] tested on layer [n]
         return big_copies_fit(heaviest, smallest_sums, limit, *args, layer=layer)
 
-    breakpoints = lambda below, above: test_breakpoints(heaviest, smallest_sums, below, above, num_gpus)  # noqa: E731
+    breakpoints = lambda below, above: test_breakpoints(heaviest, smallest_sums, below, above, *args)  # noqa: E731
     refuted_at, fitting_at = bracket_the_turn(fits, breakpoints, low, high)
     low = bisect_monotone(fits, low, high, tolerance, refuted_at, fitting_at)
     return lower.index_put((rows,), torch.from_numpy(low).to(lower.device))
 
 
 def test_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np.ndarray, above: np.ndarray,
-                     num_gpus: int) -> tuple[np.ndarray, np.ndarray] | None:
+                     slots_per_gpu: int, extra: int, num_gpus: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Limits strictly between below and above where ``big_copies_fit``'s result may change.
 
     heaviest: [L, H]; smallest_sums: [L, E + 1]; below, above: [L]. Its comparisons
     change at t = limit (1 + 1e-12) equal to w_e / c (a_e), 2 w_e / c (b_e, and c = 1:
-    heavy) and (w_e + Q(j)) / c (the light-slot lemma), for c up to G + SCAN_COPIES.
-    The list need not be complete: it only guides which limits are tested. Returns
-    (layer [M], limit [M]) sorted by layer, then limit; None when there are more
-    than MAX_BREAKPOINTS.
+    heavy), for c up to G + SCAN_COPIES, and (w_e + Q(j)) / c (the light-slot lemma)
+    for the counts c it scans between the limits (a_e .. a_e + SCAN_COPIES - 1) and
+    the j = (S - 1) c - D it reads (0 <= D <= X). The list need not be complete: it
+    only guides which limits are tested. Returns (layer [M], limit [M]) sorted by
+    layer, then limit; None when there are more than MAX_BREAKPOINTS.
     """
     num_layers, num_heavy = heaviest.shape
     num_experts = smallest_sums.shape[1] - 1
-    w = heaviest[:, : min(num_heavy, EXACT_SPLITS)]
+    w = heaviest[:, : min(num_heavy, EXACT_SPLITS), None]  # [L, h, 1]
     h = w.shape[1]
-    copies = np.arange(1, num_gpus + SCAN_COPIES + 1, dtype=np.float64)  # [C]
     scale = 1 + 1e-12
-    lo_t, hi_t = below * scale, above * scale  # [L]
+    lo_t, hi_t = (below * scale)[:, None, None], (above * scale)[:, None, None]  # [L, 1, 1]
+    # The light-slot lemma: counts c = a_e(above) .. a_e(below) + SCAN_COPIES - 1, at most G + SCAN_COPIES.
+    fewest, most = np.maximum(np.ceil(w / hi_t), 1), np.minimum(np.ceil(w / lo_t) + SCAN_COPIES, num_gpus + SCAN_COPIES + 1)
+    span = max(int((most - fewest).max()), 1)
+    copies = fewest + np.arange(span)  # [L, h, span]
     light = np.ascontiguousarray(smallest_sums[:, :num_experts])  # Q(j), j = 0 .. E - 1: [L, E]
-    low_q = (copies[None, None, :] * lo_t[:, None, None] - w[:, :, None]).reshape(num_layers, -1)  # [L, h C]
-    high_q = (copies[None, None, :] * hi_t[:, None, None] - w[:, :, None]).reshape(num_layers, -1)
     sequence = torch.from_numpy(light)
-    first = torch.searchsorted(sequence, torch.from_numpy(low_q), right=False).numpy()  # Q(j) >= c lo - w
-    last = torch.searchsorted(sequence, torch.from_numpy(high_q), right=True).numpy()  # Q(j) <= c hi - w
+    search = lambda q, right: torch.searchsorted(  # noqa: E731
+        sequence, torch.from_numpy(q.reshape(num_layers, -1)), right=right).numpy().reshape(copies.shape)
+    first = search(copies * lo_t - w, False)  # Q(j) >= c below - w
+    last = search(copies * hi_t - w, True)  # Q(j) <= c above - w
+    slots = (slots_per_gpu - 1) * copies.astype(np.int64)
+    first = np.maximum(first, (slots - extra).clip(0, num_experts - 1))  # j = (S - 1) c - D, 0 <= D <= X
+    last = np.where(copies < most, np.minimum(last, slots.clip(0, num_experts - 1) + 1), first)
     width = np.maximum(last - first, 0).reshape(-1)
     total = int(width.sum())
     if total > MAX_BREAKPOINTS:
         return None
     start = np.repeat(first.reshape(-1), width)
     j = start + np.arange(total) - np.repeat(width.cumsum() - width, width)
-    pair = np.repeat(np.arange(width.size), width)  # index into [L, h, C]
-    layer = pair // (h * copies.size)
-    expert = (pair // copies.size) % h
-    c = copies[pair % copies.size]
-    values = [(w[layer, expert] + light[layer, j]) / c]
+    pair = np.repeat(np.arange(width.size), width)  # index into [L, h, span]
+    layer = pair // (h * span)
+    values = [(w.reshape(-1)[pair // span] + light[layer, j]) / copies.reshape(-1)[pair]]
     layers = [layer]
-    per_copy = (heaviest[:, :, None] * np.array([1.0, 2.0])).reshape(num_layers, -1)  # [L, 2H]
-    quotient = per_copy[:, :, None] / copies  # [L, 2H, C]
+    # a_e = ceil(w_e / t) and b_e = ceil(2 w_e / t) change at t = w_e / c and 2 w_e / c (c = 1: heavy).
+    per_copy = (heaviest[:, :, None] * np.array([1.0, 2.0])).reshape(num_layers, -1, 1)  # [L, 2H, 1]
+    fewest = np.maximum(np.floor(per_copy / hi_t), 1)
+    span = max(int((np.ceil(per_copy / lo_t) - fewest).max()) + 1, 1)
+    quotient = per_copy / (fewest + np.arange(span))  # [L, 2H, span]
     layers.append(np.repeat(np.arange(num_layers), quotient[0].size))
     values.append(quotient.reshape(-1))
     layer, value = np.concatenate(layers), np.concatenate(values) / scale
@@ -368,57 +376,46 @@ def bracket_the_turn(fits, breakpoints, low: np.ndarray, high: np.ndarray) -> tu
     """The largest refuted and the smallest fitting limit tested, per layer, closing in on the turn.
 
     fits(layer [n], limit [n]) -> [n] bool is monotone in the limit; low [L] is refuted,
-    high [L] fits. One call tests low x (1 + GRID); then the breakpoints listed between
-    the closest refuted and fitting limits (``breakpoints(below, above)`` -> (layer [M],
-    limit [M]) sorted) are searched, SEARCH_TESTS a layer per call, for the one where
-    the test turns: limits halfway between neighbouring breakpoints are tested, so the
-    turn is narrowed down to one breakpoint, then two limits NEAR either side of it
-    are tested. -> (refuted [L], fitting [L]).
+    high [L] fits. One call tests low x (1 + GRID); then the limits NEAR either side of
+    each breakpoint listed between the closest refuted and fitting limits
+    (``breakpoints(below, above)`` -> (layer [M], limit [M]) sorted) are searched,
+    SEARCH_TESTS a layer per call, for the two neighbours where the test turns: the turn
+    is then within NEAR of a breakpoint (or between two, where the list is incomplete).
+    -> (refuted [L], fitting [L]).
     """
     num_layers = low.shape[0]
     refuted, fitting = low.copy(), high.copy()
-
-    def record(layer: np.ndarray, limit: np.ndarray) -> None:
-        fit = fits(layer, limit)
-        np.maximum.at(refuted, layer[~fit], limit[~fit])
-        np.minimum.at(fitting, layer[fit], limit[fit])
-
     grid = low[:, None] * (1 + GRID)
     inside = grid < high[:, None]
-    record(np.nonzero(inside)[0], grid[inside])
+    layer, limit = np.nonzero(inside)[0], grid[inside]
+    fit = fits(layer, limit)
+    np.maximum.at(refuted, layer[~fit], limit[~fit])
+    np.minimum.at(fitting, layer[fit], limit[fit])
     listed = breakpoints(refuted, fitting)
     if listed is None:
         return refuted, fitting
     layer, value = listed
-    count = np.bincount(layer, minlength=num_layers)
+    near = np.stack([value * (1 - NEAR), value * (1 + NEAR)], axis=-1).reshape(-1)  # [2M], sorted per layer
+    count = 2 * np.bincount(layer, minlength=num_layers)
     start = count.cumsum() - count
-    # Per layer: boundaries[0] = refuted, boundaries[k] halfway between breakpoints k - 1 and k, last = fitting.
-    boundary_at = lambda row, k: np.where(  # noqa: E731
-        k == 0, refuted[row], np.where(k >= count[row], fitting[row],
-                                        (value[start[row] + np.maximum(k - 1, 0)] + value[start[row] + np.minimum(k, count[row] - 1)]) / 2))
-    below, above = np.zeros(num_layers, dtype=np.int64), count.copy()  # boundary indices: refuted, fitting
+    # Boundaries of a layer: 0 = refuted, 1 .. count = its near limits, count + 1 = fitting.
+    below, above = np.zeros(num_layers, dtype=np.int64), count + 1
     while True:
         open_rows = np.nonzero(above - below > 1)[0]
         if open_rows.size == 0:
             break
-        span = (above - below)[open_rows]
-        step = np.arange(1, SEARCH_TESTS + 1)
-        k = below[open_rows, None] + (span[:, None] * step) // (SEARCH_TESTS + 1)
+        span = (above - below)[open_rows, None]
+        k = below[open_rows, None] + (span * np.arange(1, SEARCH_TESTS + 1) + SEARCH_TESTS) // (SEARCH_TESTS + 1)
         row = np.broadcast_to(open_rows[:, None], k.shape)
-        valid = (k > below[open_rows, None]) & (k < above[open_rows, None])
+        valid = k < above[open_rows, None]
         row, k = row[valid], k[valid]
-        fit = fits(row, boundary_at(row, k))
+        fit = fits(row, near[start[row] + k - 1])
         np.maximum.at(below, row[~fit], k[~fit])
         np.minimum.at(above, row[fit], k[fit])
-    rows = np.nonzero(count > 0)[0]
-    turn = value[start[rows] + above[rows] - 1]  # the one breakpoint between the last two boundaries
-    refuted[rows] = np.maximum(refuted[rows], boundary_at(rows, below[rows]))
-    fitting[rows] = np.minimum(fitting[rows], boundary_at(rows, above[rows]))
-    near = np.concatenate([turn * (1 - NEAR), turn * (1 + NEAR)])
-    layer = np.concatenate([rows, rows])
-    keep = (near > refuted[layer]) & (near < fitting[layer])
-    if keep.any():
-        record(layer[keep], near[keep])
+    rows = np.nonzero(below > 0)[0]
+    refuted[rows] = near[start[rows] + below[rows] - 1]
+    rows = np.nonzero(above <= count)[0]
+    fitting[rows] = near[start[rows] + above[rows] - 1]
     return refuted, fitting
 
 
