@@ -325,7 +325,7 @@ def test_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np.
     change at t = limit (1 + 1e-12) equal to w_e / c (a_e), 2 w_e / c (b_e, and c = 1:
     heavy), for c up to G + SCAN_COPIES, and (w_e + Q(j)) / c (the light-slot lemma)
     for the counts c it scans between the limits (a_e .. a_e + SCAN_COPIES - 1) and
-    the j = (S - 1) c - D it reads (0 <= D <= X). The list need not be complete: it
+    the j = (S - 1) c - D it reads (0 <= D <= X - a_e + 1). The list need not be complete: it
     only guides which limits are tested. Returns (layer [M], limit [M]) sorted by
     layer, then limit; None when there are more than MAX_BREAKPOINTS.
     """
@@ -346,7 +346,8 @@ def test_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np.
     first = search(copies * lo_t - w, False)  # Q(j) >= c below - w
     last = search(copies * hi_t - w, True)  # Q(j) <= c above - w
     slots = (slots_per_gpu - 1) * copies.astype(np.int64)
-    first = np.maximum(first, (slots - extra).clip(0, num_experts - 1))  # j = (S - 1) c - D, 0 <= D <= X
+    spare = extra - (fewest - 1)  # D = X - (extra copies of the big experts) <= X - (a_e - 1)
+    first = np.maximum(first, (slots - spare.astype(np.int64)).clip(0, num_experts - 1))  # j = (S - 1) c - D
     last = np.where(copies < most, np.minimum(last, slots.clip(0, num_experts - 1) + 1), first)
     width = np.maximum(last - first, 0).reshape(-1)
     total = int(width.sum())
