@@ -311,13 +311,13 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
     def fits(layer: np.ndarray, limit: np.ndarray) -> np.ndarray:  # limit [n] tested on layer [n]
         return big_copies_fit(heaviest, smallest_sums, limit, *args, layer=layer)
 
-    breakpoints = lambda below, above: test_breakpoints(heaviest, smallest_sums, below, above, *args)  # noqa: E731
+    breakpoints = lambda below, above: limit_breakpoints(heaviest, smallest_sums, below, above, *args)  # noqa: E731
     refuted_at, fitting_at = bracket_the_turn(fits, breakpoints, low, high)
     low = bisect_monotone(fits, low, high, tolerance, refuted_at, fitting_at)
     return lower.index_put((rows,), torch.from_numpy(low).to(lower.device))
 
 
-def test_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np.ndarray, above: np.ndarray,
+def limit_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np.ndarray, above: np.ndarray,
                      slots_per_gpu: int, extra: int, num_gpus: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Limits strictly between below and above where ``big_copies_fit``'s result may change.
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import eplb
 from eplb.bounds import (EXACT_SPLITS, SCAN_COPIES, big_copies_fit, big_copy_bound, bisect_monotone, bound_balancedness,
+                         bracket_the_turn, limit_breakpoints,
                          copy_bound, copy_bound_by_greedy, exact_two_slot_optimum, lower_bound)
 from eplb.metrics import gpu_loads
 from eplb.workloads import generate_load
@@ -280,3 +281,64 @@ def test_big_copy_bound_equals_the_first_torch_version_on_hot_model_shapes(layer
     bound = big_copy_bound(weight, replicas, gpus, lower)
     assert bool((bound > lower).any())  # the big-copy bound bites here
     assert torch.equal(bound, torch_big_copy_bound(weight, replicas, gpus, lower))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_big_copy_bound_equals_the_first_torch_version_on_hot_loads(data):
+    """Hot loads on model-like shapes, where every layer is bisected: the value is plain bisection's."""
+    num_experts = data.draw(st.sampled_from([16, 32, 64, 128, 256]))
+    num_gpus = data.draw(st.sampled_from([8, 16, 24, 32, 48, 72, 96, 144]))
+    slots_per_gpu = data.draw(st.integers(-(-num_experts // num_gpus), -(-num_experts // num_gpus) + 4))
+    num_replicas = num_gpus * slots_per_gpu
+    weight = generate_load("hot", data.draw(st.integers(1, 12)), num_experts, seed=data.draw(st.integers(0, 2**16)))
+    weight = weight.double()
+    lower = torch.maximum(weight.sum(-1) / num_gpus,
+                          copy_bound(weight, num_replicas, min(num_gpus, num_replicas - num_experts + 1)))
+    assert torch.equal(big_copy_bound(weight, num_replicas, num_gpus, lower),
+                       torch_big_copy_bound(weight, num_replicas, num_gpus, lower))
+
+
+def big_copy_case(weight, num_replicas):
+    """The test's inputs for every layer: heaviest [L, E] (all experts, heaviest first), smallest_sums [L, E + 1]."""
+    heaviest = weight.sort(dim=-1, descending=True).values.numpy()
+    smallest_sums = torch.nn.functional.pad(weight.sort(dim=-1).values.cumsum(-1), (1, 0)).numpy()
+    return heaviest, smallest_sums
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_big_copies_fit_is_monotone_in_the_limit(data):
+    """What bisect_monotone relies on: a limit above a fitting one fits (every layer, many limits)."""
+    num_experts = data.draw(st.sampled_from([4, 8, 16, 32, 64]))
+    num_gpus = data.draw(st.sampled_from([2, 4, 8, 16, 32]))
+    num_replicas = num_gpus * (-(-num_experts // num_gpus) + data.draw(st.integers(0, 3)))
+    weight = loads_of_every_kind(data.draw, data.draw(st.integers(1, 4)), num_experts)
+    heaviest, smallest_sums = big_copy_case(weight, num_replicas)
+    mean = weight.sum(-1).numpy() / num_gpus
+    limits = np.sort(np.random.default_rng(data.draw(st.integers(0, 2**16))).uniform(0.5, 3, 400))
+    layer = np.repeat(np.arange(weight.shape[0]), limits.size)
+    limit = np.maximum(mean, 1e-3)[layer] * np.tile(limits, weight.shape[0])
+    fit = big_copies_fit(heaviest, smallest_sums, limit, num_replicas // num_gpus, num_replicas - num_experts,
+                         num_gpus, layer=layer).reshape(weight.shape[0], -1)
+    assert not (fit[:, :-1] & ~fit[:, 1:]).any()  # never fits, then refuted at a larger limit
+
+
+@pytest.mark.parametrize("layers, experts, replicas, gpus", [(58, 256, 288, 32), (58, 256, 288, 144), (58, 32, 64, 32)])
+def test_the_turn_is_found_at_a_breakpoint_on_hot_loads(layers, experts, replicas, gpus):
+    """The limits tested before bisecting pin the turn to within 1e-9 on hot loads, so bisection tests almost nothing."""
+    weight = generate_load("hot", layers, experts, seed=1).double()
+    lower = torch.maximum(weight.sum(-1) / gpus, copy_bound(weight, replicas, min(gpus, replicas - experts + 1)))
+    heaviest, smallest_sums = big_copy_case(weight, replicas)
+    args = (replicas // gpus, replicas - experts, gpus)
+    low, high = lower.numpy(), weight.sum(-1).numpy()
+    every = np.arange(layers)
+    assert not big_copies_fit(heaviest, smallest_sums, low, *args).any()  # every layer is bisected
+
+    def fits(layer, limit):
+        return big_copies_fit(heaviest, smallest_sums, limit, *args, layer=layer)
+
+    refuted, fitting = bracket_the_turn(
+        fits, lambda below, above: limit_breakpoints(heaviest, smallest_sums, below, above, *args), low, high)
+    assert not fits(every, refuted).any() and fits(every, fitting).all()
+    assert (fitting / refuted - 1 < 1e-9).all()
