@@ -214,6 +214,15 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     Copy counts only ever rise from a_e, so a split that fails with every m_e = a_e fails
     for good: the counts m are worked out only for the splits that pass that first check
     (usually one per layer), and only for their big experts.
+
+    Monotone in the limit: if it passes at T, it passes at every T' > T (floating point
+    included: each quantity below is a monotone function of t, and rounding keeps that).
+    At T' every a_e, b_e and the others' charge are no larger, and "heavy" holds for
+    fewer experts. Take the split B passing at T, less the experts no longer heavy and
+    those with b_e(T') <= m_e(T) (charged b_e(T') - 1 <= m_e(T) - 1 as not big). Its
+    spare D in each round is no smaller, so Q(covered) is no larger, c t' no smaller and
+    the scan starts no higher: each m_e(T') <= m_e(T) (the cap a_e + SCAN_COPIES too),
+    so every check of the split still holds. The bisection relies on this.
     """
     num_heavy = heaviest.shape[1]
     num_experts = smallest_sums.shape[-1] - 1
