@@ -269,7 +269,7 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
 GRID = 2.0 ** -np.arange(0, 14, 2)
 """Relative steps above the lower bound tested first, at once: lower x (1 + GRID) (1, 1/4, .., 1/4096)."""
 
-SEARCH_TESTS = 11
+SEARCH_TESTS = 5
 """Limits tested per layer and call while searching for the breakpoint where the test turns."""
 
 MAX_BREAKPOINTS = 1 << 18
@@ -296,26 +296,28 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
     num_layers, num_experts = w.shape
     lower = lower.double()
     extra = num_replicas - num_experts
-    num_heavy = int((w > lower.unsqueeze(-1) / 2).sum(-1).max()) if num_layers else 0
+    x, bound = w.cpu().numpy(), lower.cpu().numpy()  # numpy: a few dozen operations on small arrays
+    num_heavy = int((x > bound[:, None] / 2).sum(-1).max()) if num_layers else 0
     if num_heavy == 0 or extra == 0:
         return lower
-    heaviest = w.topk(num_heavy, dim=-1).values
+    heaviest = -np.sort(-x, axis=-1)[:, :num_heavy]
     # Layers where every heavy expert can afford its small copies pass without the full test.
-    t = lower.unsqueeze(-1) * (1 + 1e-12)
-    tight = torch.where(heaviest > t / 2, torch.ceil(2 * heaviest / t) - 1, 0.0).sum(-1) > extra
-    rows = (tight & (lower > 0)).nonzero().squeeze(-1)
-    if rows.numel() == 0:
+    t = bound[:, None] * (1 + 1e-12)
+    tight = np.where(heaviest > t / 2, np.ceil(2 * heaviest / t) - 1, 0.0).sum(-1) > extra
+    rows = np.nonzero(tight & (bound > 0))[0]
+    if rows.size == 0:
         return lower
-    smallest_sums = torch.nn.functional.pad(w[rows].sort(dim=-1).values.cumsum(-1), (1, 0))
-    total = w[rows].sum(-1)
-    heaviest, smallest_sums, low = heaviest[rows].cpu().numpy(), smallest_sums.cpu().numpy(), lower[rows].cpu().numpy()
+    picked = torch.from_numpy(rows).to(w.device)
+    smallest_sums = torch.nn.functional.pad(w[picked].sort(dim=-1).values.cumsum(-1), (1, 0)).cpu().numpy()
+    total = w[picked].sum(-1).cpu().numpy()
+    heaviest, low = heaviest[rows], bound[rows]
     args = (num_replicas // num_gpus, extra, num_gpus)
     refuted = ~big_copies_fit(heaviest, smallest_sums, low, *args)
     if not refuted.any():
         return lower
-    rows = rows[torch.from_numpy(refuted).to(rows.device)]
+    rows = torch.from_numpy(rows[refuted]).to(w.device)
     heaviest, smallest_sums, low = heaviest[refuted], smallest_sums[refuted], low[refuted]
-    high = total.cpu().numpy()[refuted]  # at the total load the test always passes
+    high = total[refuted]  # at the total load the test always passes
 
     def fits(layer: np.ndarray, limit: np.ndarray) -> np.ndarray:  # limit [n] tested on layer [n]
         return big_copies_fit(heaviest, smallest_sums, limit, *args, layer=layer)
