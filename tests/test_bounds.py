@@ -342,3 +342,13 @@ def test_the_turn_is_found_at_a_breakpoint_on_hot_loads(layers, experts, replica
         fits, lambda below, above: limit_breakpoints(heaviest, smallest_sums, below, above, *args), low, high)
     assert not fits(every, refuted).any() and fits(every, fitting).all()
     assert (fitting / refuted - 1 < 1e-9).all()
+
+
+def test_big_copy_bound_without_the_breakpoint_list_is_plain_bisection(monkeypatch):
+    """Too many breakpoints: bisection alone (testing every undecided midpoint) gives the same value."""
+    monkeypatch.setattr(eplb.bounds, "MAX_BREAKPOINTS", 0)
+    weight = generate_load("hot", 12, 256, seed=3).double()
+    lower = torch.maximum(weight.sum(-1) / 32, copy_bound(weight, 288, 32))
+    bound = big_copy_bound(weight, 288, 32, lower)
+    assert bool((bound > lower).all())
+    assert torch.equal(bound, torch_big_copy_bound(weight, 288, 32, lower))
