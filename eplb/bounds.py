@@ -303,7 +303,8 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
     heaviest = -np.sort(-x, axis=-1)[:, :num_heavy]
     # Layers where every heavy expert can afford its small copies pass without the full test.
     t = bound[:, None] * (1 + 1e-12)
-    tight = np.where(heaviest > t / 2, np.ceil(2 * heaviest / t) - 1, 0.0).sum(-1) > extra
+    with np.errstate(divide="ignore", invalid="ignore"):  # layers without load: left out below
+        tight = np.where(heaviest > t / 2, np.ceil(2 * heaviest / t) - 1, 0.0).sum(-1) > extra
     rows = np.nonzero(tight & (bound > 0))[0]
     if rows.size == 0:
         return lower
