@@ -5,3 +5,7 @@
 * ``ui.figures``: pure Plotly builders (no Streamlit), tested without a browser;
 * ``ui.data``: built-in samples, generated loads, uploads and CSV exports.
 """
+
+from ui.app_frame import use_app_navigation
+
+use_app_navigation()  # a direct link opened first on a fresh server: rerun through app.py's navigation
