@@ -4,9 +4,9 @@ At every step of DeepSeek's README example (and at 1280x720 on the step where th
 of the "One hot expert" lesson differ) the lesson's controls (Back, "Step k of n", Next)
 and the top of the picture are inside the first screen; at 1280x720 the whole picture is
 (and on the opening, every sentence), and its Replay button moves the copies. Explore's
-"Teach this layer" lands on Learn with that layer, reduced and saying so. Each screen is saved under test-output/e2e/learn/;
-with EPLB_LEARN_DOCS=1 the screenshots are written to docs/learn/ as well (the committed
-ones were made so).
+"Teach this layer" lands on Learn with that layer, reduced and saying so. Each screen is
+saved under test-output/e2e/learn/; with EPLB_LEARN_DOCS=1 the screenshots are written to
+docs/learn/ as well (the committed ones were made so).
 """
 
 from __future__ import annotations
