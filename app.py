@@ -15,5 +15,5 @@ PAGES = [
     st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
 ]
 
-st.set_page_config(page_title="EPLB Explorer", page_icon=":material/hub:", layout="wide")
+st.set_page_config(page_title="EPLB Explorer", page_icon="⚖️", layout="wide")
 st.navigation(PAGES).run()

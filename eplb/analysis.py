@@ -168,18 +168,28 @@ SWEEP_AXES = {
 }
 
 
-def _divisors(n: int) -> list[int]:
+GPU_HOLDS = {
+    "redundant": "redundant slots",
+    "slots_per_gpu": "slots per GPU",
+    "redundant_per_gpu": "redundant slots per GPU",
+}
+"""What a GPUs sweep keeps fixed while the GPU count changes (the nodes stay the sidebar's)."""
+
+
+def divisors(n: int) -> list[int]:
+    """Every divisor of n, ascending: the group counts that divide n experts, the node counts that divide n GPUs."""
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def sweep_values(axis: str, num_experts: int, base: Topology, *, max_redundant: int | None = None,
-                 step: int | None = None) -> list[int]:
+                 step: int | None = None, hold: str = "redundant", max_gpus: int | None = None) -> list[int]:
     """The values of one axis that make a valid topology with the rest of ``base`` held fixed.
 
     redundant: 0, step, 2*step, ... up to max_redundant (default: 4 slots per GPU), keeping
-    only counts the GPUs divide evenly; gpus: every count that divides the slots and is a
-    multiple of the nodes; nodes: every divisor of the GPU count; groups: every divisor of
-    the expert count.
+    only counts the GPUs divide evenly; gpus: multiples of the nodes up to max_gpus (default
+    4 x base's GPUs, at least 64) that fit with ``hold`` (see ``topology_at``): with the
+    redundant count held, only divisors of the slots; nodes: every divisor of the GPU
+    count; groups: every divisor of the expert count.
     """
     if axis not in SWEEP_AXES:
         raise ValueError(f"unknown sweep axis {axis!r}: choose one of {', '.join(SWEEP_AXES)}")
@@ -188,18 +198,42 @@ def sweep_values(axis: str, num_experts: int, base: Topology, *, max_redundant: 
         step = step or base.num_gpus
         top = 4 * base.num_gpus if max_redundant is None else max_redundant
         return [r for r in range(0, top + 1, step) if (num_experts + r) % base.num_gpus == 0]
+    if axis == "gpus" and hold == "redundant":
+        return [g for g in divisors(num_experts + redundant) if g % base.num_nodes == 0]
     if axis == "gpus":
-        return [g for g in _divisors(num_experts + redundant) if g % base.num_nodes == 0]
+        top = max(4 * base.num_gpus, 64) if max_gpus is None else max_gpus
+        values = []
+        for g in range(base.num_nodes, top + 1, base.num_nodes):
+            t = topology_at(axis, g, num_experts, base, hold=hold)
+            if t.num_replicas >= num_experts and t.num_replicas % g == 0:
+                values.append(g)
+        return values
     if axis == "nodes":
-        return _divisors(base.num_gpus)
-    return _divisors(num_experts)
+        return divisors(base.num_gpus)
+    return divisors(num_experts)
 
 
-def topology_at(axis: str, value: int, num_experts: int, base: Topology) -> Topology:
-    """``base`` with one axis set to value (redundant slots are counted on top of the experts)."""
+def topology_at(axis: str, value: int, num_experts: int, base: Topology, *, hold: str = "redundant") -> Topology:
+    """``base`` with one axis set to value (redundant slots are counted on top of the experts).
+
+    For the gpus axis, hold says what stays: "redundant" the redundant slot count,
+    "slots_per_gpu" base's slots per GPU (slots = GPUs x that), "redundant_per_gpu" the
+    redundant slots per GPU (the redundant share of each GPU: the count nearest to GPUs x base's
+    redundant slots per GPU that spreads evenly, the larger on a tie).
+    """
     field = {"redundant": "num_replicas", "gpus": "num_gpus", "nodes": "num_nodes", "groups": "num_groups"}
     if axis not in field:
         raise ValueError(f"unknown sweep axis {axis!r}: choose one of {', '.join(SWEEP_AXES)}")
+    if axis == "gpus" and hold != "redundant":
+        if hold not in GPU_HOLDS:
+            raise ValueError(f"unknown hold {hold!r}: choose one of {', '.join(GPU_HOLDS)}")
+        if hold == "slots_per_gpu":
+            return replace(base, num_gpus=value, num_replicas=value * base.slots_per_gpu)
+        wanted = (base.num_replicas - num_experts) / base.num_gpus * value  # redundant slots at base's share
+        low = (num_experts + int(wanted)) // value * value  # slot counts on both sides of the wanted one
+        candidates = [p for p in (low, low + value) if p >= num_experts] or [num_experts + (-num_experts) % value]
+        slots = min(candidates, key=lambda p: (abs(p - num_experts - wanted), -p))
+        return replace(base, num_gpus=value, num_replicas=slots)
     return replace(base, **{field[axis]: num_experts + value if axis == "redundant" else value})
 
 
@@ -231,8 +265,9 @@ def sweep(
     policies: Iterable[str] | None = None,
     expert_bytes: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    hold: str = "redundant",
 ) -> list[SweepPoint]:
-    """Run every policy at every value of one axis. weight: [L, E].
+    """Run every policy at every value of one axis. weight: [L, E]. hold: what a gpus sweep keeps (``topology_at``).
 
     redundant_bytes = redundant slots per layer x layers x expert_bytes: the memory the
     extra copies take on the whole deployment. ``progress(done, total)`` is called after
@@ -243,7 +278,7 @@ def sweep(
     num_layers, num_experts = weight.shape
     points = []
     for index, value in enumerate(values):
-        topology = topology_at(axis, value, num_experts, base)
+        topology = topology_at(axis, value, num_experts, base, hold=hold)
         redundant_bytes = memory_of_copies(topology, num_layers, num_experts, expert_bytes)
         try:
             runs = _policies_on(weight, topology, names, mode)

@@ -29,7 +29,9 @@ class ModelPreset:
 
     dense_layers: how many of the first decoder layers are dense (no experts), the
     configuration's ``first_k_dense_replace``; the remaining ``num_layers`` decoder
-    layers are MoE layers.
+    layers are MoE layers. topk_group: the configuration's ``topk_group`` (a token
+    picks this many of the ``num_groups`` groups, then its ``top_k`` experts inside
+    them); None when routing is not group-limited.
     """
 
     name: str
@@ -42,6 +44,7 @@ class ModelPreset:
     bytes_per_param: float
     source: str
     dense_layers: int = 0
+    topk_group: int | None = None  # group-limited routing: a token's experts lie in at most this many groups
 
     @property
     def expert_bytes(self) -> int:
@@ -108,7 +111,7 @@ PRESETS: dict[str, ModelPreset] = {
         # num_hidden_layers=61, first_k_dense_replace=3, moe_layer_freq=1 -> 58 MoE; n_routed_experts=256,
         # n_group=8, topk_group=4, num_experts_per_tok=8; hidden 7168, moe_intermediate 2048; FP8 weights.
         ModelPreset("DeepSeek-V3/R1", 58, 256, 8, 8, 7168, 2048, 1, _HF.format("deepseek-ai/DeepSeek-V3"),
-                    dense_layers=3),
+                    dense_layers=3, topk_group=4),
         # num_hidden_layers=27, first_k_dense_replace=1 -> 26 MoE; 64 routed, top-6, n_group=1; hidden 2048,
         # moe_intermediate 1408; BF16.
         ModelPreset("DeepSeek-V2-Lite", 26, 64, 1, 6, 2048, 1408, 2, _HF.format("deepseek-ai/DeepSeek-V2-Lite"),

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from eplb.analysis import SWEEP_AXES, sweep_values
+from eplb.analysis import GPU_HOLDS, SWEEP_AXES, sweep_values
 from ui import analysis_compute, analysis_controls, analysis_figures, state
 
 st.title("What-if sweep")
@@ -15,6 +15,7 @@ base, num_experts = shown.topology, shown.num_experts
 left, right = st.columns([2, 1])
 axis = left.segmented_control("Vary", list(SWEEP_AXES), format_func=SWEEP_AXES.get, default="redundant",
                               key="sweep_axis") or "redundant"
+hold = "redundant"
 if axis == "redundant":
     top_col, step_col = left.columns(2)
     most = max(0, state.max_redundant(shown.num_layers, num_experts))  # what the server can hold
@@ -29,9 +30,15 @@ if axis == "redundant":
         left.caption(f"Skipping {', '.join(map(str, skipped))}: every GPU needs the same number of slots, so "
                      f"experts + redundant must be a multiple of the {base.num_gpus} GPUs.")
 else:
-    choices = sweep_values(axis, num_experts, base)
-    values = left.multiselect(f"Values of {SWEEP_AXES[axis]}", choices, default=choices,
-                              key=f"sweep_values_{axis}_{'-'.join(map(str, choices))}",
+    if axis == "gpus":
+        hold = left.segmented_control(
+            "Keep fixed", list(GPU_HOLDS), format_func=GPU_HOLDS.get, default="slots_per_gpu", key="sweep_hold",
+            help="What stays as the GPU count changes: the redundant slot count (only GPU counts that divide the "
+                 "slots), each GPU's slots, or each GPU's redundant slots.") or "slots_per_gpu"
+    choices = sweep_values(axis, num_experts, base, hold=hold)
+    picked = [v for v in choices if axis != "gpus" or (v // base.num_nodes) & (v // base.num_nodes - 1) == 0]
+    values = left.multiselect(f"Values of {SWEEP_AXES[axis]}", choices, default=picked,
+                              key=f"sweep_values_{axis}_{hold}_{'-'.join(map(str, choices))}",
                               help="Every value that keeps the rest of the topology valid.")
 with right:
     expert_bytes = analysis_controls.expert_bytes_input(shown.num_layers, num_experts, key="sweep")
@@ -42,7 +49,7 @@ if not values:
 
 bar = st.progress(0.0, text="Sweeping...")
 points = analysis_compute.sweep(
-    shown.digest, axis, sorted(values), base, shown.mode, expert_bytes,
+    shown.digest, axis, sorted(values), base, shown.mode, expert_bytes, hold=hold,
     progress=lambda done, total: bar.progress(done / total, text=f"Sweeping: {done} of {total} points"),
 )
 bar.empty()
@@ -56,6 +63,7 @@ if all(p.run is None or p.run.report.balancedness is None for p in points):
     st.info("No balancedness to plot: this load has no tokens (\"no load\") or no point is a valid topology.")
 else:
     st.plotly_chart(analysis_figures.sweep_balancedness(points), width="stretch")
+    st.caption(analysis_figures.sweep_caption(axis, hold, base, num_experts, shown.mode))
 
 st.subheader("Memory the redundant copies take")
 if expert_bytes:

@@ -3,7 +3,8 @@
 Each sample is a CSV of [MoE layers, routed experts] token counts with a header row
 (expert_0, expert_1, ...), plus one entry in sample_data/samples.json that records
 how it was made (model preset, workload family, skew, seed) so the app can show it
-and anyone can regenerate it bit for bit:
+and anyone can regenerate it bit for bit, and the deployment it opens on (nodes, GPUs
+per node, redundant slots; its groups are the model's):
 
     PYTHONPATH=. python scripts/make_samples.py
 """
@@ -32,6 +33,17 @@ SAMPLES = [
 ]
 README_STEM = "deepseek-readme-example"
 
+DEPLOYMENTS = {  # (nodes, GPUs per node, redundant slots) each sample opens on: slots spread evenly over the GPUs
+    "deepseek-v3-zipf": (4, 8, 32), "deepseek-v3-hot": (4, 8, 32), "kimi-k2-lognormal": (4, 8, 32),
+    "qwen3-30b-a3b-zipf": (2, 8, 32), "deepseek-v2-lite-idle": (1, 8, 16), "mixtral-8x7b-zipf": (1, 4, 8),
+    README_STEM: (2, 4, 4),  # DeepSeek's README: 16 slots on 2 nodes x 4 GPUs
+}
+
+
+def deployment(stem: str) -> dict[str, int]:
+    nodes, gpus_per_node, redundant = DEPLOYMENTS[stem]
+    return {"nodes": nodes, "gpus_per_node": gpus_per_node, "redundant": redundant}
+
 
 def write_csv(path: Path, matrix: np.ndarray) -> None:
     header = ",".join(f"expert_{e}" for e in range(matrix.shape[1]))
@@ -50,12 +62,13 @@ def main() -> None:
         manifest.append({
             "file": f"{stem}.csv", "label": label, "preset": preset_name, "family": family,
             "skew": skew, "seed": seed, "tokens": TOKENS, "num_groups": preset.num_groups,
+            "deployment": deployment(stem),
         })
     write_csv(SAMPLE_DIR / f"{README_STEM}.csv", np.array(DEEPSEEK_README_WEIGHT))
     manifest.append({
         "file": f"{README_STEM}.csv", "label": "DeepSeek README example",
         "preset": "DeepSeek EPLB README toy", "family": None, "skew": None, "seed": None, "tokens": None,
-        "num_groups": PRESETS["DeepSeek EPLB README toy"].num_groups,
+        "num_groups": PRESETS["DeepSeek EPLB README toy"].num_groups, "deployment": deployment(README_STEM),
     })
     (SAMPLE_DIR / "samples.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {len(manifest)} samples to {SAMPLE_DIR}")

@@ -30,16 +30,41 @@ def plain(markdown: str) -> str:
 def sidebar_control(at: AppTest, name: str):
     """The sidebar widget for a ui.state parameter name (nodes, gpus_per_node, redundant, groups, mode, policy, ...)."""
     key = f"eplb_{name}"
-    for widget in (*at.number_input, *at.selectbox, *at.segmented_control):
+    for widget in (*at.number_input, *at.selectbox, *at.segmented_control, *at.select_slider):
         if widget.key == key:
             return widget
     raise LookupError(f"no sidebar control {key!r} on this page")
 
 
+ORDER = ("data", "sample", "preset", "family", "skew", "seed", "nodes", "gpus_per_node", "groups", "redundant", "mode",
+         "policy")
+"""The order set_controls applies controls in: a slider's values depend on the controls before it."""
+
+
 def set_controls(at: AppTest, **values) -> AppTest:
-    """Set sidebar controls by ui.state name, e.g. set_controls(at, nodes=2, redundant=16), and rerun."""
-    for name, value in values.items():
-        sidebar_control(at, name).set_value(value)
+    """Set sidebar controls by ui.state name, e.g. set_controls(at, nodes=2, redundant=16), and rerun.
+
+    The topology controls are sliders over the values that fit the rest of the topology:
+    a slider value that depends on another control is set after a rerun that applies it.
+    A value no slider offers (a topology the sliders cannot reach) fails the test: open it
+    with a link (``open_page(query_params=...)``) instead.
+    """
+    pending = False
+    for name in sorted(values, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+        value = values[name]
+        try:
+            control = sidebar_control(at, name)
+        except LookupError:  # drawn once an earlier control (data="generate") has been applied
+            at.run()
+            control, pending = sidebar_control(at, name), False
+        if control.type == "select_slider" and str(value) not in control.options and pending:
+            at.run()
+            control, pending = sidebar_control(at, name), False
+        if control.type == "select_slider" and str(value) not in control.options:
+            pytest.fail(f"the {name} slider offers {control.options}, not {value!r}: open it with a link instead",
+                        pytrace=False)
+        control.set_value(value)
+        pending = True
     return at.run()
 
 

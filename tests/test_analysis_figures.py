@@ -63,20 +63,49 @@ def test_sweep_figures_follow_the_points(weight):
     points = sweep(weight, "redundant", [0, 4, 8, 6], TOPOLOGY, expert_bytes=2**20)  # 6: 22 slots on 4 GPUs
     fig = af.sweep_balancedness(points)
     lines = {trace.name: trace for trace in fig.data}
-    assert set(lines) == {*eplb.POLICIES, af.BOUND}
-    assert list(lines["deepseek"].x) == [0, 4, 8, 6]
+    mode = points[0].run.mode
+    bound = f"{af.BOUND}, {mode}"
+    assert set(lines) == {*(f"{name} ({mode})" for name in eplb.POLICIES), bound}
+    assert list(lines[f"deepseek ({mode})"].x) == [0, 4, 8, 6]
     at = {(p.value, p.policy): p for p in points}
     for name in eplb.POLICIES:
         expected = [at[v, name].run.report.balancedness for v in (0, 4, 8)]
-        assert np.allclose(lines[name].y[:3], expected)
-        assert np.isnan(lines[name].y[3])  # the invalid point is a gap, not a 0
-    assert np.allclose(lines[af.BOUND].y[:3], [at[v, "deepseek"].run.report.bound_balancedness for v in (0, 4, 8)])
+        assert np.allclose(lines[f"{name} ({mode})"].y[:3], expected)
+        assert np.isnan(lines[f"{name} ({mode})"].y[3])  # the invalid point is a gap, not a 0
+    assert np.allclose(lines[bound].y[:3], [at[v, "deepseek"].run.report.bound_balancedness for v in (0, 4, 8)])
     memory = af.sweep_memory(points)
     per_gpu = np.asarray(memory.data[0].y)
     assert np.allclose(per_gpu, [v * 3 * 2**20 / 4 / 2**30 for v in (0, 4, 8, 6)])  # slots x layers x 1 MiB / GPUs
     table = af.sweep_table(points)
     assert len(table) == 4 * len(eplb.POLICIES)
     assert table["Not valid"].dropna().str.contains("divisible by num_gpus").all()
+
+
+def test_a_sweep_never_joins_two_modes_in_one_line(weight):
+    base = eplb.Topology(32, 4, 1, 4)  # 4 groups: 1, 2 and 4 nodes run hierarchical under auto
+    points = sweep(weight, "nodes", [1, 2, 4], base)
+    assert {p.run.mode for p in points} == {"hierarchical"}
+    points = sweep(weight, "groups", [1, 2, 4], eplb.Topology(32, 4, 2, 4))  # 1 group on 2 nodes: global
+    assert {p.run.mode for p in points} == {"hierarchical", "global"}
+    fig = af.sweep_balancedness(points)
+    at = {(p.value, p.policy): p.run for p in points}
+    for trace in fig.data:
+        drawn = [x for x, y in zip(trace.x, trace.y) if y is not None and not np.isnan(y)]
+        mode = trace.name.rsplit(", ", 1)[-1] if trace.name.startswith(af.BOUND) else trace.name[:-1].split(" (")[-1]
+        assert drawn and all(any(at[x, name].mode == mode for name in eplb.POLICIES) for x in drawn), trace.name
+        assert trace.connectgaps is False
+    assert {t.name for t in fig.data} >= {"deepseek (hierarchical)", "deepseek (global)"}
+
+
+def test_sweep_over_gpus_holds_what_the_caller_says():
+    from eplb.analysis import sweep_values, topology_at
+
+    base = eplb.Topology(288, 8, 4, 32)  # DeepSeek-V3 on 4 nodes x 8 GPUs, 32 redundant
+    assert 64 not in sweep_values("gpus", 256, base)  # 288 slots do not spread over 64 GPUs
+    assert 64 in sweep_values("gpus", 256, base, hold="slots_per_gpu")
+    assert topology_at("gpus", 64, 256, base, hold="slots_per_gpu").num_replicas == 64 * 9
+    assert topology_at("gpus", 64, 256, base, hold="redundant_per_gpu").num_replicas == 256 + 64  # 1 per GPU
+    assert topology_at("gpus", 64, 256, base).num_replicas == 288
 
 
 def test_sweep_over_gpus_uses_category_axis(weight):

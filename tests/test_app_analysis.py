@@ -110,9 +110,9 @@ def test_compare_follows_the_sidebar(open_analysis):
 def test_compare_keeps_the_last_table_beside_an_invalid_topology(open_analysis):
     at = open_analysis("compare.py", SMALL)
     before = table(at)
-    set_controls(at, redundant=9)
+    set_controls(at, mode="hierarchical", nodes=2)  # 1 expert group cannot sit whole on 2 nodes
     assert_clean(at)
-    assert any("must be divisible by num_gpus (4)" in e.value for e in at.error)
+    assert any("must be a multiple of Nodes (2)" in e.value for e in at.error)
     assert any("Showing the last valid setting" in i.value for i in at.info)
     assert table(at).equals(before)
 
@@ -173,7 +173,8 @@ def test_sweep_opens_on_the_default_sample(open_analysis):
     memory_at_64 = frame[frame["redundant slots"] == 64]["Redundant copies (all GPUs)"]
     assert set(memory_at_64) == {format_bytes(64 * 58 * expert_bytes)}
     balancedness, memory = chart_specs(at)
-    assert {t["name"] for t in balancedness["data"]} == {*eplb.POLICIES, "bound (best possible)"}
+    assert {t["name"] for t in balancedness["data"]} == {*(f"{p} (hierarchical)" for p in eplb.POLICIES),
+                                                         "bound (best possible), hierarchical"}
     assert plotted(memory["data"][0]["y"])[1] == pytest.approx(32 * 58 * expert_bytes / 32 / 2**30)
 
 
@@ -199,9 +200,11 @@ def test_sweep_every_axis_on_a_small_sample(open_analysis):
                          mixtral_bytes)
     for axis, values in (("gpus", [1, 2, 4, 8, 16]), ("nodes", [1, 2, 4]), ("groups", [1, 2, 4, 8])):
         at.segmented_control(key="sweep_axis").set_value(axis).run()
+        if axis == "gpus":  # the redundant count held: every divisor of the 16 slots
+            at.segmented_control(key="sweep_hold").set_value("redundant").run()
         assert_clean(at)
         assert_sweep_matches(table(at), weight, axis, values, SMALL_TOPOLOGY, mixtral_bytes)
-    at.multiselect(key="sweep_values_groups_1-2-4-8").set_value([2, 8]).run()
+    at.multiselect(key="sweep_values_groups_redundant_1-2-4-8").set_value([2, 8]).run()
     assert_sweep_matches(table(at), weight, "groups", [2, 8], SMALL_TOPOLOGY, mixtral_bytes)
 
 

@@ -31,7 +31,7 @@ def expected_cards(weight, topology: eplb.Topology, policy=None, mode="auto") ->
         "Balancedness after (vLLM)": f"{after.balancedness:.3f}",
         "Max / mean after": f"{after.straggler_factor:.2f}",
         "Bound's balancedness": f"{after.bound_balancedness:.3f}",
-        "GPUs holding duplicate copies": f"{after.duplicate_gpus} of {after.gpu_loads.numel()}",
+        "Duplicate copies": f"{after.duplicate_gpus:,} of {after.gpu_loads.numel():,}",
     }
 
 
@@ -52,7 +52,7 @@ def test_first_open_shows_deepseek_v3_sample_on_4x8_gpus(open_page):
     shown = metrics(at)
     assert float(shown["Balancedness after (vLLM)"]) > float(shown["Balancedness before (vLLM)"])
     assert shown["Rebalance runtime"].endswith(" ms")
-    assert len(at.get("plotly_chart")) == 5
+    assert len(at.get("plotly_chart")) == 7  # before/after maps, the load, bars, placement, lines, copies, A/B
     assert not at.error
     assert at.query_params["nodes"] == "4" and at.query_params["redundant"] == "32"
     assert at.query_params["sample"] == data.DEFAULT_SAMPLE
@@ -71,19 +71,39 @@ def test_changed_topology_and_policy_recompute_the_cards(open_page):
 
 
 def test_invalid_topology_is_explained_inline_and_keeps_the_last_result(open_page):
-    at = open_page()
+    at = open_page(mode="hierarchical")
     before = metrics(at)
-    set_controls(at, redundant=33)
+    set_controls(at, nodes=16)  # 8 groups cannot sit whole on 16 nodes
     assert_clean(at)
     messages = [e.value for e in at.error]
-    assert messages and all("must be divisible by num_gpus (32)" in m for m in messages)
-    assert "256 experts + 33 redundant slots" in messages[0]
+    assert messages and all("Expert groups (8) must be a multiple of Nodes (16)" in m for m in messages)
+    assert "set Mode to auto or global, or Nodes to 4 or 8" in messages[0]
     assert any("Showing the last valid setting" in i.value for i in at.info)
-    assert metrics(at) == {k: v for k, v in before.items()}  # the last valid result, still on screen
-    set_controls(at, redundant=32, groups=3)
-    assert any("divisible by num_groups (3)" in e.value for e in at.error)
-    set_controls(at, groups=8)
+    assert metrics(at) == before  # the last valid result, still on screen
+    set_controls(at, mode="auto")
     assert not at.error
+
+
+def test_a_link_the_sliders_cannot_reach_shows_the_value_and_the_nearest_fits(open_page):
+    at = open_page(query_params={"redundant": "33"})
+    assert_clean(at)
+    messages = [e.value for e in at.error]
+    assert messages and "Redundant slots (33) do not spread evenly over the 32 GPUs" in messages[0]
+    assert "256 experts + 33 = 289 slots" in messages[0] and "Set Redundant slots to 32 or 64" in messages[0]
+    assert at.select_slider(key="eplb_redundant").value == 33  # the slider shows the value the message is about
+    at = open_page(query_params={"redundant": "65", "nodes": "8"})  # the case: 65 on 64 GPUs
+    assert "Set Redundant slots to 64 or 128" in at.error[0].value
+    at = open_page(query_params={"groups": "3"})
+    assert "Expert groups (3) must divide the 256 experts evenly: set Expert groups to 2 or 4" in at.error[0].value
+
+
+def test_moving_nodes_keeps_redundant_slots_even_and_says_so(open_page):
+    at = open_page(nodes=8)  # 64 GPUs: 32 redundant slots no longer spread evenly
+    assert_clean(at)
+    assert not at.error
+    assert at.select_slider(key="eplb_redundant").value == 64
+    assert any("Redundant slots moved from 32 to 64" in i.value for i in at.info)
+    assert all(int(v) % 64 == 0 for v in at.select_slider(key="eplb_redundant").options)  # 256 + r over 64 GPUs
 
 
 CSV = "\n".join(",".join(str((7 * layer + 3 * e) % 11 + (40 if e == layer else 0)) for e in range(32))
@@ -153,23 +173,31 @@ def test_choices_survive_a_page_that_does_not_draw_the_sidebar(tmp_path):
     at.switch_page("pages/b.py").run()
     at.switch_page("pages/a.py").run()
     assert_clean(at)
-    values = {w.key: w.value for w in (*at.number_input, *at.selectbox)}
+    values = {w.key: w.value for w in (*at.number_input, *at.selectbox, *at.select_slider)}
     assert values["eplb_nodes"] == 2 and values["eplb_redundant"] == 48 and values["eplb_policy"] == "zigzag"
 
 
-def test_every_sample_opens_with_a_message_or_a_result(open_page):
-    at = open_page()
-    for name in data.samples():
-        set_controls(at, sample=name)
-        assert_clean(at)
-        assert metrics(at), name  # a result (this one, or the last valid one beside the message)
-
-
-def test_picking_a_sample_suggests_its_group_count(open_page):
+def test_picking_a_sample_sets_its_deployment_and_says_so(open_page):
     at = open_page(sample="deepseek-v2-lite-idle")
     assert state.DEFAULTS["groups"] == 8
-    assert at.number_input(key="eplb_groups").value == 1
+    assert at.select_slider(key="eplb_groups").value == 1
+    assert any("opens on its deployment: 1 node x 8 GPUs, 16 redundant slots, 1 expert group" in i.value
+               for i in at.info)
     assert not at.error
     weight = data.load_sample("deepseek-v2-lite-idle").weight
-    assert_cards_match(at, expected_cards(weight, eplb.Topology(96, 1, 4, 32)))
-    assert gpu_loads(weight, initial_phy2log(*weight.shape, 96), 32).shape == (26, 32)
+    assert_cards_match(at, expected_cards(weight, eplb.Topology(80, 1, 1, 8)))
+    assert gpu_loads(weight, initial_phy2log(*weight.shape, 80), 8).shape == (26, 8)
+
+
+def test_a_link_to_a_sample_without_a_topology_opens_on_its_deployment(open_page):
+    at = open_page(query_params={"data": "sample", "sample": "deepseek-readme-example"})
+    assert_clean(at)
+    assert not at.error
+    assert any("2 nodes x 4 GPUs, 16 slots (4 redundant), 4 groups" in m.value for m in at.markdown)
+
+
+def test_generating_another_model_keeps_the_slots_even(open_page):
+    at = open_page(data="generate", preset="Mixtral 8x7B")  # 8 experts + 32 redundant do not fit 32 GPUs
+    assert_clean(at)
+    assert not at.error
+    assert (8 + at.select_slider(key="eplb_redundant").value) % 32 == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import plotly.graph_objects as go
 import torch
 
@@ -96,3 +97,35 @@ def test_shared_range_and_metric_lines():
     fig = figures.metric_lines([0, 8, 16], {"a": [0.5, None, 0.9], "bound": [1, 1, 1]},
                                xlabel="slots", ylabel="balancedness", dotted=["bound"])
     assert math.isnan(fig.data[0].y[1]) and fig.data[1].line.dash == "dot"
+
+
+def test_relative_scale_turns_white_at_the_mean_and_hover_lists_the_experts():
+    from ui.figures import gpu_hover, gpu_load_heatmaps, relative_load
+
+    loads = np.array([[30.0, 10.0, 20.0, 20.0]])  # mean 20
+    assert np.allclose(relative_load(loads), [[1.5, 0.5, 1.0, 1.0]])
+    fig = gpu_load_heatmaps({"after": loads}, relative=True, nodes=2)
+    axis = fig.layout.coloraxis
+    white = next(stop for stop, color in axis.colorscale if color == "#f7f7f7")
+    assert axis.cmin == 0 and axis.cmin + white * (axis.cmax - axis.cmin) == pytest.approx(1.0)
+    assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].x0 == pytest.approx(1.5)  # between the 2 nodes
+    phy2log = np.array([[0, 1, 2, 2, 3, 0]])  # 3 GPUs x 2 slots
+    slot_loads = np.array([[5.0, 7.0, 4.0, 4.0, 9.0, 5.0]])
+    text = gpu_hover(phy2log, slot_loads, 3)
+    assert text[0, 1] == "expert 2: 8 tokens"  # two copies of expert 2 on GPU 1, summed
+    assert text[0, 0] == "expert 1: 7 tokens<br>expert 0: 5 tokens"
+
+
+def test_placement_map_keeps_a_readable_height():
+    from ui.figures import placement_height
+
+    assert placement_height(8) == 320  # 22 px per GPU, at least 320
+    assert all(placement_height(g) == 700 for g in (32, 64, 256, 1024))  # never taller than 700 px
+    fig = figures.placement_heatmap(np.arange(128) % 64, np.ones(128), 64)
+    assert fig.layout.height == 700 and fig.data[0].texttemplate is None  # no labels in rows too thin for them
+
+
+def test_copies_read_one_copy_not_one_copies():
+    fig = figures.replica_heatmap(np.array([[1, 2], [3, 1]]))
+    assert fig.data[0].text.tolist() == [["1 copy", "2 copies"], ["3 copies", "1 copy"]]
+    assert fig.data[0].z.dtype == np.int32

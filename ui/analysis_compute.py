@@ -63,14 +63,16 @@ def best_layer_bound(runs: list[analysis.Run]) -> torch.Tensor:
 
 
 @cached
-def sweep_point(digest: str, axis: str, value: int, base: eplb.Topology, mode: str) -> list[analysis.SweepPoint]:
+def sweep_point(digest: str, axis: str, value: int, base: eplb.Topology, mode: str,
+                hold: str = "redundant") -> list[analysis.SweepPoint]:
     """Every policy at one value of the axis (``eplb.analysis.sweep`` on one point), cached point by point."""
-    return analysis.sweep(lookup(digest), axis, [value], base, mode=mode)
+    return analysis.sweep(lookup(digest), axis, [value], base, mode=mode, hold=hold)
 
 
 def sweep(digest: str, axis: str, values: list[int], base: eplb.Topology, mode: str, expert_bytes: int,
-          progress: Callable[[int, int], None] | None = None) -> list[analysis.SweepPoint]:
+          progress: Callable[[int, int], None] | None = None, hold: str = "redundant") -> list[analysis.SweepPoint]:
     """The sweep over values, one cached point at a time; ``progress(done, total)`` after each point.
+    hold: what a GPUs sweep keeps fixed (``eplb.analysis.topology_at``).
 
     Points already computed come from the cache, so a sweep cut short by a rerun
     (the user changed a control) resumes where it stopped when it is asked for
@@ -81,7 +83,7 @@ def sweep(digest: str, axis: str, values: list[int], base: eplb.Topology, mode: 
     for done, value in enumerate(values, start=1):
         points += [replace(point, redundant_bytes=analysis.memory_of_copies(point.topology, num_layers, num_experts,
                                                                             expert_bytes))
-                   for point in sweep_point(digest, axis, value, base, mode)]
+                   for point in sweep_point(digest, axis, value, base, mode, hold)]
         if progress is not None:
             progress(done, len(values))
     return points

@@ -101,27 +101,63 @@ def sweep_table(points: Sequence[SweepPoint], *, priced: bool = True) -> pd.Data
 
 
 def sweep_balancedness(points: Sequence[SweepPoint], *, title: str = "") -> go.Figure:
-    """Balancedness (vLLM) against the swept axis, one line per policy, the bound dotted.
+    """Balancedness (vLLM) against the swept axis, one line per policy and mode, each mode's bound dotted.
 
-    An invalid point or one without load is a gap in its line. The bound is the same
-    for every policy at a point (it depends on the topology and mode only).
+    A line never joins points of two modes: where the mode flips (a nodes or groups
+    sweep under "auto"), one line ends and the other mode's begins. An invalid point or
+    one without load is a gap. The bound is the same for every policy at a point (it
+    depends on the topology and mode only).
     """
     axis = points[0].axis
     values = _values(points)
     at = {(p.value, p.policy): p.run for p in points}
     policies = list(dict.fromkeys(p.policy for p in points))
-    series = {name: [at[v, name].report.balancedness if at[v, name] else None for v in values] for name in policies}
-    bound = []
-    for v in values:
-        run = next((at[v, name] for name in policies if at[v, name] is not None), None)
-        bound.append(run.report.bound_balancedness if run else None)
-    series[BOUND] = bound
+    modes = [m for m in ("hierarchical", "global") if any(p.run and p.run.mode == m for p in points)]
+    series, dotted = {}, []
+    for mode in modes:
+        for name in policies:
+            series[f"{name} ({mode})"] = [at[v, name].report.balancedness if at[v, name] and at[v, name].mode == mode
+                                          else None for v in values]
+    for mode in modes:
+        bound = []
+        for v in values:
+            run = next((at[v, name] for name in policies if at[v, name] is not None and at[v, name].mode == mode),
+                       None)
+            bound.append(run.report.bound_balancedness if run else None)
+        series[f"{BOUND}, {mode}"] = bound
+        dotted.append(f"{BOUND}, {mode}")
     fig = figures.metric_lines(values, series, xlabel=SWEEP_AXES[axis], ylabel="balancedness (mean / max)",
-                               title=title, dotted=[BOUND])
+                               title=title, dotted=dotted)
+    fig.update_traces(connectgaps=False)
+    for trace in fig.data:  # a policy keeps its colour in both modes; global mode's lines are dashed
+        mode = trace.name.rsplit(", ", 1)[-1] if trace.name.startswith(BOUND) else trace.name[:-1].rsplit(" (", 1)[-1]
+        if trace.name.startswith(BOUND):
+            trace.line.update(color="gray" if mode == "hierarchical" else "black", dash="dot")
+        else:
+            policy = trace.name.rsplit(" (", 1)[0]
+            trace.line.update(color=figures.PALETTE[policies.index(policy) % len(figures.PALETTE)],
+                              dash="solid" if mode == "hierarchical" else "dash")
     fig.update_yaxes(range=[0, 1.05])
     if axis != "redundant":  # divisors: evenly spaced categories read better than a linear axis
         fig.update_xaxes(type="category")
     return fig
+
+
+def sweep_caption(axis: str, hold: str, base, num_experts: int, mode: str) -> str:
+    """What the sweep varies, what it keeps fixed, and how the lines split by mode."""
+    t, redundant = base, base.num_replicas - num_experts
+    kept = {
+        "redundant": f"{t.num_nodes} nodes x {t.gpus_per_node} GPUs, {t.num_groups} expert groups",
+        "gpus": {"redundant": f"{redundant} redundant slots",
+                 "slots_per_gpu": f"{t.slots_per_gpu} slots per GPU (slots = GPUs x {t.slots_per_gpu})",
+                 "redundant_per_gpu": f"{redundant / t.num_gpus:g} redundant slots per GPU (the nearest even count)",
+                 }[hold] + f", {t.num_nodes} nodes, {t.num_groups} expert groups",
+        "nodes": f"{t.num_gpus} GPUs, {t.num_replicas} slots, {t.num_groups} expert groups",
+        "groups": f"{t.num_nodes} nodes x {t.gpus_per_node} GPUs, {t.num_replicas} slots",
+    }[axis]
+    split = " Under auto the mode can change along the axis (hierarchical needs the groups to divide over the " \
+            "nodes): each mode has its own lines, never joined across a change." if mode == "auto" else ""
+    return f"Varies {SWEEP_AXES[axis]}; keeps {kept}.{split} Dotted: the best balancedness any placement could reach."
 
 
 def sweep_memory(points: Sequence[SweepPoint], *, title: str = "") -> go.Figure:

@@ -55,13 +55,23 @@ class LoadedData:
 
 @dataclass(frozen=True)
 class Sample:
-    """A built-in sample file: name (file stem, used in URLs), label, file, suggested group count, model preset."""
+    """A built-in sample file: name (file stem, used in URLs), label, file, suggested group count, model preset,
+    and the deployment it opens on (``{"nodes", "gpus_per_node", "redundant"}`` from samples.json; {} if unlisted)."""
 
     name: str
     label: str
     path: Path
     num_groups: int = 1
     model: str | None = None
+    deployment: dict[str, int] = field(default_factory=dict)
+
+    def describe_deployment(self) -> str:
+        """E.g. "1 node x 4 GPUs, 8 redundant slots, 1 expert group"."""
+        d = self.deployment
+        if not d:
+            return f"{self.num_groups} expert group{'s' if self.num_groups != 1 else ''}"
+        return (f"{d['nodes']} node{'s' if d['nodes'] != 1 else ''} x {d['gpus_per_node']} GPUs, {d['redundant']} "
+                f"redundant slots, {self.num_groups} expert group{'s' if self.num_groups != 1 else ''}")
 
 
 def samples() -> dict[str, Sample]:
@@ -77,7 +87,8 @@ def samples() -> dict[str, Sample]:
             continue
         entry = manifest.get(path.name, {})
         found[path.stem] = Sample(path.stem, entry.get("label", path.stem), path, int(entry.get("num_groups", 1)),
-                                  entry.get("preset") if entry.get("preset") in PRESETS else None)
+                                  entry.get("preset") if entry.get("preset") in PRESETS else None,
+                                  {k: int(v) for k, v in entry.get("deployment", {}).items()})
     ordered = sorted(found.values(), key=lambda s: (s.name != DEFAULT_SAMPLE, s.name))
     return {s.name: s for s in ordered}
 
@@ -143,7 +154,7 @@ def from_upload(data: bytes, filename: str) -> LoadedData:
 
 
 def gpu_loads_csv(loads: dict[str, torch.Tensor]) -> bytes:
-    """Per-GPU loads as CSV, one row per (layer, GPU), one column per placement name.
+    """Per-GPU loads as CSV, one row per (layer, GPU), one column per placement name, in tokens to two decimals.
 
     loads: name -> [layers, GPUs] (e.g. {"before": ..., "after": ...}).
     """
@@ -151,5 +162,5 @@ def gpu_loads_csv(loads: dict[str, torch.Tensor]) -> bytes:
     num_layers, num_gpus = next(iter(loads.values())).shape
     index = pd.MultiIndex.from_product([range(num_layers), range(num_gpus)], names=["layer", "gpu"])
     buffer = io.StringIO()
-    pd.DataFrame(columns, index=index).to_csv(buffer)
+    pd.DataFrame(columns, index=index).round(2).to_csv(buffer)  # tokens: two decimals say all a copy split adds
     return buffer.getvalue().encode()

@@ -43,38 +43,118 @@ def _grid(num_panels: int, columns: int | None) -> tuple[int, int]:
     return math.ceil(num_panels / cols), cols
 
 
+def relative_scale(top: float) -> list[list]:
+    """A colour scale over load / mean from 0 to top (>= 2) that turns at exactly 1.0: blue below the mean,
+    white at it, red above (the GPUs the others wait for)."""
+    turn = 1.0 / top
+    return [[0.0, "#2166ac"], [turn / 2, "#92c5de"], [turn, "#f7f7f7"], [turn + (1 - turn) / 4, "#f4a582"],
+            [1.0, "#b2182b"]]
+
+
+def relative_load(loads) -> np.ndarray:
+    """loads [layers, units] / each layer's mean; NaN for a layer without load."""
+    loads = np.asarray(loads, dtype=float)
+    mean = loads.mean(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mean > 0, loads / np.where(mean > 0, mean, 1.0), np.nan)
+
+
+def gpu_hover(phy2log, slot_loads, num_gpus: int, *, top: int = 6) -> np.ndarray:
+    """Hover text per (layer, GPU): the experts on that GPU with their tokens, heaviest first. [L, P] -> [L, G] str.
+
+    Copies of one expert on one GPU are summed; past ``top`` experts the rest are counted.
+    """
+    experts = np.asarray(phy2log).reshape(np.shape(phy2log)[0], num_gpus, -1)  # [L, G, slots_per_gpu]
+    loads = np.asarray(slot_loads, dtype=float).reshape(experts.shape)
+    text = np.empty(experts.shape[:2], dtype=object)
+    for layer, gpu in np.ndindex(*text.shape):
+        on_gpu: dict[int, float] = {}
+        for expert, load in zip(experts[layer, gpu].tolist(), loads[layer, gpu].tolist()):
+            on_gpu[expert] = on_gpu.get(expert, 0.0) + load
+        ranked = sorted(on_gpu.items(), key=lambda item: -item[1])
+        lines = [f"expert {e}: {w:,.0f} tokens" for e, w in ranked[:top]]
+        if len(ranked) > top:
+            lines.append(f"and {len(ranked) - top} more")
+        text[layer, gpu] = "<br>".join(lines)
+    return text
+
+
+def _node_lines(fig: go.Figure, num_units: int, num_nodes: int, row: int, col: int) -> None:
+    """Dotted vertical lines between nodes on one panel's GPU axis."""
+    per_node = num_units // num_nodes if num_nodes else 0
+    for boundary in range(per_node, num_units, per_node or num_units):
+        fig.add_vline(x=boundary - 0.5, line_width=1.5, line_dash="dot", line_color="black", row=row, col=col)
+
+
 def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = None,
-                      zmin: float | None = None, zmax: float | None = None) -> go.Figure:
+                      zmin: float | None = None, zmax: float | None = None, relative: bool = False,
+                      nodes: Sequence[int] | int | None = None, hover: Mapping[str, object] | None = None,
+                      unit: str = "GPU") -> go.Figure:
     """Per-GPU load heatmaps, one panel per title, all on ONE color scale.
 
     panels: title -> loads [layers, GPUs] (e.g. ``PlacementReport.gpu_loads``). The
     scale runs from zmin (default 0) to zmax (default the largest load of any panel),
-    so equal colors mean equal load across panels. columns: panels per row (default all).
+    so equal colors mean equal load across panels. relative: color each cell by its
+    load / the layer's mean instead, diverging at exactly 1.0 (``relative_scale``), which
+    shows the imbalance left after a rebalance. nodes: node count (per panel, or one
+    for all) to draw node boundaries on the GPU axis. hover: title -> [layers, GPUs]
+    text (``gpu_hover``) added to a cell's hover. columns: panels per row (default all).
+    unit: what a column is ("GPU", or "node" for a per-node view).
     """
     arrays = {title: np.asarray(loads, dtype=float) for title, loads in panels.items()}
     low, high = shared_range(*arrays.values())
     zmin = low if zmin is None else zmin
     zmax = high if zmax is None else zmax
     rows, cols = _grid(len(arrays), columns)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(arrays), horizontal_spacing=0.06,
-                        vertical_spacing=0.12)
-    for i, loads in enumerate(arrays.values()):
+    node_counts = [nodes] * len(arrays) if isinstance(nodes, int) or nodes is None else list(nodes)
+    same_layers = len({a.shape[0] for a in arrays.values()}) == 1
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(arrays), horizontal_spacing=0.04 if same_layers
+                        else 0.08, vertical_spacing=0.12, shared_yaxes=same_layers)
+    for i, (title, loads) in enumerate(arrays.items()):
         num_layers, num_gpus = loads.shape
+        ratio = relative_load(loads)
+        extra = np.asarray((hover or {}).get(title, np.full(loads.shape, "", dtype=object)), dtype=object)
         fig.add_trace(
             go.Heatmap(
-                z=loads, x=np.arange(num_gpus), y=np.arange(num_layers), coloraxis="coloraxis",
-                hovertemplate="layer %{y}, GPU %{x}<br>load %{z:,.0f} tokens<extra></extra>",
+                z=(ratio if relative else loads).astype(np.float32), x=np.arange(num_gpus, dtype=np.int32),
+                y=np.arange(num_layers, dtype=np.int32), coloraxis="coloraxis",
+                customdata=np.stack([loads, ratio, extra], axis=-1),
+                hovertemplate=f"layer %{{y}}, {unit} %{{x}}<br>load %{{customdata[0]:,.0f}} tokens, "
+                              "%{customdata[1]:.2f} x the layer's mean<br>%{customdata[2]}<extra></extra>",
             ),
             row=i // cols + 1, col=i % cols + 1,
         )
-    fig.update_xaxes(title_text="GPU", row=rows)  # bottom row only: clear of the titles of the row below
+        if node_counts[i] and node_counts[i] > 1 and unit == "GPU":
+            _node_lines(fig, num_gpus, node_counts[i], i // cols + 1, i % cols + 1)
+    fig.update_xaxes(title_text=unit, row=rows)  # bottom row only: clear of the titles of the row below
     fig.update_yaxes(autorange="reversed")
     for row in range(1, rows + 1):
         fig.update_yaxes(title_text="layer", row=row, col=1)
-    fig.update_layout(
-        coloraxis=dict(colorscale=LOAD_SCALE, cmin=zmin, cmax=zmax, colorbar=dict(title="tokens")),
-        height=max(320, 300 * rows), margin=dict(t=40, b=40, l=50, r=20),
-    )
+    if relative:
+        peak = max((float(np.nanmax(relative_load(a))) for a in arrays.values()
+                    if a.size and np.isfinite(relative_load(a)).any()), default=2.0)
+        top = min(max(peak, 2.0), 4.0)  # 4 x the mean and more share the darkest red: the rest stays readable
+        axis = dict(colorscale=relative_scale(top), cmin=0.0, cmax=top, colorbar=dict(title="load / mean"))
+    else:
+        axis = dict(colorscale=LOAD_SCALE, cmin=zmin, cmax=zmax, colorbar=dict(title="tokens"))
+    fig.update_layout(coloraxis=axis, height=max(320, 300 * rows), margin=dict(t=40, b=40, l=50, r=20))
+    fig.update_annotations(font_size=13)  # subplot titles: room for two side by side at 1024 px
+    return fig
+
+
+def load_heatmap(weight, *, title: str = "") -> go.Figure:
+    """The load itself: tokens per (layer, logical expert), weight [layers, experts]; hot experts stand out."""
+    w = np.asarray(weight, dtype=float)
+    integer = np.all(np.mod(w, 1) == 0)
+    fig = go.Figure(go.Heatmap(
+        z=w.astype(np.int32) if integer and w.size and w.max() < 2**31 else w.astype(np.float32),
+        x=np.arange(w.shape[1], dtype=np.int32), y=np.arange(w.shape[0], dtype=np.int32),
+        customdata=relative_load(w).astype(np.float32), colorscale="Hot_r", colorbar=dict(title="tokens"),
+        hovertemplate="layer %{y}, expert %{x}<br>%{z:,.0f} tokens, %{customdata:.1f} x the layer's mean"
+                      "<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis_title="logical expert", yaxis_title="layer", yaxis_autorange="reversed",
+                      height=360, margin=dict(t=40, b=40, l=50, r=20))
     return fig
 
 
@@ -118,9 +198,16 @@ def placement_heatmap(phy2log_layer, slot_loads_layer, num_gpus: int, *, title: 
     )
     fig.update_layout(
         title=title, xaxis_title="slot on GPU", yaxis_title="GPU", yaxis_autorange="reversed",
-        height=max(320, 22 * num_gpus + 120), margin=dict(t=40, b=40, l=50, r=20),
+        height=placement_height(num_gpus), margin=dict(t=40, b=40, l=50, r=20),
     )
+    if num_gpus > 32:  # rows too thin for a label: the hover names the expert
+        fig.update_traces(texttemplate=None, text=None)
     return fig
+
+
+def placement_height(num_gpus: int) -> int:
+    """The placement map's height in px: 22 px per GPU up to 32 GPUs, then thinner rows, never past 700 px."""
+    return int(min(700, max(320, 22 * min(num_gpus, 32) + 120 + 4 * max(num_gpus - 32, 0))))
 
 
 def replica_heatmap(logcnt, *, title: str = "") -> go.Figure:
@@ -129,9 +216,11 @@ def replica_heatmap(logcnt, *, title: str = "") -> go.Figure:
     num_layers, num_experts = counts.shape
     fig = go.Figure(
         go.Heatmap(
-            z=counts, x=np.arange(num_experts), y=np.arange(num_layers), colorscale=COUNT_SCALE, zmin=1,
+            z=counts.astype(np.int32), x=np.arange(num_experts, dtype=np.int32),
+            y=np.arange(num_layers, dtype=np.int32), colorscale=COUNT_SCALE, zmin=1,
             colorbar=dict(title="copies"),
-            hovertemplate="layer %{y}, expert %{x}<br>%{z} copies<extra></extra>",
+            text=np.where(counts == 1, "1 copy", np.char.add(counts.astype(str), " copies")),
+            hovertemplate="layer %{y}, expert %{x}<br>%{text}<extra></extra>",
         )
     )
     fig.update_layout(

@@ -33,6 +33,7 @@ import torch
 
 import eplb
 from ui import compute, data, text
+from ui import topology as sliders
 
 SOURCES = {"sample": "Sample", "generate": "Generate", "upload": "Upload"}
 
@@ -91,6 +92,7 @@ _LAST_VALID = "eplb__last_valid"
 _NOTES = "eplb__notes"  # messages about the link the session was opened with, and about refused raw values
 _GOOD = "eplb__good"  # the last usable value of each numeric control
 MAX_NOTES = 16  # notes kept for a session: the link's (at most one per parameter) and the latest refused values
+_TOPOLOGY_NOTE = "eplb__topology_note"  # what a slider change adjusted, shown once
 _KEEP = {"persist_state": "session"}  # a control keeps its value on pages that do not draw it
 # Whole-number controls are float inputs shown without decimals: Streamlit resets a non-finite raw value
 # of a float input to its default, while an integer input raises on one; ``_check_controls`` then takes
@@ -137,8 +139,9 @@ class Inputs:
     def describe(self) -> str:
         """One line: data, topology, mode and policy, as Markdown (the label, which may hold a file name, escaped)."""
         t = self.topology
-        return (f"{text.escape(self.label, 300)} · {self.num_layers} layers x {self.num_experts} experts · "
-                f"{t.num_nodes} nodes x "
+        shape = f"{self.num_layers} layers x {self.num_experts} experts"
+        data_part = text.escape(self.label, 300) + ("" if shape in self.label else f" · {shape}")  # said once
+        return (f"{data_part} · {t.num_nodes} nodes x "
                 f"{t.gpus_per_node} GPUs, {t.num_replicas} slots ({self.redundant} redundant), {t.num_groups} groups"
                 f" · mode {self.resolved_mode or self.mode} · policy {self.policy}")
 
@@ -198,6 +201,10 @@ def _from_url() -> None:
         if note:
             notes.append(note)
         st.session_state[_KEY(name)] = value
+    sample = data.samples().get(st.session_state[_KEY("sample")])
+    if st.session_state[_KEY("data")] == "sample" and sample and not any(p in st.query_params
+                                                                         for p in TOPOLOGY_PARAMS[:4]):
+        _apply_deployment(sample)  # a link naming a sample and no topology opens on the sample's deployment
     if st.session_state[_KEY("data")] == "upload":
         notes.append("The link was made from an uploaded file, which cannot travel in a link: "
                      "showing the default sample with the link's topology; upload the file to see it.")
@@ -266,12 +273,23 @@ def _suggest_groups(num_groups: int) -> None:
     st.session_state[_KEY("groups")] = num_groups
 
 
+def _apply_deployment(sample: data.Sample) -> None:
+    """Set the topology a sample fits (its manifest's deployment and its model's groups)."""
+    _suggest_groups(sample.num_groups)
+    for name, value in sample.deployment.items():
+        st.session_state[_KEY(name)] = value
+
+
 def _on_sample_change() -> None:
-    _suggest_groups(data.samples()[st.session_state[_KEY("sample")]].num_groups)
+    sample = data.samples()[st.session_state[_KEY("sample")]]
+    _apply_deployment(sample)
+    st.session_state[_TOPOLOGY_NOTE] = f"{sample.label} opens on its deployment: {sample.describe_deployment()}."
 
 
 def _on_preset_change() -> None:
-    _suggest_groups(data.PRESETS[st.session_state[_KEY("preset")]].num_groups)
+    preset = data.PRESETS[st.session_state[_KEY("preset")]]
+    _suggest_groups(preset.num_groups)
+    _snap_redundant(preset.num_experts)
 
 
 def _on_family_change() -> None:
@@ -387,17 +405,45 @@ def _data_controls() -> data.LoadedData:
     return current
 
 
+def _snap_redundant(num_experts: int | None = None) -> None:
+    """After Nodes, GPUs per node or the model moved: keep Redundant slots spreading evenly, at the next count
+    that does. num_experts: the new data's (default: the current data's)."""
+    loaded = st.session_state.get(_DATA)
+    if num_experts is None and loaded is None:
+        return
+    num_experts = loaded.weight.shape[1] if num_experts is None else num_experts
+    num_gpus = int(st.session_state[_KEY("nodes")]) * int(st.session_state[_KEY("gpus_per_node")])
+    redundant = int(st.session_state[_KEY("redundant")])
+    if (num_experts + redundant) % num_gpus:
+        fits = [r for r in sliders.choices("redundant", num_experts, num_gpus, 0, LIMITS["redundant"][1])
+                if (num_experts + r) % num_gpus == 0]
+        snapped = min((r for r in fits if r >= redundant), default=fits[-1])  # never fewer copies than asked
+        st.session_state[_KEY("redundant")] = snapped
+        st.session_state[_TOPOLOGY_NOTE] = (f"Redundant slots moved from {redundant} to {snapped}, so that the "
+                                            f"{num_experts + snapped} slots spread evenly over the {num_gpus} GPUs.")
+
+
 def _topology_controls(num_experts: int) -> None:
+    """Sliders over the values that fit the rest of the topology (``ui.topology.choices``), mode and policy."""
     side = st.sidebar
     side.header("Topology")
+    value = {name: int(st.session_state[_KEY(name)]) for name in ("nodes", "gpus_per_node", "redundant", "groups")}
+    num_gpus = max(value["nodes"] * value["gpus_per_node"], 1)
+    options = {name: sliders.choices(name, num_experts, num_gpus, value[name], LIMITS["redundant"][1])
+               for name in value}
     left, right = side.columns(2)
-    left.number_input("Nodes", *_bounds("nodes"), **_WHOLE_INPUT, **_KEEP, key=_KEY("nodes"))
-    right.number_input("GPUs per node", *_bounds("gpus_per_node"), **_WHOLE_INPUT, **_KEEP, key=_KEY("gpus_per_node"))
-    left.number_input("Redundant slots", *_bounds("redundant"), **_WHOLE_INPUT, **_KEEP, key=_KEY("redundant"),
-                      help="Physical slots beyond one per expert: num_replicas = experts + redundant. "
-                           f"Limit: {LIMITS_WHY['redundant']}.")
-    right.number_input("Expert groups", *_bounds("groups"), **_WHOLE_INPUT, **_KEEP, key=_KEY("groups"),
-                       help="DeepSeek-V3's group-limited routing uses 8; models without groups use 1.")
+    left.select_slider("Nodes", options["nodes"], **_KEEP, key=_KEY("nodes"), on_change=_snap_redundant)
+    right.select_slider("GPUs per node", options["gpus_per_node"], **_KEEP, key=_KEY("gpus_per_node"),
+                        on_change=_snap_redundant)
+    side.select_slider("Redundant slots", options["redundant"], **_KEEP, key=_KEY("redundant"),
+                       help=f"Physical slots beyond one per expert (slots = experts + redundant); only counts that "
+                            f"spread evenly over the {num_gpus} GPUs are offered. Limit: {LIMITS_WHY['redundant']}.")
+    side.select_slider("Expert groups", options["groups"], **_KEEP, key=_KEY("groups"),
+                       help=f"The divisors of the {num_experts} experts. DeepSeek-V3's group-limited routing uses "
+                            "8; models without groups use 1.")
+    note = st.session_state.pop(_TOPOLOGY_NOTE, None)
+    if note:
+        side.info(note)
     side.selectbox("Mode", list(eplb.MODES), **_KEEP, key=_KEY("mode"),
                    help="auto: hierarchical when groups divide evenly over nodes, else global.")
     side.selectbox("Policy", list(eplb.POLICIES), **_KEEP, key=_KEY("policy"),
@@ -439,10 +485,8 @@ def sidebar() -> Inputs:
         st.sidebar.caption(f"{topology.num_gpus} GPUs · {topology.num_replicas} slots "
                            f"({topology.slots_per_gpu} per GPU) · {resolved} mode")
     except ValueError as exc:
-        resolved, error = None, (
-            f"This topology does not fit the data: {exc}. Here num_replicas = {num_experts} experts + {redundant} "
-            f"redundant slots and num_gpus = {nodes} nodes x {gpus_per_node} GPUs per node."
-        )
+        words = sliders.problem(num_experts, int(nodes), int(gpus_per_node), int(redundant), int(groups), mode)
+        resolved, error = None, f"This topology does not fit the data. {words or exc}"
         st.sidebar.error(error)
     inputs = Inputs(
         weight=loaded.weight, trace=loaded.trace, digest=compute.register(loaded.weight),

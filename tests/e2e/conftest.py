@@ -304,12 +304,33 @@ async def metric_values(page) -> dict[str, str]:
         card.querySelector('[data-testid="stMetricValue"]').innerText.trim()]))""")
 
 
-async def set_sidebar_number(page, label: str, value: int) -> None:
-    """Type a value into a sidebar number input (by its label) and commit it with Enter: one rerun."""
-    field = page.locator(SIDEBAR).locator('[data-testid="stNumberInput"]').filter(has_text=label).locator("input")
-    await page.wait_for_function(IDLE_JS, timeout=RENDER_MS)  # not while a rerun is redrawing the field
-    await field.fill(str(value))
-    await field.press("Enter")
+def sidebar_slider(page, label: str):
+    """The thumb of a sidebar slider, by its label."""
+    return page.locator(SIDEBAR).locator(f'[data-testid="stSlider"] input[type="range"][aria-label="{label}"]')
+
+
+async def set_sidebar_slider(page, label: str, value: int) -> None:
+    """Move a sidebar slider (by its label) to value with the arrow keys, one rerun per step, as a keyboard user does.
+
+    Fails when the slider does not offer the value (the sliders offer only values that fit).
+    """
+    thumb = sidebar_slider(page, label)
+    await thumb.focus()
+    for _ in range(200):
+        shown = await thumb.get_attribute("aria-valuetext")
+        if shown == str(value):
+            return
+        now, top = int(await thumb.input_value()), int(await thumb.get_attribute("max"))  # option indices
+        if int(shown) < value and now < top:
+            await thumb.press("ArrowRight")
+        elif int(shown) > value and now > 0:
+            await thumb.press("ArrowLeft")
+        else:
+            raise AssertionError(f"the {label} slider does not offer {value} (it stops at {shown})")
+        await page.wait_for_function(IDLE_JS, timeout=RENDER_MS)
+        thumb = sidebar_slider(page, label)
+        await thumb.focus()
+    raise AssertionError(f"the {label} slider did not reach {value}")
 
 
 async def screenshot(page, name: str) -> Path:

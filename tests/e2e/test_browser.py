@@ -14,7 +14,7 @@ import eplb
 from eplb.formats import PLACEMENT_FORMATS, read_load, read_placement
 from tests.e2e.conftest import (
     ERROR_ALERT, EXCEPTION, INFO_ALERT, NAV_LINK, PLOT, SIDEBAR, app_pages, assert_no_exception, metric_values,
-    new_session, open_app, screenshot, set_sidebar_number, summary_line, wait_rendered,
+    new_session, open_app, screenshot, set_sidebar_slider, summary_line, wait_rendered,
 )
 from tests.test_app_explore import DEFAULT_WEIGHT, expected_cards
 
@@ -90,7 +90,7 @@ def test_upload_csv_then_change_topology_download_and_survive_a_bad_file(browser
             assert cards != sample_cards
             await screenshot(page, "upload-csv")
 
-            await set_sidebar_number(page, "Redundant slots", 96)
+            await set_sidebar_slider(page, "Redundant slots", 96)
             await summary_line(page).filter(has_text="(96 redundant)").wait_for()
             await wait_rendered(page)
             changed = await metric_values(page)
@@ -130,7 +130,7 @@ def test_changing_the_topology_changes_the_cards(browser, server, run):
         async with new_session(browser) as page:
             await open_app(page, server)
             first = await metric_values(page)
-            await set_sidebar_number(page, "Nodes", 2)
+            await set_sidebar_slider(page, "Nodes", 2)
             await summary_line(page).filter(has_text="2 nodes x 8 GPUs").wait_for()
             await wait_rendered(page)
             await assert_no_exception(page)
@@ -145,13 +145,16 @@ def test_changing_the_topology_changes_the_cards(browser, server, run):
 def test_an_invalid_topology_shows_its_message_beside_the_last_result(browser, server, run):
     async def scenario():
         async with new_session(browser) as page:
-            await open_app(page, server)
+            await open_app(page, server, params={"mode": "hierarchical"})
+            await set_sidebar_slider(page, "Nodes", 8)  # the arrow keys pass 8 nodes (valid) on the way to 16
+            await summary_line(page).filter(has_text="8 nodes x 8 GPUs").wait_for()
+            await wait_rendered(page)
             valid = await metric_values(page)
-            await set_sidebar_number(page, "Expert groups", 3)
+            await set_sidebar_slider(page, "Nodes", 16)  # 8 groups cannot sit whole on 16 nodes
             message = page.locator(ERROR_ALERT).filter(has_text="does not fit the data").first
             await message.wait_for()
             await wait_rendered(page)
-            assert "divisible by num_groups (3)" in await message.inner_text()
+            assert "set Mode to auto or global, or Nodes to 4 or 8" in await message.inner_text()
             assert "Showing the last valid setting" in " ".join(await page.locator(INFO_ALERT).all_inner_texts())
             await assert_no_exception(page)
             assert shown_cards(await metric_values(page)) == shown_cards(valid)
