@@ -21,6 +21,9 @@ expert, the hottest GPU first, when that sends fewer copies and its heaviest GPU
 the planning load is at most ``1 / (1 - tolerance)`` times the plan's. So the whole
 placement's balancedness on the planning load is at least ``1 - tolerance`` times the
 plan's; tolerance 0 moves fewer copies at no loss of balance on the planning load.
+In global mode a second edited placement competes, previous first given the plan's
+copy counts (``conform``); of the two, a layer keeps the one that does better on the
+next-window scenarios of ``eplb.policies.hedge``, under the same bound.
 """
 
 from __future__ import annotations
@@ -315,6 +318,13 @@ def conform(previous: torch.Tensor, plan: torch.Tensor, weight: torch.Tensor, nu
     return torch.from_numpy(out).to(previous.device)
 
 
+def doubled(phy2log: torch.Tensor, num_gpus: int, num_experts: int) -> torch.Tensor:
+    """(GPU, expert) pairs with more than one copy of the expert on the GPU, per layer: phy2log [L, P] -> [L]."""
+    num_layers, num_replicas = phy2log.shape
+    held = copy_counts(phy2log.reshape(-1, num_replicas // num_gpus), num_experts)
+    return (held > 1).view(num_layers, -1).sum(-1)
+
+
 def groups_on_nodes(phy2log: torch.Tensor, num_groups: int, num_nodes: int, num_experts: int) -> torch.Tensor:
     """[L] bool: every expert group of the layer sits on one node (hierarchical mode's rule). phy2log: [L, P]."""
     group = phy2log // (num_experts // num_groups)
@@ -334,8 +344,9 @@ def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.T
     summed load is at most 1 / (1 - t) times the plan's (t = 0: no loss of balance on the
     planning load). In global mode two edited placements compete: previous as it is, and
     previous first given the plan's copy counts (``conform``); a layer takes, of those
-    that reach the target, the one whose heaviest GPU is lightest on average over the
-    next-window scenarios of ``eplb.policies.hedge`` (with a 2-D weight: on the load itself).
+    that reach the target and hold no more doubled (GPU, expert) pairs than the plan, the
+    one whose heaviest GPU is lightest on average over the next-window scenarios of
+    ``eplb.policies.hedge`` (with a 2-D weight: on the load itself).
     """
     num_experts = weight.shape[-1]
     kept = relabel(phy2log, previous, num_experts, num_gpus, num_nodes)
@@ -354,6 +365,8 @@ def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.T
         edited.append(repair(start, weight, target, budget, num_gpus, num_nodes, steps, origin=previous))
     reached = torch.stack([(heaviest_gpu(weight, e, num_gpus) <= target * (1 + 1e-12))
                            & (copies_sent(previous, e, num_gpus, num_experts) < budget) for e in edited])  # [C, L]
+    if len(edited) > 1:  # conform may double an expert on a GPU where no other slot was free: not beyond the plan
+        reached[1] &= doubled(edited[1], num_gpus, num_experts) <= doubled(phy2log, num_gpus, num_experts)
     if len(edited) == 1:
         return torch.where(reached[0].unsqueeze(-1), edited[0], kept)
     scenarios = next_window_scenarios(weight, volatility(window), scenario_count(*weight.shape))
