@@ -21,6 +21,9 @@ expert, the hottest GPU first, when that sends fewer copies and its heaviest GPU
 the planning load is at most ``1 / (1 - tolerance)`` times the plan's. So the whole
 placement's balancedness on the planning load is at least ``1 - tolerance`` times the
 plan's; tolerance 0 moves fewer copies at no loss of balance on the planning load.
+In global mode a second edited placement competes, previous first given the plan's
+copy counts (``conform``); of the two, a layer keeps the one that does better on the
+next-window scenarios of ``eplb.policies.hedge``, under the same bound.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .policies.base import copy_counts, copy_loads
+from .policies.hedge import next_window_scenarios, scenario_count, scenario_peaks, volatility
 
 
 def validate_previous(previous, num_layers: int, num_replicas: int, num_experts: int, device) -> torch.Tensor:
@@ -170,7 +174,7 @@ def heaviest_gpu(weight: torch.Tensor, phy2log: torch.Tensor, num_gpus: int) -> 
 
 
 def repair(previous: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, budget: torch.Tensor, num_gpus: int,
-           num_nodes: int, max_steps: int) -> torch.Tensor:
+           num_nodes: int, max_steps: int, origin: torch.Tensor | None = None) -> torch.Tensor:
     """Edit previous [L, P] a copy or two at a time until each layer's heaviest GPU is at most target [L].
 
     weight: [L, E] float64 planning load. Each step, in every layer still above its
@@ -200,7 +204,7 @@ def repair(previous: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, b
     node_of_gpu = torch.arange(num_gpus, device=phy2log.device) // per_node  # [G]
     # copies of each expert per GPU, kept up to date edit by edit: [L, G * E] int32
     held = copy_counts(phy2log.view(-1, slots), num_experts).view(num_layers, -1).int()
-    held_before = held > 0
+    held_before = held > 0 if origin is None else copy_counts(origin.view(-1, slots), num_experts).view(num_layers, -1) > 0
     for _ in range(max_steps):
         logcnt = copy_counts(phy2log, num_experts)
         per_copy = weight / logcnt.clamp(min=1)  # [L, E]
@@ -277,6 +281,50 @@ def move(held: torch.Tensor, rows: torch.Tensor, gpu_offset: torch.Tensor, old: 
     held.index_put_((rows, gpu_offset + new), torch.ones_like(new, dtype=held.dtype), accumulate=True)
 
 
+def conform(previous: torch.Tensor, plan: torch.Tensor, weight: torch.Tensor, num_gpus: int) -> torch.Tensor:
+    """previous [L, P] given the plan's [L, P] copy counts: surplus copies hand their slots to missing ones.
+
+    weight: [L, E] planning load. Per layer, an expert with more copies than the plan
+    gives up its copies on the heaviest GPUs; the missing copies, heaviest first, take
+    the freed slot on the lightest GPU not holding their expert (a GPU that holds it
+    only when no other freed slot is left). Loads count each copy at the plan's split.
+    """
+    num_layers, num_replicas = previous.shape
+    num_experts = weight.shape[-1]
+    slots = num_replicas // num_gpus
+    out = previous.cpu().numpy().copy()
+    have = copy_counts(previous, num_experts).cpu().numpy()
+    want = copy_counts(plan, num_experts).cpu().numpy()
+    load = weight.double().cpu().numpy() / np.maximum(want, 1)
+    for layer in np.nonzero((have != want).any(-1))[0]:
+        row, per_copy, need = out[layer], load[layer], want[layer] - have[layer]
+        gpu = per_copy[row].reshape(num_gpus, slots).sum(-1)
+        freed = []
+        for expert in np.nonzero(need < 0)[0]:
+            at = np.nonzero(row == expert)[0]
+            for slot in at[np.argsort(-gpu[at // slots], kind="stable")][: -need[expert]]:
+                gpu[slot // slots] -= per_copy[expert]
+                freed.append(slot)
+                row[slot] = -1
+        missing = np.repeat(np.arange(num_experts), np.maximum(need, 0))
+        free = np.array(freed)
+        for expert in missing[np.argsort(-per_copy[missing], kind="stable")]:
+            gpus = free // slots
+            holds = (row.reshape(num_gpus, slots) == expert).any(-1)[gpus]
+            pick = np.argmin(gpu[gpus] + np.where(holds, np.inf if not holds.all() else 0.0, 0.0))
+            row[free[pick]] = expert
+            gpu[gpus[pick]] += per_copy[expert]
+            free = np.delete(free, pick)
+    return torch.from_numpy(out).to(previous.device)
+
+
+def doubled(phy2log: torch.Tensor, num_gpus: int, num_experts: int) -> torch.Tensor:
+    """(GPU, expert) pairs with more than one copy of the expert on the GPU, per layer: phy2log [L, P] -> [L]."""
+    num_layers, num_replicas = phy2log.shape
+    held = copy_counts(phy2log.reshape(-1, num_replicas // num_gpus), num_experts)
+    return (held > 1).view(num_layers, -1).sum(-1)
+
+
 def groups_on_nodes(phy2log: torch.Tensor, num_groups: int, num_nodes: int, num_experts: int) -> torch.Tensor:
     """[L] bool: every expert group of the layer sits on one node (hierarchical mode's rule). phy2log: [L, P]."""
     group = phy2log // (num_experts // num_groups)
@@ -288,23 +336,41 @@ def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.T
                   num_nodes: int, num_gpus: int, balance_tolerance: float | None = None) -> torch.Tensor:
     """The plan phy2log [L, P] moved as little as it can from previous [L, P], the placement on the GPUs.
 
-    weight: [L, E] planning load. num_groups, num_nodes: 1, 1 in global mode.
-    balance_tolerance None: relabel only (the plan's GPU loads, relabelled). A number
-    t in [0, 1): a layer may instead take previous edited a copy or two at a time
-    (``repair``), when that sends fewer copies and its heaviest GPU on weight is at
-    most 1 / (1 - t) times the plan's (t = 0: no loss of balance on the planning load).
+    weight: the planning load, [L, E] or a window of per-step loads [S, L, E] (summed to
+    plan on, its steps' swings kept for the next-window scenarios). num_groups, num_nodes:
+    1, 1 in global mode. balance_tolerance None: relabel only (the plan's GPU loads,
+    relabelled). A number t in [0, 1): a layer may instead take previous edited a copy or
+    two at a time (``repair``), when that sends fewer copies and its heaviest GPU on the
+    summed load is at most 1 / (1 - t) times the plan's (t = 0: no loss of balance on the
+    planning load). In global mode two edited placements compete: previous as it is, and
+    previous first given the plan's copy counts (``conform``); a layer takes, of those
+    that reach the target and hold no more doubled (GPU, expert) pairs than the plan, the
+    one whose heaviest GPU is lightest on average over the next-window scenarios of
+    ``eplb.policies.hedge`` (with a 2-D weight: on the load itself).
     """
     num_experts = weight.shape[-1]
     kept = relabel(phy2log, previous, num_experts, num_gpus, num_nodes)
     if balance_tolerance is None:
         return kept
-    weight = weight.double()
+    window = weight.double() if weight.dim() == 3 else weight.double().unsqueeze(0)
+    weight = window.sum(0)
     target = heaviest_gpu(weight, phy2log, num_gpus) / (1 - balance_tolerance)
     budget = copies_sent(previous, kept, num_gpus, num_experts)
     if num_nodes > 1:  # a previous layer with a group split over nodes is no hierarchical placement to edit
         budget = torch.where(groups_on_nodes(previous, num_groups, num_nodes, num_experts), budget, 0)
     steps = min(max(4 * num_gpus, 32), 512)  # a few edits per GPU: each step fixes one GPU per layer
-    edited = repair(previous, weight, target, budget, num_gpus, num_nodes, steps)
-    better = (heaviest_gpu(weight, edited, num_gpus) <= target * (1 + 1e-12)) & (
-        copies_sent(previous, edited, num_gpus, num_experts) < budget)
-    return torch.where(better.unsqueeze(-1), edited, kept)
+    edited = [repair(previous, weight, target, budget, num_gpus, num_nodes, steps)]
+    if num_nodes == 1:  # conform may put an expert on any GPU: only where groups need not stay on nodes
+        start = conform(previous, phy2log, weight, num_gpus)
+        edited.append(repair(start, weight, target, budget, num_gpus, num_nodes, steps, origin=previous))
+    reached = torch.stack([(heaviest_gpu(weight, e, num_gpus) <= target * (1 + 1e-12))
+                           & (copies_sent(previous, e, num_gpus, num_experts) < budget) for e in edited])  # [C, L]
+    if len(edited) > 1:  # conform may double an expert on a GPU where no other slot was free: not beyond the plan
+        reached[1] &= doubled(edited[1], num_gpus, num_experts) <= doubled(phy2log, num_gpus, num_experts)
+    if len(edited) == 1:
+        return torch.where(reached[0].unsqueeze(-1), edited[0], kept)
+    scenarios = next_window_scenarios(weight, volatility(window), scenario_count(*weight.shape))
+    score = torch.stack([scenario_peaks(scenarios, e, num_experts, num_gpus).double().mean(-1) for e in edited])
+    best = torch.where(reached, score, torch.inf).argmin(0)  # [L]
+    chosen = torch.stack(edited).gather(0, best.view(1, -1, 1).expand(1, -1, edited[0].shape[-1]))[0]
+    return torch.where(reached.any(0).unsqueeze(-1), chosen, kept)

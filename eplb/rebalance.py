@@ -285,6 +285,5 @@ def _place(weight, num_replicas: int, num_groups: int, num_nodes: int, num_gpus:
         phy2log = chosen.place(load, num_replicas, num_groups, num_nodes, num_gpus)
     if previous is not None:
         current = validate_previous(previous, phy2log.shape[0], num_replicas, num_experts, phy2log.device)
-        planning = load.sum(0) if load.dim() == 3 else load
-        phy2log = keep_in_place(phy2log, current, planning, num_groups, num_nodes, num_gpus, balance_tolerance)
+        phy2log = keep_in_place(phy2log, current, load, num_groups, num_nodes, num_gpus, balance_tolerance)
     return phy2log, num_experts

@@ -12,8 +12,8 @@ from test_contract import check_contract, topologies
 
 import eplb
 from eplb.metrics import migration
-from eplb.migration import copies_sent, groups_on_nodes, heaviest_gpu, match_slots
-from eplb.policies.base import copy_loads
+from eplb.migration import conform, copies_sent, groups_on_nodes, heaviest_gpu, match_slots
+from eplb.policies.base import copy_counts, copy_loads
 
 TRACE = "sample_data/traces/deepseek-v3-drift.npz"
 
@@ -141,6 +141,19 @@ PLAN = eplb.rebalance_experts(README, 16, 4, 2, 8, policy="deepseek")[0]
 def test_invalid_previous_names_the_rule(previous, options, message):
     with pytest.raises(ValueError, match=message):
         eplb.rebalance_experts(README, 16, 4, 2, 8, previous=previous, **options)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_conform_gives_previous_the_plans_copy_counts_changing_only_the_surplus_slots(seed):
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.rand(5, 24, generator=generator) * 100
+    previous = eplb.rebalance_experts(torch.rand(5, 24, generator=generator) * 100, 40, 1, 1, 8, mode="global")[0]
+    plan = eplb.rebalance_experts(weight, 40, 1, 1, 8, mode="global")[0]
+    start = conform(previous, plan, weight.double(), 8)
+    have, want = copy_counts(previous, 24), copy_counts(plan, 24)
+    assert torch.equal(copy_counts(start, 24), want)
+    changed = (start != previous).sum(-1)
+    assert torch.equal(changed, (want - have).clamp(min=0).sum(-1))  # every other slot keeps its expert
 
 
 def test_deepseek_without_previous_is_unchanged_by_the_keywords():
