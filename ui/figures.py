@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 LOAD_SCALE = "Viridis"
 COUNT_SCALE = "Blues"
@@ -309,7 +308,8 @@ def balancedness_lines(series: Mapping[str, object], *, title: str = "", ylabel:
     lines = [dict(
         type="scatter", x=np.arange(values.size), y=values, name=name,
         mode="lines+markers" if values.size < 80 else "lines",
-        line=dict(dash="dot", color="gray") if name == "bound (best possible)" else dict(color=PALETTE[i % len(PALETTE)]),
+        line=dict(dash="dot", color="gray") if name == "bound (best possible)"
+        else dict(color=PALETTE[i % len(PALETTE)]),
         hovertemplate=f"{name}<br>{xlabel} %{{x}}: %{{y:.3f}}<extra></extra>",
     ) for i, (name, values) in enumerate(arrays.items())]
     no_load = np.flatnonzero(np.all([np.isnan(v) for v in arrays.values()], axis=0)) if arrays else np.array([])
