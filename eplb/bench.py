@@ -415,15 +415,17 @@ def next_window_rows(label: str, windows: torch.Tensor, t: Topology, mode: str, 
                           statistics.mean(s["ms"]), statistics.mean(s["dup"])) for name, s in scores.items()]
 
 
-def run_next_window(shapes, planners: list[Planner], families=FAMILIES, noises=NOISE_LEVELS) -> list[NextWindowRow]:
-    """Every drift case: shape x mode x family x noise, each planner in the modes it plans in."""
+def run_next_window(shapes, planners: list[Planner], families=FAMILIES, noises=NOISE_LEVELS,
+                    seed: int = 0) -> list[NextWindowRow]:
+    """Every drift case: shape x mode x family x noise, each planner in the modes it plans in;
+    seed: the drifting traces' seed."""
     rows = []
     for shape in shapes:
         t = shape.topology
         for mode in shape.modes:
             active = [p for p in planners if mode in p.modes]
             for index, (family, noise) in enumerate((f, n) for f in families for n in noises):
-                windows = drift_windows(shape, family, noise)
+                windows = drift_windows(shape, family, noise, seed)
                 if index == 0:  # a shape's first call loads code paths and fills caches: not timed
                     for p in active:
                         p.plan(windows[0], t, mode)
@@ -541,6 +543,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "$EPLB_PEERS, else the folder 'peers' beside the project root; skipped when absent")
     parser.add_argument("--noise", default=",".join(str(n) for n in NOISE_LEVELS),
                         help="comma-separated per-window noise levels of the drifting traces (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the drifting traces in the next-window section (default: %(default)s)")
     args = parser.parse_args(argv)
     args.policies = [p for p in args.policies.split(",") if p]
     args.families = [f for f in args.families.split(",") if f]
@@ -585,12 +589,13 @@ def main(argv: list[str] | None = None) -> int:
         found, skipped = peers.load_planners(directory)
         planners = [policy_planner(name) for name in args.policies] + found
         shapes = DRIFT_QUICK if args.quick else DRIFT
-        rows = run_next_window(shapes, planners, args.families, args.noise)
+        rows = run_next_window(shapes, planners, args.families, args.noise, args.seed)
         names = [p.name for p in planners]
         print()
         for line in skipped:
             print(f"peer {line}")
-        print(f"Next window: plan on window i ({STEPS_PER_WINDOW} steps of per-step loads), score vLLM's "
+        print(f"Next window (drifting traces of seed {args.seed}): plan on window i ({STEPS_PER_WINDOW} steps of "
+              f"per-step loads), score vLLM's "
               f"balancedness on window i+1's sum; in-sample: the same plan on window i's sum; means over "
               f"{NUM_WINDOWS - 1} plans per trace; dup: (layer, GPU) pairs with two copies of one expert, per plan.")
         print(next_window_markdown(rows, names) if args.markdown else next_window_plain(rows))

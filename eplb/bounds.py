@@ -202,21 +202,32 @@ def _splits(h: int) -> np.ndarray:
 
 
 def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.ndarray,
-                   slots_per_gpu: int, extra: int, num_gpus: int) -> np.ndarray:
+                   slots_per_gpu: int, extra: int, num_gpus: int, layer: np.ndarray | None = None) -> np.ndarray:
     """The test of bound 4: False where no placement can keep every GPU at or below ``limit``.
 
     heaviest: [L, H] the H heaviest loads of each layer, heaviest first (H covers every
     expert above limit / 2); smallest_sums: [L, E + 1], entry j = sum of the j smallest
-    loads; limit: [L] > 0; extra: P - E; all float64 numpy arrays (the bisection calls this
-    some 30 times on small arrays, where numpy's per-call cost is a fraction of torch's).
-    Returns [L] bool (True: not refuted).
+    loads; limit: [n] > 0, limit i tested on layer ``layer[i]`` (default: on layer i, n = L);
+    extra: P - E; all float64 numpy arrays (numpy's per-call cost on these small arrays is
+    a fraction of torch's). Returns [n] bool (True: not refuted).
 
     Copy counts only ever rise from a_e, so a split that fails with every m_e = a_e fails
     for good: the counts m are worked out only for the splits that pass that first check
     (usually one per layer), and only for their big experts.
+
+    Monotone in the limit: if it passes at T, it passes at every T' > T (floating point
+    included: each quantity below is a monotone function of t, and rounding keeps that).
+    At T' every a_e, b_e and the others' charge are no larger, and "heavy" holds for
+    fewer experts. Take the split B passing at T, less the experts no longer heavy and
+    those with b_e(T') <= m_e(T) (charged b_e(T') - 1 <= m_e(T) - 1 as not big). Its
+    spare D in each round is no smaller, so Q(covered) is no larger, c t' no smaller and
+    the scan starts no higher: each m_e(T') <= m_e(T) (the cap a_e + SCAN_COPIES too),
+    so every check of the split still holds. The bisection relies on this.
     """
-    num_layers, num_heavy = heaviest.shape
+    num_heavy = heaviest.shape[1]
     num_experts = smallest_sums.shape[-1] - 1
+    layer = np.arange(limit.shape[0]) if layer is None else layer
+    heaviest, num_layers = heaviest[layer], limit.shape[0]
     h = min(num_heavy, EXACT_SPLITS)
     t = (limit * (1 + 1e-12))[:, None]  # a hair above: rounding never refutes a reachable T
     heavy = heaviest > t / 2
@@ -235,7 +246,7 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     a_pair, w_pair, b_pair = a[row, item], w[row, item, None], b[row, item]  # [N], [N, 1], [N]
     count = a_pair[:, None] + np.arange(SCAN_COPIES, dtype=np.float64)  # [N, J]
     reach = count * t[row]  # what c copies of the expert's GPUs can carry
-    first_sum = (row * (num_experts + 1))[:, None]  # where each layer's smallest_sums start
+    first_sum = (layer[row] * (num_experts + 1))[:, None]  # where each layer's smallest_sums start
     slots = ((slots_per_gpu - 1) * count).astype(np.int64) + first_sum  # light-slot lemma slots, offset
     ok = np.ones((row.size, SCAN_COPIES + 1), dtype=bool)  # the last column: none of the J fits
     num_cases = case_row.size
@@ -255,85 +266,193 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     return result
 
 
-BATCH_TESTS = 192
-"""Tests per bisection round: a round tests every midpoint of the next d bisection steps (2**d - 1
-per layer, d as large as this allows), so few layers take few rounds."""
+GRID = 2.0 ** -np.arange(0, 14, 2)
+"""Relative steps above the lower bound tested first, at once: lower x (1 + GRID) (1, 1/4, .., 1/4096)."""
+
+SEARCH_TESTS = 5
+"""Limits tested per layer and call while searching for the breakpoint where the test turns."""
+
+MAX_BREAKPOINTS = 1 << 18
+"""Breakpoints listed at most (all layers together); beyond, bisection alone finds the limit."""
+
+NEAR = 1e-10
+"""Relative offset of the two limits tested either side of a breakpoint (far below the tolerance)."""
 
 
 def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower: torch.Tensor,
                    tolerance: float = 1e-7) -> torch.Tensor:
     """Bound 4 (global mode): ``lower`` [L] raised by bisection on the big-copy test. -> [L] float64.
 
-    weight: [L, E]. Only layers the test refutes at ``lower`` are bisected, until the
-    interval is ``tolerance`` of the limit wide; the result is the largest refuted limit.
+    weight: [L, E]. Only layers the test refutes at ``lower`` are bisected, from
+    [lower, total load], until every interval is ``tolerance`` of its limit wide; the
+    result is the largest refuted limit, exactly plain bisection's. The test is monotone
+    in the limit (``big_copies_fit``), so a midpoint at or below a refuted limit is
+    refuted and one at or above a fitting limit fits without being tested: the limits
+    tested first close in on the limit where the test turns (``bracket_the_turn``), and
+    the bisection (``bisect_monotone``) then tests only the midpoints left undecided.
     The test runs on numpy arrays on the CPU (its arithmetic is float64 either way).
     """
     w = weight.double()
     num_layers, num_experts = w.shape
     lower = lower.double()
     extra = num_replicas - num_experts
-    num_heavy = int((w > lower.unsqueeze(-1) / 2).sum(-1).max()) if num_layers else 0
+    x, bound = w.cpu().numpy(), lower.cpu().numpy()  # numpy: a few dozen operations on small arrays
+    num_heavy = int((x > bound[:, None] / 2).sum(-1).max()) if num_layers else 0
     if num_heavy == 0 or extra == 0:
         return lower
-    heaviest = w.topk(num_heavy, dim=-1).values
+    heaviest = -np.sort(-x, axis=-1)[:, :num_heavy]
     # Layers where every heavy expert can afford its small copies pass without the full test.
-    t = lower.unsqueeze(-1) * (1 + 1e-12)
-    tight = torch.where(heaviest > t / 2, torch.ceil(2 * heaviest / t) - 1, 0.0).sum(-1) > extra
-    rows = (tight & (lower > 0)).nonzero().squeeze(-1)
-    if rows.numel() == 0:
+    t = bound[:, None] * (1 + 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):  # layers without load: left out below
+        tight = np.where(heaviest > t / 2, np.ceil(2 * heaviest / t) - 1, 0.0).sum(-1) > extra
+    rows = np.nonzero(tight & (bound > 0))[0]
+    if rows.size == 0:
         return lower
-    smallest_sums = torch.nn.functional.pad(w[rows].sort(dim=-1).values.cumsum(-1), (1, 0))
-    total = w[rows].sum(-1)
-    heaviest, smallest_sums, low = heaviest[rows].cpu().numpy(), smallest_sums.cpu().numpy(), lower[rows].cpu().numpy()
+    picked = torch.from_numpy(rows).to(w.device)
+    smallest_sums = torch.nn.functional.pad(w[picked].sort(dim=-1).values.cumsum(-1), (1, 0)).cpu().numpy()
+    total = w[picked].sum(-1).cpu().numpy()
+    heaviest, low = heaviest[rows], bound[rows]
     args = (num_replicas // num_gpus, extra, num_gpus)
     refuted = ~big_copies_fit(heaviest, smallest_sums, low, *args)
     if not refuted.any():
         return lower
-    rows = rows[torch.from_numpy(refuted).to(rows.device)]
+    rows = torch.from_numpy(rows[refuted]).to(w.device)
     heaviest, smallest_sums, low = heaviest[refuted], smallest_sums[refuted], low[refuted]
-    high = total.cpu().numpy()[refuted]  # at the total load the test always passes
-    repeated = {}
+    high = total[refuted]  # at the total load the test always passes
 
-    def fits(limit: np.ndarray) -> np.ndarray:  # limit [layers, n]: n limits per layer
-        n = limit.shape[1]
-        if n not in repeated:
-            repeated[n] = np.repeat(heaviest, n, axis=0), np.repeat(smallest_sums, n, axis=0)
-        return big_copies_fit(*repeated[n], limit.reshape(-1), *args).reshape(limit.shape)
+    def fits(layer: np.ndarray, limit: np.ndarray) -> np.ndarray:  # limit [n] tested on layer [n]
+        return big_copies_fit(heaviest, smallest_sums, limit, *args, layer=layer)
 
-    low = bisect_refuted(fits, low, high, tolerance)
+    breakpoints = lambda below, above: limit_breakpoints(heaviest, smallest_sums, below, above, *args)  # noqa: E731
+    refuted_at, fitting_at = bracket_the_turn(fits, breakpoints, low, high)
+    low = bisect_monotone(fits, low, high, tolerance, refuted_at, fitting_at)
     return lower.index_put((rows,), torch.from_numpy(low).to(lower.device))
 
 
-def bisect_refuted(fits, low: np.ndarray, high: np.ndarray, tolerance: float) -> np.ndarray:
-    """Bisect every layer's [low, high] (low refuted, high fitting) until all are ``tolerance`` of high wide.
+def limit_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np.ndarray, above: np.ndarray,
+                     slots_per_gpu: int, extra: int, num_gpus: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Limits strictly between below and above where ``big_copies_fit``'s result may change.
 
-    fits(limit [L, n]) -> [L, n] bool tests n limits of every layer. Each step halves
-    every interval: mid = (low + high) / 2 becomes high where it fits, else low. A round
-    tests all 2**d - 1 midpoints the next d steps can reach (a tree: node i's children
-    2i + 1 and 2i + 2 halve its lower and upper half), then walks the tree, so the
-    result is exactly plain bisection's, in fewer calls. low, high: [L] -> low [L].
+    heaviest: [L, H]; smallest_sums: [L, E + 1]; below, above: [L]. Its comparisons
+    change at t = limit (1 + 1e-12) equal to w_e / c (a_e), 2 w_e / c (b_e, and c = 1:
+    heavy), for c up to G + SCAN_COPIES, and (w_e + Q(j)) / c (the light-slot lemma)
+    for the counts c it scans between the limits (a_e .. a_e + SCAN_COPIES - 1) and
+    the j = (S - 1) c - D it reads (0 <= D <= X - a_e + 1). The list need not be complete: it
+    only guides which limits are tested. Returns (layer [M], limit [M]) sorted by
+    layer, then limit; None when there are more than MAX_BREAKPOINTS.
+    """
+    num_layers, num_heavy = heaviest.shape
+    num_experts = smallest_sums.shape[1] - 1
+    w = heaviest[:, : min(num_heavy, EXACT_SPLITS), None]  # [L, h, 1]
+    h = w.shape[1]
+    scale = 1 + 1e-12
+    lo_t, hi_t = (below * scale)[:, None, None], (above * scale)[:, None, None]  # [L, 1, 1]
+    # The light-slot lemma: counts c = a_e(above) .. a_e(below) + SCAN_COPIES - 1, at most G + SCAN_COPIES.
+    fewest, most = np.maximum(np.ceil(w / hi_t), 1), np.minimum(np.ceil(w / lo_t) + SCAN_COPIES, num_gpus + SCAN_COPIES + 1)
+    span = max(int((most - fewest).max()), 1)
+    copies = fewest + np.arange(span)  # [L, h, span]
+    light = np.ascontiguousarray(smallest_sums[:, :num_experts])  # Q(j), j = 0 .. E - 1: [L, E]
+    sequence = torch.from_numpy(light)
+    search = lambda q, right: torch.searchsorted(  # noqa: E731
+        sequence, torch.from_numpy(q.reshape(num_layers, -1)), right=right).numpy().reshape(copies.shape)
+    first = search(copies * lo_t - w, False)  # Q(j) >= c below - w
+    last = search(copies * hi_t - w, True)  # Q(j) <= c above - w
+    slots = (slots_per_gpu - 1) * copies.astype(np.int64)
+    spare = extra - (fewest - 1)  # D = X - (extra copies of the big experts) <= X - (a_e - 1)
+    first = np.maximum(first, (slots - spare.astype(np.int64)).clip(0, num_experts - 1))  # j = (S - 1) c - D
+    last = np.where(copies < most, np.minimum(last, slots.clip(0, num_experts - 1) + 1), first)
+    width = np.maximum(last - first, 0).reshape(-1)
+    total = int(width.sum())
+    if total > MAX_BREAKPOINTS:
+        return None
+    start = np.repeat(first.reshape(-1), width)
+    j = start + np.arange(total) - np.repeat(width.cumsum() - width, width)
+    pair = np.repeat(np.arange(width.size), width)  # index into [L, h, span]
+    layer = pair // (h * span)
+    values = [(w.reshape(-1)[pair // span] + light[layer, j]) / copies.reshape(-1)[pair]]
+    layers = [layer]
+    # a_e = ceil(w_e / t) and b_e = ceil(2 w_e / t) change at t = w_e / c and 2 w_e / c (c = 1: heavy).
+    per_copy = (heaviest[:, :, None] * np.array([1.0, 2.0])).reshape(num_layers, -1, 1)  # [L, 2H, 1]
+    fewest = np.maximum(np.floor(per_copy / hi_t), 1)
+    span = max(int((np.ceil(per_copy / lo_t) - fewest).max()) + 1, 1)
+    quotient = per_copy / (fewest + np.arange(span))  # [L, 2H, span]
+    layers.append(np.repeat(np.arange(num_layers), quotient[0].size))
+    values.append(quotient.reshape(-1))
+    layer, value = np.concatenate(layers), np.concatenate(values) / scale
+    keep = (value > below[layer]) & (value < above[layer])
+    layer, value = layer[keep], value[keep]
+    order = np.lexsort((value, layer))
+    return layer[order], value[order]
+
+
+def bracket_the_turn(fits, breakpoints, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The largest refuted and the smallest fitting limit tested, per layer, closing in on the turn.
+
+    fits(layer [n], limit [n]) -> [n] bool is monotone in the limit; low [L] is refuted,
+    high [L] fits. One call tests low x (1 + GRID); then the limits NEAR either side of
+    each breakpoint listed between the closest refuted and fitting limits
+    (``breakpoints(below, above)`` -> (layer [M], limit [M]) sorted) are searched,
+    SEARCH_TESTS a layer per call, for the two neighbours where the test turns: the turn
+    is then within NEAR of a breakpoint (or between two, where the list is incomplete).
+    -> (refuted [L], fitting [L]).
     """
     num_layers = low.shape[0]
-    depth = max(1, (BATCH_TESTS // num_layers + 1).bit_length() - 1)
-    nodes = 2**depth - 1
-    every = np.arange(num_layers)
+    refuted, fitting = low.copy(), high.copy()
+    grid = low[:, None] * (1 + GRID)
+    inside = grid < high[:, None]
+    layer, limit = np.nonzero(inside)[0], grid[inside]
+    fit = fits(layer, limit)
+    np.maximum.at(refuted, layer[~fit], limit[~fit])
+    np.minimum.at(fitting, layer[fit], limit[fit])
+    listed = breakpoints(refuted, fitting)
+    if listed is None:
+        return refuted, fitting
+    layer, value = listed
+    near = np.stack([value * (1 - NEAR), value * (1 + NEAR)], axis=-1).reshape(-1)  # [2M], sorted per layer
+    count = 2 * np.bincount(layer, minlength=num_layers)
+    start = count.cumsum() - count
+    # Boundaries of a layer: 0 = refuted, 1 .. count = its near limits, count + 1 = fitting.
+    below, above = np.zeros(num_layers, dtype=np.int64), count + 1
+    while True:
+        open_rows = np.nonzero(above - below > 1)[0]
+        if open_rows.size == 0:
+            break
+        span = (above - below)[open_rows, None]
+        k = below[open_rows, None] + (span * np.arange(1, SEARCH_TESTS + 1) + SEARCH_TESTS) // (SEARCH_TESTS + 1)
+        row = np.broadcast_to(open_rows[:, None], k.shape)
+        valid = k < above[open_rows, None]
+        row, k = row[valid], k[valid]
+        fit = fits(row, near[start[row] + k - 1])
+        np.maximum.at(below, row[~fit], k[~fit])
+        np.minimum.at(above, row[fit], k[fit])
+    rows = np.nonzero(below > 0)[0]
+    refuted[rows] = near[start[rows] + below[rows] - 1]
+    rows = np.nonzero(above <= count)[0]
+    fitting[rows] = near[start[rows] + above[rows] - 1]
+    return refuted, fitting
+
+
+def bisect_monotone(fits, low: np.ndarray, high: np.ndarray, tolerance: float,
+                    refuted: np.ndarray, fitting: np.ndarray) -> np.ndarray:
+    """Plain bisection of every layer's [low, high] for a monotone test, testing only undecided midpoints.
+
+    Each step halves every interval (every layer steps until all are ``tolerance`` of
+    high wide): mid = (low + high) / 2 becomes high where it fits, else low. A midpoint
+    at or below refuted [L] (a limit known to be refuted) is refuted, one at or above
+    fitting [L] fits; the others are tested, all layers' in one call of
+    fits(layer [n], limit [n]) -> [n] bool, and narrow refuted / fitting in turn.
+    low, high: [L] -> low [L], exactly what testing every midpoint gives.
+    """
+    refuted, fitting = refuted.copy(), fitting.copy()
     while ((high - low) > tolerance * high).any():
-        node_low, node_high, mid = (np.empty((num_layers, nodes)) for _ in range(3))
-        node_low[:, 0], node_high[:, 0] = low, high
-        for level in range(depth):
-            at = np.arange(2**level - 1, 2 ** (level + 1) - 1)
-            mid[:, at] = (node_low[:, at] + node_high[:, at]) / 2
-            if level + 1 < depth:
-                node_low[:, 2 * at + 1], node_high[:, 2 * at + 1] = node_low[:, at], mid[:, at]
-                node_low[:, 2 * at + 2], node_high[:, 2 * at + 2] = mid[:, at], node_high[:, at]
-        fit = fits(mid)
-        node = np.zeros(num_layers, dtype=np.int64)
-        for _ in range(depth):
-            if not ((high - low) > tolerance * high).any():
-                break
-            here, halfway = fit[every, node], mid[every, node]
-            low, high = np.where(here, low, halfway), np.where(here, halfway, high)
-            node = 2 * node + np.where(here, 1, 2)
+        mid = (low + high) / 2
+        undecided = np.nonzero((mid > refuted) & (mid < fitting))[0]
+        if undecided.size:
+            fit = fits(undecided, mid[undecided])
+            refuted[undecided] = np.where(fit, refuted[undecided], mid[undecided])
+            fitting[undecided] = np.where(fit, mid[undecided], fitting[undecided])
+        fit = mid >= fitting
+        low, high = np.where(fit, low, mid), np.where(fit, mid, high)
     return low
 
 

@@ -63,6 +63,20 @@ def test_quick_next_window_has_a_row_per_drift_case_and_the_goals(capsys, tmp_pa
     assert "peer gepa: skipped" in out, "without a local copy the peers are skipped, by name"
 
 
+def test_the_seed_option_draws_other_drifting_traces(capsys, tmp_path):
+    tables = {}
+    for seed in ("0", "1"):
+        assert bench.main(["--quick", "--markdown", "--only", "next-window", "--families", "zipf",
+                           "--noise", "0.2", "--policies", "deepseek", "--peers", str(tmp_path), "--seed", seed]) == 0
+        out = capsys.readouterr().out
+        assert f"drifting traces of seed {seed}" in out
+        tables[seed] = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(tables["0"]) == len(tables["1"]) and tables["0"] != tables["1"]
+    windows = {seed: bench.drift_windows(bench.DRIFT_QUICK[0], "zipf", 0.2, seed) for seed in (0, 1)}
+    assert not torch.equal(windows[0], windows[1])
+    assert torch.equal(windows[1], bench.drift_windows(bench.DRIFT_QUICK[0], "zipf", 0.2, 1))
+
+
 def test_next_window_scores_the_plan_on_the_window_after_it():
     """In-sample is the plan of window i on window i's sum, next window the same plan on
     window i+1's; each planner sees the window's per-step loads [steps, layers, experts]."""

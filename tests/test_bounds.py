@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eplb
-from eplb.bounds import (EXACT_SPLITS, SCAN_COPIES, big_copy_bound, bisect_refuted, bound_balancedness,
+from eplb.bounds import (EXACT_SPLITS, SCAN_COPIES, big_copies_fit, big_copy_bound, bisect_monotone, bound_balancedness,
+                         bracket_the_turn, limit_breakpoints,
                          copy_bound, copy_bound_by_greedy, exact_two_slot_optimum, lower_bound)
 from eplb.metrics import gpu_loads
 from eplb.workloads import generate_load
@@ -179,28 +180,32 @@ def test_copy_bound_equals_the_greedy_at_deepseek_v3_size(family, replicas, gpus
 
 
 def bisection_one_step_at_a_time(fits, low, high, tolerance):
-    """Plain bisection, one test per step: the definition bisect_refuted reproduces."""
+    """Plain bisection, one test per step: the definition bisect_monotone reproduces."""
     while bool(((high - low) > tolerance * high).any()):
         mid = (low + high) / 2
-        fit = fits(mid[:, None])[:, 0]
+        fit = fits(np.arange(low.shape[0]), mid)
         low, high = np.where(fit, low, mid), np.where(fit, mid, high)
     return low
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 80), st.integers(0, 2**16), st.booleans())
-def test_bisecting_in_rounds_is_plain_bisection(num_layers, seed, monotone):
-    """Any test, monotone or not: the rounds walk the same midpoints as one step at a time."""
+@given(st.integers(1, 80), st.integers(0, 2**16), st.floats(0, 0.5))
+def test_bisecting_with_known_limits_is_plain_bisection(num_layers, seed, spread):
+    """A monotone test: midpoints decided by known refuted / fitting limits walk the same path."""
     rng = np.random.default_rng(seed)
     boundary = rng.uniform(1, 2, num_layers)
+    tested = []
 
-    def fits(limit):  # [L, n]
-        if monotone:
-            return limit >= boundary[:, None]
-        return (np.floor(limit * 1e6 * boundary[:, None]) % 3) != 0
+    def fits(layer, limit):  # [n], [n]
+        tested.append(limit.size)
+        return limit >= boundary[layer]
 
     low, high = np.ones(num_layers), np.full(num_layers, 3.0)
-    assert np.array_equal(bisect_refuted(fits, low, high, 1e-7), bisection_one_step_at_a_time(fits, low, high, 1e-7))
+    refuted = np.maximum(low, boundary * (1 - rng.uniform(0, spread, num_layers)))  # limits known to be refuted
+    fitting = np.minimum(high, boundary * (1 + rng.uniform(0, spread, num_layers)))  # and known to fit
+    refuted = np.where(refuted < boundary, refuted, low)
+    assert np.array_equal(bisect_monotone(fits, low, high, 1e-7, refuted, fitting),
+                          bisection_one_step_at_a_time(fits, low, high, 1e-7))
 
 
 # The big-copy test and bisection as first written, in torch: the reference the faster
@@ -276,3 +281,74 @@ def test_big_copy_bound_equals_the_first_torch_version_on_hot_model_shapes(layer
     bound = big_copy_bound(weight, replicas, gpus, lower)
     assert bool((bound > lower).any())  # the big-copy bound bites here
     assert torch.equal(bound, torch_big_copy_bound(weight, replicas, gpus, lower))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_big_copy_bound_equals_the_first_torch_version_on_hot_loads(data):
+    """Hot loads on model-like shapes, where every layer is bisected: the value is plain bisection's."""
+    num_experts = data.draw(st.sampled_from([16, 32, 64, 128, 256]))
+    num_gpus = data.draw(st.sampled_from([8, 16, 24, 32, 48, 72, 96, 144]))
+    slots_per_gpu = data.draw(st.integers(-(-num_experts // num_gpus), -(-num_experts // num_gpus) + 4))
+    num_replicas = num_gpus * slots_per_gpu
+    weight = generate_load("hot", data.draw(st.integers(1, 12)), num_experts, seed=data.draw(st.integers(0, 2**16)))
+    weight = weight.double()
+    lower = torch.maximum(weight.sum(-1) / num_gpus,
+                          copy_bound(weight, num_replicas, min(num_gpus, num_replicas - num_experts + 1)))
+    assert torch.equal(big_copy_bound(weight, num_replicas, num_gpus, lower),
+                       torch_big_copy_bound(weight, num_replicas, num_gpus, lower))
+
+
+def big_copy_case(weight, num_replicas):
+    """The test's inputs for every layer: heaviest [L, E] (all experts, heaviest first), smallest_sums [L, E + 1]."""
+    heaviest = weight.sort(dim=-1, descending=True).values.numpy()
+    smallest_sums = torch.nn.functional.pad(weight.sort(dim=-1).values.cumsum(-1), (1, 0)).numpy()
+    return heaviest, smallest_sums
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_big_copies_fit_is_monotone_in_the_limit(data):
+    """What bisect_monotone relies on: a limit above a fitting one fits (every layer, many limits)."""
+    num_experts = data.draw(st.sampled_from([4, 8, 16, 32, 64]))
+    num_gpus = data.draw(st.sampled_from([2, 4, 8, 16, 32]))
+    num_replicas = num_gpus * (-(-num_experts // num_gpus) + data.draw(st.integers(0, 3)))
+    weight = loads_of_every_kind(data.draw, data.draw(st.integers(1, 4)), num_experts)
+    heaviest, smallest_sums = big_copy_case(weight, num_replicas)
+    mean = weight.sum(-1).numpy() / num_gpus
+    limits = np.sort(np.random.default_rng(data.draw(st.integers(0, 2**16))).uniform(0.5, 3, 400))
+    layer = np.repeat(np.arange(weight.shape[0]), limits.size)
+    limit = np.maximum(mean, 1e-3)[layer] * np.tile(limits, weight.shape[0])
+    fit = big_copies_fit(heaviest, smallest_sums, limit, num_replicas // num_gpus, num_replicas - num_experts,
+                         num_gpus, layer=layer).reshape(weight.shape[0], -1)
+    assert not (fit[:, :-1] & ~fit[:, 1:]).any()  # never fits, then refuted at a larger limit
+
+
+@pytest.mark.parametrize("layers, experts, replicas, gpus", [(58, 256, 288, 32), (58, 256, 288, 144), (58, 32, 64, 32)])
+def test_the_turn_is_found_at_a_breakpoint_on_hot_loads(layers, experts, replicas, gpus):
+    """The limits tested before bisecting pin the turn to within 1e-9 on hot loads, so bisection tests almost nothing."""
+    weight = generate_load("hot", layers, experts, seed=1).double()
+    lower = torch.maximum(weight.sum(-1) / gpus, copy_bound(weight, replicas, min(gpus, replicas - experts + 1)))
+    heaviest, smallest_sums = big_copy_case(weight, replicas)
+    args = (replicas // gpus, replicas - experts, gpus)
+    low, high = lower.numpy(), weight.sum(-1).numpy()
+    every = np.arange(layers)
+    assert not big_copies_fit(heaviest, smallest_sums, low, *args).any()  # every layer is bisected
+
+    def fits(layer, limit):
+        return big_copies_fit(heaviest, smallest_sums, limit, *args, layer=layer)
+
+    refuted, fitting = bracket_the_turn(
+        fits, lambda below, above: limit_breakpoints(heaviest, smallest_sums, below, above, *args), low, high)
+    assert not fits(every, refuted).any() and fits(every, fitting).all()
+    assert (fitting / refuted - 1 < 1e-9).all()
+
+
+def test_big_copy_bound_without_the_breakpoint_list_is_plain_bisection(monkeypatch):
+    """Too many breakpoints: bisection alone (testing every undecided midpoint) gives the same value."""
+    monkeypatch.setattr(eplb.bounds, "MAX_BREAKPOINTS", 0)
+    weight = generate_load("hot", 12, 256, seed=3).double()
+    lower = torch.maximum(weight.sum(-1) / 32, copy_bound(weight, 288, 32))
+    bound = big_copy_bound(weight, 288, 32, lower)
+    assert bool((bound > lower).all())
+    assert torch.equal(bound, torch_big_copy_bound(weight, 288, 32, lower))

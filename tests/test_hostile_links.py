@@ -198,21 +198,39 @@ def test_raw_widget_values_are_taken_only_when_the_control_allows_them():
                 assert not ok, (name, raw)
 
 
-@pytest.mark.parametrize("raw", [math.nan, math.inf, -math.inf, 2.5, 10**9], ids=["nan", "inf", "-inf", "2.5", "1e9"])
+@pytest.mark.parametrize("raw", [math.nan, math.inf, -math.inf, 2.5, 10**9, "32; DROP", [1, 2]],
+                         ids=["nan", "inf", "-inf", "2.5", "1e9", "text", "list"])
 def test_raw_widget_value_for_redundant_slots_never_raises(raw):
-    """NaN, inf and out-of-range values Streamlit resets to the input's default before the page runs; a
-    fraction reaches the page, which puts the last good value back with a note, never truncating it."""
+    """The topology controls are sliders over the values that fit: a raw value a hand-made websocket message
+    sends that is not one of the slider's options is replaced by one of them (Streamlit's select_slider falls
+    back to an offered option), never raises and never reaches the balancer."""
     at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT).run()
     at.session_state["eplb_redundant"] = raw  # as a hand-made websocket message sends it
     at.run()
     CASES["raw widget value in the app"] += 1
     assert_clean(at)
-    value = sidebar_control(at, "redundant").value
-    assert state.control_value("redundant", value) == value and value != raw
+    slider = sidebar_control(at, "redundant")
+    assert slider.value in slider.options or str(slider.value) in slider.options, (slider.value, slider.options[:5])
+    assert state.control_value("redundant", slider.value) == slider.value and slider.value != raw
     assert any(m.label == "Balancedness after (vLLM)" for m in at.metric)
+
+
+@pytest.mark.parametrize("raw", [math.nan, math.inf, 2.5, 10**12])
+def test_raw_widget_value_for_the_seed_is_refused_with_a_note(raw):
+    """The seed is a number input: a fraction or a value out of range puts the last good value back with a note
+    (never truncated); NaN, inf and out-of-range values Streamlit resets to the input's default before the page runs."""
+    at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT)
+    at.query_params.update({"data": "generate", "preset": "Mixtral 8x7B", "seed": "7"})
+    at.run()
+    at.session_state["eplb_seed"] = raw
+    at.run()
+    CASES["raw widget value in the app"] += 1
+    assert_clean(at)
+    assert state.control_value("seed", at.session_state["eplb_seed"]) == at.session_state["eplb_seed"]
     if raw == 2.5:
-        assert value == 32
-        assert any("redundant = 2.5" in plain(i.value) and "back to 32" in plain(i.value) for i in at.info)
+        assert at.session_state["eplb_seed"] == 7
+        assert any(f"seed = {raw}" in plain(i.value) and "back to 7" in plain(i.value) for i in at.info), \
+            [i.value for i in at.info]
 
 
 # ---------------------------------------------------------------- one session cannot break another
@@ -482,7 +500,7 @@ def test_file_names_keys_and_cells_show_as_typed_in_the_summary_and_messages():
 def test_a_client_sending_bad_values_forever_keeps_a_bounded_list_of_notes():
     at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT).run()
     for fraction in range(40):
-        at.session_state["eplb_redundant"] = 2.5 + fraction  # each a fraction the page refuses
+        at.session_state["eplb_seed"] = 2.5 + fraction  # each a fraction the page refuses
         at.run()
     CASES["raw widget value in the app"] += 40
     assert_clean(at)

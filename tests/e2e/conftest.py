@@ -205,12 +205,12 @@ def _process_tree(pid: int) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="session")
-def server(browser):
-    """``streamlit run app.py`` on a free loopback port, healthy before the first test, stopped after the last."""
+@contextlib.contextmanager
+def serve(log_name: str = "server.log"):
+    """A fresh ``streamlit run app.py`` on a free loopback port (its log in OUTPUT/log_name): healthy, then stopped."""
     OUTPUT.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    log = OUTPUT / "server.log"
+    log = OUTPUT / log_name
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none"]  # as deployed: a source edit during the run must not reload the app
@@ -239,6 +239,13 @@ def server(browser):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+@pytest.fixture(scope="session")
+def server(browser):
+    """The server every test shares: healthy before the first test, stopped after the last."""
+    with serve() as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

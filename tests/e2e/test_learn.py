@@ -2,10 +2,11 @@
 
 At every step of DeepSeek's README example (and at 1280x720 on the step where the policies
 of the "One hot expert" lesson differ) the lesson's controls (Back, "Step k of n", Next)
-and the top of the picture are inside the first screen; at 1280x720 the whole picture is,
-and its Replay button moves the copies. Each screen is saved under test-output/e2e/learn/;
-with EPLB_LEARN_DOCS=1 the screenshots are written to docs/learn/ as well (the committed
-ones were made so).
+and the top of the picture are inside the first screen; at 1280x720 the whole picture is
+(and on the opening, every sentence), and its Replay button moves the copies. Explore's
+"Teach this layer" lands on Learn with that layer, reduced and saying so. Each screen is
+saved under test-output/e2e/learn/; with EPLB_LEARN_DOCS=1 the screenshots are written to
+docs/learn/ as well (the committed ones were made so).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import shutil
 
 import pytest
 
-from tests.e2e.conftest import OUTPUT, PLOT, ROOT, assert_no_exception, link, wait_rendered
+from tests.e2e.conftest import (
+    NAV_LINK, OUTPUT, PLOT, ROOT, assert_no_exception, link, new_session, open_app, wait_rendered,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -26,10 +29,7 @@ NUM_STEPS = 8  # the opening, the case, three steps, the result, two other polic
 
 
 async def open_learn(page, server) -> None:
-    """Open Learn by its link. The app's root is opened first: on a server no session has used yet,
-    Streamlit serves a page's link from the pages folder, without app.py's navigation and layout."""
-    await page.goto(link(server))
-    await page.locator("h1").first.wait_for()
+    """Open Learn by its link (a first session on a fresh server too: tests/e2e/test_direct_links.py)."""
     await page.goto(link(server, "learn"))
     await wait_rendered(page)
 
@@ -38,11 +38,20 @@ def step_heading(page):
     return page.locator("h4").filter(has_text="Step ")
 
 
-async def first_screen_problems(page, width: int, height: int, *, whole_picture: bool) -> list[str]:
-    """What of the lesson's controls and picture is not inside the first screen (empty when all is)."""
+def step_words(page):
+    """The step's sentences, the bullet list beside (or under) the picture."""
+    return page.locator('[data-testid="stMain"] [data-testid="stMarkdownContainer"] ul').first
+
+
+async def first_screen_problems(page, width: int, height: int, *, whole_picture: bool,
+                                whole_words: bool = False) -> list[str]:
+    """What of the lesson's controls and picture (and, with whole_words, the step's sentences) is not inside
+    the first screen (empty when all is)."""
     problems = []
     controls = {"Back": page.get_by_role("button", name="Back"), "Next": page.get_by_role("button", name="Next"),
                 "step heading": step_heading(page)}
+    if whole_words:
+        controls["the step's sentences"] = step_words(page)
     for name, locator in controls.items():
         box = await locator.bounding_box()
         if box is None or box["x"] < 0 or box["y"] < 0 or box["x"] + box["width"] > width \
@@ -104,8 +113,8 @@ def test_every_step_keeps_the_lesson_on_the_first_screen(browser, server, run, w
                     await next_step(page, number)
                 assert (await step_heading(page).inner_text()).startswith(f"Step {number} of {NUM_STEPS} · ")
                 await assert_no_exception(page)
-                problems += [f"step {number}: {p}" for p in
-                             await first_screen_problems(page, width, height, whole_picture=width >= 1280)]
+                problems += [f"step {number}: {p}" for p in await first_screen_problems(
+                    page, width, height, whole_picture=width >= 1280, whole_words=number == 1 and width >= 1280)]
                 await keep(page, f"{size}-readme-step{number}")
                 if number == 5 and width >= 1280:  # "Copies onto GPUs": the copies move from waiting to their slots
                     await assert_replay_moves_the_copies(page)
@@ -115,9 +124,10 @@ def test_every_step_keeps_the_lesson_on_the_first_screen(browser, server, run, w
             await page.get_by_text("Change the case").click()
             table = page.locator('[data-testid="stDataFrame"]').first
             await table.wait_for()
-            await table.evaluate("e => e.scrollIntoView({block: 'end'})")
+            await page.wait_for_timeout(800)  # the expander's opening animation: scrolled before it ends, the
+            await table.evaluate("e => e.scrollIntoView({block: 'end'})")  # table's end is still below the screen
             await page.mouse.move(1, height - 1)  # no hover toolbar over the table
-            await page.wait_for_timeout(800)  # the expander's opening animation and the scroll
+            await page.wait_for_timeout(300)
             box = await table.bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= width, box
             await keep(page, f"{size}-controls")
@@ -141,5 +151,28 @@ def test_every_step_keeps_the_lesson_on_the_first_screen(browser, server, run, w
             assert not problems, problems
         finally:
             await context.close()
+
+    run(scenario())
+
+
+def test_teach_this_layer_opens_learn_on_the_explored_layer_reduced(browser, server, run):
+    async def scenario():
+        async with new_session(browser) as page:
+            await open_app(page, server)  # Explore on the default sample: 256 experts on 4 nodes x 8 GPUs
+            layer_slider = page.locator('[data-testid="stSlider"]').filter(has_text="Layer")
+            layer = int(await layer_slider.locator('[data-testid="stSliderThumbValue"]').inner_text())
+            await page.get_by_role("button", name="Teach this layer").click()
+            await page.locator("h1").filter(has_text="Learn EPLB").wait_for()
+            await wait_rendered(page)
+            await assert_no_exception(page)
+            assert page.url.split("?")[0].endswith("/learn")
+            assert "Learn" in (await page.locator(NAV_LINK).all_inner_texts())[-1]  # still inside app.py's frame
+            heading = page.locator('[data-testid="stMain"] h3').first
+            assert await heading.inner_text() == f"layer {layer} of sample: DeepSeek-V3 · Zipf"
+            note = page.locator('[data-testid="stCaptionContainer"]').filter(has_text="too many to follow by hand")
+            assert "256 experts on 32 GPUs" in await note.inner_text()  # it says it was reduced, and from what
+            assert (await step_heading(page).inner_text()).startswith(f"Step 1 of {NUM_STEPS} · ")
+            await next_step(page, 2)  # the lesson of the reduced layer walks on
+            await assert_no_exception(page)
 
     run(scenario())
