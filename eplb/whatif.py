@@ -93,8 +93,8 @@ class TopologyComparison:
 
 
 def _side(weight: torch.Tensor, topology: Topology, policy: str | None, mode: str, model: ModelPreset | None,
-          expert_bytes: int | None) -> Side:
-    run = run_policy(weight, topology, policy, mode)
+          expert_bytes: int | None, run: Run | None = None) -> Side:
+    run = run_policy(weight, topology, policy, mode) if run is None else run
     traffic = None
     if model is not None:
         traffic = dispatch_traffic(topology, run.mode, model, tokens_per_step(weight, model.top_k),
@@ -105,19 +105,23 @@ def _side(weight: torch.Tensor, topology: Topology, policy: str | None, mode: st
 
 def compare_topologies(weight: torch.Tensor, a: Topology, b: Topology, *, policy: str | None = None,
                        mode: str = "auto", model: ModelPreset | None = None,
-                       expert_bytes: int | None = None) -> TopologyComparison:
+                       expert_bytes: int | None = None, run_a: Run | None = None) -> TopologyComparison:
     """Rebalance weight [L, E] on topology A and on topology B with one policy and mode; see ``TopologyComparison``.
 
     model: the load's model preset, for the traffic estimate (None: no estimate);
     expert_bytes: one expert's weights (default the model's; 0 or None without a model: no memory figure).
+    run_a: A's run when the caller already has it (this weight, policy and mode on A): used instead of
+    rebalancing A again.
     Raises the contract's ValueError, prefixed with "topology A" or "topology B", when one does not fit.
     """
     if expert_bytes is None and model is not None:
         expert_bytes = model.expert_bytes
     sides = []
-    for name, topology in (("A", a), ("B", b)):
+    if run_a is not None and run_a.topology != a:
+        raise ValueError(f"run_a is a run on {run_a.topology}, not on topology A ({a})")
+    for name, topology, run in (("A", a, run_a), ("B", b, None)):
         try:
-            sides.append(_side(weight, topology, policy, mode, model, expert_bytes))
+            sides.append(_side(weight, topology, policy, mode, model, expert_bytes, run))
         except ValueError as exc:
             raise ValueError(f"topology {name}: {exc}") from exc
     return TopologyComparison(*sides)

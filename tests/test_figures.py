@@ -129,3 +129,34 @@ def test_copies_read_one_copy_not_one_copies():
     fig = figures.replica_heatmap(np.array([[1, 2], [3, 1]]))
     assert fig.data[0].text.tolist() == [["1 copy", "2 copies"], ["3 copies", "1 copy"]]
     assert fig.data[0].z.dtype == np.int32
+
+
+def test_gpu_hover_matches_a_per_cell_description_on_random_placements():
+    from ui.figures import gpu_hover
+
+    rng = np.random.default_rng(7)
+    for layers, gpus, slots, experts in ((3, 4, 9, 12), (2, 8, 2, 6), (2, 2, 20, 5)):
+        phy2log = rng.integers(0, experts, (layers, gpus * slots))  # duplicates on one GPU, and over 6 experts
+        slot_loads = rng.integers(0, 5000, (layers, gpus * slots)).astype(float) + 0.5
+        text = gpu_hover(phy2log, slot_loads, gpus)
+        for layer in range(layers):
+            for gpu in range(gpus):
+                on_gpu: dict[int, float] = {}
+                cells = slice(gpu * slots, (gpu + 1) * slots)
+                for e, w in zip(phy2log[layer, cells].tolist(), slot_loads[layer, cells].tolist()):
+                    on_gpu[e] = on_gpu.get(e, 0.0) + w
+                ranked = sorted(on_gpu.items(), key=lambda item: -item[1])  # ties: first slot first
+                lines = [f"expert {e}: {w:,.0f} tokens" for e, w in ranked[:6]]
+                lines += [f"and {len(ranked) - 6} more"] if len(ranked) > 6 else []
+                assert text[layer, gpu] == "<br>".join(lines)
+
+
+def test_a_cached_figure_is_built_and_turned_into_a_dict_once():
+    from ui import compute
+
+    cached = compute.CachedFigures(figures)
+    loads = {"before": torch.tensor([3.0, 1.0]), "after": torch.tensor([2.0, 2.0])}
+    fig = cached.gpu_load_bars(loads, title="once")
+    assert cached.gpu_load_bars({k: v.clone() for k, v in loads.items()}, title="once") is fig
+    assert fig.to_dict() is fig.to_dict()  # what st.plotly_chart serializes, made on the first call only
+    assert fig.to_json() == figures.gpu_load_bars(loads, title="once").to_json()

@@ -69,3 +69,15 @@ def test_slider_choices_and_the_nearest_valid_values():
     assert nearest(redundant_choices(256, 64, 4096), 65) == [64, 128]  # the example: not 384
     assert nearest(redundant_choices(256, 64, 4096), 100, 1) == [128]
     assert divisors(12) == [1, 2, 3, 4, 6, 12]
+
+
+def test_a_run_given_is_used_as_side_a_and_must_be_on_topology_a():
+    from eplb.analysis import run_policy
+
+    a, b = eplb.Topology(16, 4, 2, 8), eplb.Topology(24, 4, 4, 8)
+    known = run_policy(WEIGHT, a, "deepseek")
+    result = compare_topologies(WEIGHT, a, b, policy="deepseek", run_a=known)
+    assert result.a.run is known  # not rebalanced again
+    assert torch.equal(result.b.run.phy2log, compare_topologies(WEIGHT, a, b, policy="deepseek").b.run.phy2log)
+    with pytest.raises(ValueError, match="not on topology A"):
+        compare_topologies(WEIGHT, b, a, policy="deepseek", run_a=known)

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
+import plotly.graph_objects as go
 import torch
 
 import eplb
@@ -258,9 +259,26 @@ class CachedFigures:
             except TypeError:  # an argument that cannot be keyed: build as usual
                 return attr(*args, **kwargs)
             cost = FIGURE_COST * (_values(args) + _values(kwargs)) + 16_384
-            return FIGURES.get(key, lambda: attr(*args, **kwargs), size=lambda _: cost)
+            return FIGURES.get(key, lambda: _shared(attr(*args, **kwargs)), size=lambda _: cost)
 
         return build
+
+
+class SharedFigure(go.Figure):
+    """A cached figure, read-only once built: ``to_dict()`` (what ``st.plotly_chart`` serializes on every
+    rerun: a deep copy with every array encoded again) is made once and returned to every caller."""
+
+    def to_dict(self):
+        if getattr(self, "_shared_dict", None) is None:
+            self._shared_dict = super().to_dict()
+        return self._shared_dict
+
+
+def _shared(figure):
+    """A built ``go.Figure`` made a ``SharedFigure`` (the same object, its dict form kept); anything else as it is."""
+    if type(figure) is go.Figure:
+        figure.__class__ = SharedFigure
+    return figure
 
 
 def _warm_up() -> None:

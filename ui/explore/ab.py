@@ -4,7 +4,8 @@
 
 B's sliders offer only values that fit (``ui.topology.choices``); B starts at twice
 A's nodes with A's slots per GPU nearest above (the "64 GPUs instead of 32" what-if).
-The comparison itself is ``eplb.whatif.compare_topologies``, cached here by digest.
+The comparison itself is ``eplb.whatif.compare_topologies``, cached here by digest (A's run
+is the sidebar's cached placement).
 """
 
 from __future__ import annotations
@@ -13,20 +14,30 @@ import pandas as pd
 import streamlit as st
 
 import eplb
+from eplb.analysis import Run
 from eplb.presets import PRESETS
 from eplb.whatif import Difference, TopologyComparison, compare_topologies
-from ui import figures
+from ui import compute, figures
 from ui import topology as sliders
 from ui.analysis_figures import format_bytes
 from ui.compute import lookup
 from ui.state import Inputs
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+figures = compute.CachedFigures(figures)  # an unchanged rerun draws B's maps built before
+
+
+@compute.cached
 def comparison(digest: str, a: eplb.Topology, b: eplb.Topology, policy: str, mode: str,
                model: str | None) -> TopologyComparison:
-    """``eplb.whatif.compare_topologies`` on the registered load; raises its ValueError."""
-    return compare_topologies(lookup(digest), a, b, policy=policy, mode=mode, model=PRESETS.get(model or ""))
+    """``eplb.whatif.compare_topologies`` on the registered load; raises its ValueError.
+
+    A's run is the sidebar's placement (``compute.placement``, cached), so only B is rebalanced here.
+    """
+    shown = compute.placement(digest, a, mode, policy)
+    run_a = Run(shown.policy, shown.mode, a, shown.phy2log, shown.report, shown.runtime_ms)
+    return compare_topologies(lookup(digest), a, b, policy=policy, mode=mode, model=PRESETS.get(model or ""),
+                              run_a=run_a)
 
 
 def _value(d: Difference, value: float | None) -> str:

@@ -11,7 +11,7 @@ import streamlit as st
 
 from eplb.formats import PLACEMENT_FORMATS, placement_problem, write_placement
 from eplb.presets import PRESETS
-from ui import data, text
+from ui import compute, data, text
 from ui.state import Inputs
 
 
@@ -29,15 +29,26 @@ def file_stem(kind: str, shown: Inputs) -> str:
     return f"{kind}-{_short_model(shown.model)}-{t.num_replicas}slots-{t.num_gpus}gpus"
 
 
+@compute.cached
+def format_problems(digest: str, topology, mode: str, policy: str, model: str | None) -> dict[str, str | None]:
+    """Format -> why ``write_placement`` refuses the sidebar's placement (``compute.placement``), None where it
+    writes: checked once per placement, not on every rerun."""
+    phy2log = compute.placement(digest, topology, mode, policy).phy2log
+    preset = PRESETS.get(model) if model else None
+    return {fmt: "it needs the data's model: choose it under the uploader in the sidebar"
+            if preset is None and writer.layers != "any" else
+            placement_problem(fmt, phy2log, topology, mode=mode, model=preset)
+            for fmt, writer in PLACEMENT_FORMATS.items()}
+
+
 def download_buttons(shown: Inputs, before, after) -> None:
     """One button per placement format (off, with the reason, where it does not apply) and the loads CSV."""
     buttons = st.container(horizontal=True)
     model = PRESETS.get(shown.model) if shown.model else None
     unavailable: dict[str, list[str]] = {}  # why -> the formats it turns off
+    problems = format_problems(shown.digest, shown.topology, shown.mode, shown.policy, shown.model)
     for fmt, writer in PLACEMENT_FORMATS.items():
-        problem = "it needs the data's model: choose it under the uploader in the sidebar" \
-            if model is None and writer.layers != "any" else \
-            placement_problem(fmt, after.phy2log, shown.topology, mode=shown.mode, model=model)
+        problem = problems[fmt]
         buttons.download_button(
             writer.label,
             lambda fmt=fmt: write_placement(fmt, after.phy2log, shown.topology, mode=shown.mode, policy=shown.policy,

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import figures
+from ui import compute, figures
 from ui.state import Inputs
+
+figures = compute.CachedFigures(figures)  # a rerun on the same placements draws the maps built before
 
 
 def gpu_load_maps(shown: Inputs, before, after) -> None:
@@ -25,9 +27,8 @@ def gpu_load_maps(shown: Inputs, before, after) -> None:
     titles = {"before": "Before: vLLM's initial map", "after": f"After: {after.policy} ({after.mode})"}
     placements = {"before": before, "after": after}
     loads = {titles[k]: p.report.gpu_loads if view == "GPU" else p.report.node_loads for k, p in placements.items()}
-    hover = None if view == "node" else {
-        titles[k]: figures.gpu_hover(p.phy2log, p.slot_loads, t.num_gpus) for k, p in placements.items()}
+    experts = None if view == "node" else {titles[k]: (p.phy2log, p.slot_loads) for k, p in placements.items()}
     st.plotly_chart(figures.gpu_load_heatmaps(loads, relative=scale == "relative", nodes=t.num_nodes, unit=view,
-                                              hover=hover), width="stretch")
+                                              placements=experts), width="stretch")
     st.caption(f"Dotted lines: node boundaries ({t.num_nodes} nodes x {t.gpus_per_node} GPUs). "
                "Hover a cell for the experts on that GPU and its load against the layer's mean.")

@@ -72,12 +72,18 @@ def result_cards(shown: Inputs, before, after) -> None:
 
 def traffic_by_mode(shown: Inputs, modes: list[str]) -> dict[str, Traffic] | None:
     """Each mode's dispatch estimate for the sidebar's data, None when the data's model is unknown."""
-    model = PRESETS.get(shown.model) if shown.model else None
-    if model is None or model.num_experts != shown.num_experts:
+    return _traffic(shown.digest, shown.topology, tuple(modes), shown.model)
+
+
+@compute.cached
+def _traffic(digest: str, topology, modes: tuple[str, ...], model_name: str | None) -> dict[str, Traffic] | None:
+    """``traffic_by_mode`` for the registered load ``digest``, computed once per topology and model."""
+    model = PRESETS.get(model_name) if model_name else None
+    weight = compute.lookup(digest)
+    if model is None or model.num_experts != weight.shape[1]:
         return None
-    tokens = tokens_per_step(shown.weight, model.top_k)
-    return {mode: dispatch_traffic(shown.topology, mode, model, tokens, num_layers=shown.num_layers)
-            for mode in modes}
+    tokens = tokens_per_step(weight, model.top_k)
+    return {mode: dispatch_traffic(topology, mode, model, tokens, num_layers=weight.shape[0]) for mode in modes}
 
 
 def _tokens(value: float) -> str:
