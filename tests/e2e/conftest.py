@@ -149,9 +149,9 @@ def browser(run):
 
 
 @contextlib.asynccontextmanager
-async def new_session(browser):
-    """A fresh browser context and page: one Streamlit session, waits bounded by RENDER_MS."""
-    context = await browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+async def new_session(browser, viewport: dict | None = None):
+    """A fresh browser context and page (VIEWPORT unless given): one Streamlit session, waits bounded by RENDER_MS."""
+    context = await browser.new_context(viewport=viewport or VIEWPORT, accept_downloads=True)
     context.set_default_timeout(RENDER_MS)
     try:
         yield await context.new_page()

@@ -14,7 +14,8 @@ import urllib.parse
 import pytest
 
 from tests.e2e.conftest import (
-    INFO_ALERT, NAV_LINK, OUTPUT, ROOT, SIDEBAR, app_pages, assert_no_exception, link, open_app, set_sidebar_slider,
+    INFO_ALERT, NAV_LINK, OUTPUT, ROOT, SIDEBAR, app_pages, assert_no_exception, link, new_session, open_app,
+    set_sidebar_slider,
     sidebar_slider, summary_line, wait_rendered,
 )
 
@@ -53,9 +54,7 @@ def test_no_request_leaves_the_server_on_any_page(browser, server, run):
             outside.append(request.url)
 
     async def scenario():
-        context = await browser.new_context(viewport={"width": 1440, "height": 900})
-        try:
-            page = await context.new_page()
+        async with new_session(browser, {"width": 1440, "height": 900}) as page:
             page.on("request", record)
             for app_page in app_pages():
                 await page.goto(link(server, app_page.url_path))
@@ -65,8 +64,6 @@ def test_no_request_leaves_the_server_on_any_page(browser, server, run):
             assert favicon.startswith("data:") or urllib.parse.urlsplit(favicon).netloc == own, favicon
             await page.locator(NAV_LINK).first.click()  # the navigation's icons too
             await wait_rendered(page)
-        finally:
-            await context.close()
 
     run(scenario())
     assert not outside, f"requests to other hosts: {sorted(set(outside))}"
@@ -77,9 +74,7 @@ def test_sliders_mode_display_and_topology_b(browser, server, run, size):
     width, height = size
 
     async def scenario():
-        context = await browser.new_context(viewport={"width": width, "height": height})
-        try:
-            page = await context.new_page()
+        async with new_session(browser, {"width": width, "height": height}) as page:
             await open_app(page, server)
             await assert_no_exception(page)
             if width == 1440 and os.environ.get("EPLB_WHATIF_DOCS") == "1":
@@ -118,8 +113,6 @@ def test_sliders_mode_display_and_topology_b(browser, server, run, size):
 
             # the charts: load / layer mean, node boundaries
             await _shot(page, f"{width}x{height}-gpu-loads", locator=_section(page, "explore_gpu_loads"))
-        finally:
-            await context.close()
 
     run(scenario())
 
@@ -129,9 +122,7 @@ def test_the_sweep_over_nodes_draws_each_mode_apart(browser, server, run, size):
     width, height = size
 
     async def scenario():
-        context = await browser.new_context(viewport={"width": width, "height": height})
-        try:
-            page = await context.new_page()
+        async with new_session(browser, {"width": width, "height": height}) as page:
             await open_app(page, server)
             await page.locator(NAV_LINK).filter(has_text="What-if sweep").click()  # as a reader gets there
             await page.locator("h1").filter(has_text="What-if sweep").wait_for()
@@ -147,7 +138,5 @@ def test_the_sweep_over_nodes_draws_each_mode_apart(browser, server, run, size):
             await chart.evaluate("e => e.scrollIntoView({block: 'center'})")
             await wait_rendered(page)
             await _shot(page, f"{width}x{height}-sweep-nodes")
-        finally:
-            await context.close()
 
     run(scenario())
