@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import streamlit as st
 import torch
 
 from eplb.formats import FormatError, read_load_file, read_loads
@@ -109,7 +108,7 @@ def load_sample(name: str) -> LoadedData:
                       {"data": "sample", "sample": name}, sample.model)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@cached  # shared by sessions and bounded in bytes like every other computed load
 def _generate(preset: str, family: str, skew: float, seed: int) -> torch.Tensor:
     shape = PRESETS[preset]
     return generate_load(family, shape.num_layers, shape.num_experts, seed=seed, skew=skew,

@@ -415,9 +415,7 @@ def _snap_redundant(num_experts: int | None = None) -> None:
     num_gpus = int(st.session_state[_KEY("nodes")]) * int(st.session_state[_KEY("gpus_per_node")])
     redundant = int(st.session_state[_KEY("redundant")])
     if (num_experts + redundant) % num_gpus:
-        fits = [r for r in sliders.choices("redundant", num_experts, num_gpus, 0, LIMITS["redundant"][1])
-                if (num_experts + r) % num_gpus == 0]
-        snapped = min((r for r in fits if r >= redundant), default=fits[-1])  # never fewer copies than asked
+        snapped = sliders.next_fitting(num_experts, num_gpus, redundant, LIMITS["redundant"][1])
         st.session_state[_KEY("redundant")] = snapped
         st.session_state[_TOPOLOGY_NOTE] = (f"Redundant slots moved from {redundant} to {snapped}, so that the "
                                             f"{num_experts + snapped} slots spread evenly over the {num_gpus} GPUs.")

@@ -23,6 +23,17 @@ def redundant_limit(num_experts: int, num_gpus: int, ceiling: int) -> int:
     return min(ceiling, max(8 * num_gpus, 2 * num_experts))
 
 
+def fitting_redundant(num_experts: int, num_gpus: int, ceiling: int = 4096) -> list[int]:
+    """The Redundant slots counts that spread evenly over num_gpus, up to the slider's top."""
+    return redundant_choices(num_experts, num_gpus, redundant_limit(num_experts, num_gpus, ceiling))
+
+
+def next_fitting(num_experts: int, num_gpus: int, wanted: int, ceiling: int = 4096) -> int:
+    """The smallest fitting Redundant slots count at or above wanted (never fewer copies than asked), else the top."""
+    fits = fitting_redundant(num_experts, num_gpus, ceiling)
+    return min((r for r in fits if r >= wanted), default=fits[-1])
+
+
 def choices(name: str, num_experts: int, num_gpus: int, current: int, ceiling: int = 4096) -> list[int]:
     """The slider values of one topology control, the current value included even when it does not fit."""
     values = {

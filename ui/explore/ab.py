@@ -79,10 +79,9 @@ def _b_controls(shown: Inputs) -> eplb.Topology:
                                     sliders.choices("gpus_per_node", experts, a.num_gpus, a.gpus_per_node),
                                     value=a.gpus_per_node, key=f"ab_gpus_per_node_{a.gpus_per_node}")
     num_gpus = nodes * per_node
-    fits = sliders.choices("redundant", experts, num_gpus, 0)
-    fits = [r for r in fits if (experts + r) % num_gpus == 0]
-    start = min((r for r in fits if r >= a.num_replicas - experts), default=fits[-1])  # A's count, or the next
-    redundant = right.select_slider("B: redundant slots", fits, value=start, key=f"ab_redundant_{num_gpus}",
+    start = sliders.next_fitting(experts, num_gpus, a.num_replicas - experts)  # A's count, or the next up
+    redundant = right.select_slider("B: redundant slots", sliders.fitting_redundant(experts, num_gpus), value=start,
+                                    key=f"ab_redundant_{num_gpus}",
                                     help=f"Counts that spread evenly over B's {num_gpus} GPUs.")
     return eplb.Topology(experts + redundant, a.num_groups, nodes, num_gpus)
 
