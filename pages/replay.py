@@ -28,9 +28,9 @@ window = left.number_input("Window (steps)", min_value=1, max_value=num_steps, v
                                 "(the default policy hedges experts whose load swings).")
 interval = middle.number_input("Rebalance every (steps)", min_value=1, max_value=num_steps,
                                value=min(16, num_steps), key=f"replay_interval_{num_steps}")
-use_threshold = right.toggle("Skip while balanced", key="replay_use_threshold",
-                             help="As SGLang does: keep the placement while its balancedness on the planning "
-                                  "window stays at or above the threshold.")
+use_threshold = right.toggle("Use a threshold", key="replay_use_threshold",
+                             help="Skip a rebalance while balanced, as SGLang does: keep the placement while its "
+                                  "balancedness on the planning window stays at or above the threshold.")
 threshold = right.slider("Threshold", 0.0, 1.0, 0.9, 0.01, key="replay_threshold") if use_threshold else None
 with left:
     expert_bytes = analysis_controls.expert_bytes_input(num_layers, num_experts, key="replay")
