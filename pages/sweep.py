@@ -12,10 +12,15 @@ st.caption("How many redundant slots are worth their memory? Vary one part of th
 shown = state.page_inputs()
 base, num_experts = shown.topology, shown.num_experts
 
-left, right = st.columns([2, 1])
-axis = left.segmented_control("Vary", list(SWEEP_AXES), format_func=SWEEP_AXES.get, default="redundant",
-                              key="sweep_axis") or "redundant"
+axis = st.segmented_control("Vary", list(SWEEP_AXES), format_func=SWEEP_AXES.get, default="redundant",
+                            key="sweep_axis") or "redundant"  # the whole width: its four options fit at 1024 px
 hold = "redundant"
+if axis == "gpus":
+    hold = st.segmented_control(
+        "Keep fixed", list(GPU_HOLDS), format_func=GPU_HOLDS.get, default="slots_per_gpu", key="sweep_hold",
+        help="What stays as the GPU count changes: the redundant slot count (only GPU counts that divide the "
+             "slots), each GPU's slots, or each GPU's redundant slots.") or "slots_per_gpu"
+left, right = st.columns([2, 1])
 if axis == "redundant":
     top_col, step_col = left.columns(2)
     most = max(0, state.max_redundant(shown.num_layers, num_experts))  # what the server can hold
@@ -30,11 +35,6 @@ if axis == "redundant":
         left.caption(f"Skipping {', '.join(map(str, skipped))}: every GPU needs the same number of slots, so "
                      f"experts + redundant must be a multiple of the {base.num_gpus} GPUs.")
 else:
-    if axis == "gpus":
-        hold = left.segmented_control(
-            "Keep fixed", list(GPU_HOLDS), format_func=GPU_HOLDS.get, default="slots_per_gpu", key="sweep_hold",
-            help="What stays as the GPU count changes: the redundant slot count (only GPU counts that divide the "
-                 "slots), each GPU's slots, or each GPU's redundant slots.") or "slots_per_gpu"
     choices = sweep_values(axis, num_experts, base, hold=hold)
     picked = [v for v in choices if axis != "gpus" or (v // base.num_nodes) & (v // base.num_nodes - 1) == 0]
     values = left.multiselect(f"Values of {SWEEP_AXES[axis]}", choices, default=picked,
