@@ -201,6 +201,42 @@ def _splits(h: int) -> np.ndarray:
     return (np.arange(2**h)[:, None] >> np.arange(h)) & 1 == 1
 
 
+@lru_cache(maxsize=8)
+def _split_sums(h: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_splits(h)`` as the [h, 2**h] float64 matrix that sums over each split, and each split's size [2**h]."""
+    inside = _splits(h).T.astype(np.float64)
+    return inside, inside.sum(0)
+
+
+def first_check(heaviest: np.ndarray, t: np.ndarray, can_be_big: np.ndarray, extra: int, num_gpus: int):
+    """The big-copy test's first check of every split at every limit, with each m_e = a_e.
+
+    heaviest: [L, H] heaviest first; t: [L, 1] the limit (scaled); can_be_big: [L, H] bool,
+    the experts a split may call big (the heavy ones, w_e > t / 2). A split passes when
+    all its big experts may be, sum_B a_e <= G and sum_B (a_e - 1) + the others' extra
+    copies (b_e - 1 for the other heavy ones among the h = min(H, EXACT_SPLITS) heaviest,
+    a_e - 1 for heavy ones beyond) <= X. Returns, over the h heaviest and the K = 2**h
+    splits: w, a, b [L, h]; big [K, h] bool; not_big_extra [L, K]; others [L]; passes [L, K].
+    """
+    h = min(heaviest.shape[1], EXACT_SPLITS)
+    heavy = heaviest > t / 2
+    per_copy = heaviest / t
+    fewest = np.maximum(np.ceil(per_copy), 1.0)  # a_e
+    small_copies = np.ceil(2 * per_copy)  # b_e (2 w_e / t, rounded alike: doubling is exact)
+    others = np.where(heavy[:, h:], fewest[:, h:] - 1, 0.0).sum(-1)  # [L]
+    w, a, b, heavy = heaviest[:, :h], fewest[:, :h], small_copies[:, :h], heavy[:, :h]
+    big, inside, size = _splits(h), *_split_sums(h)
+    charge = np.where(heavy, b - 1, 0.0)  # each expert's extra copies when not big
+    # Sums over each split of the experts that may not be big, of a_e and of the charges: one [3L, h] @ [h, K]
+    # (integers, exact in float64).
+    per_split = np.concatenate([~can_be_big[:, :h], a, charge]) @ inside  # [3L, K]
+    n = heaviest.shape[0]
+    cannot, copies, charged = per_split[:n], per_split[n : 2 * n], per_split[2 * n :]  # [L, K] each
+    not_big_extra = charge.sum(-1, keepdims=True) - charged
+    passes = (cannot == 0) & (copies <= num_gpus) & (copies - size + not_big_extra + others[:, None] <= extra)
+    return w, a, b, big, not_big_extra, others, passes
+
+
 def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.ndarray,
                    slots_per_gpu: int, extra: int, num_gpus: int, layer: np.ndarray | None = None) -> np.ndarray:
     """The test of bound 4: False where no placement can keep every GPU at or below ``limit``.
@@ -224,22 +260,12 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     the scan starts no higher: each m_e(T') <= m_e(T) (the cap a_e + SCAN_COPIES too),
     so every check of the split still holds. The bisection relies on this.
     """
-    num_heavy = heaviest.shape[1]
     num_experts = smallest_sums.shape[-1] - 1
     layer = np.arange(limit.shape[0]) if layer is None else layer
     heaviest, num_layers = heaviest[layer], limit.shape[0]
-    h = min(num_heavy, EXACT_SPLITS)
     t = (limit * (1 + 1e-12))[:, None]  # a hair above: rounding never refutes a reachable T
-    heavy = heaviest > t / 2
-    fewest = np.maximum(np.ceil(heaviest / t), 1.0)  # a_e
-    small_copies = np.ceil(2 * heaviest / t)  # b_e
-    others = np.where(heavy[:, h:], fewest[:, h:] - 1, 0.0).sum(-1)  # [L]
-    w, a, b, heavy = heaviest[:, :h], fewest[:, :h], small_copies[:, :h], heavy[:, :h]
-    big = _splits(h)  # [K, h]
-    inside = big.T.astype(np.float64)  # [h, K]
-    not_big_extra = np.where(heavy, b - 1, 0.0) @ (1 - inside)  # [L, K]
-    passes = ((~heavy) @ inside == 0) & ((a >= b) @ inside == 0)  # only heavy experts can be big; m < b
-    passes &= (a @ inside <= num_gpus) & ((a - 1) @ inside + not_big_extra + others[:, None] <= extra)
+    w, a, b, big, not_big_extra, others, passes = first_check(heaviest, t, heaviest > t / 2, extra, num_gpus)
+    passes &= (a >= b) @ _split_sums(a.shape[1])[0] == 0  # m < b (a >= b only where rounding puts 2 w_e / t at 1)
     case_row, case_split = passes.nonzero()  # [C] the (layer, split) cases left
     pair_case, item = big[case_split].nonzero()  # [N] each case's big experts
     row = case_row[pair_case]
@@ -274,6 +300,9 @@ SEARCH_TESTS = 5
 
 MAX_BREAKPOINTS = 1 << 18
 """Breakpoints listed at most (all layers together); beyond, bisection alone finds the limit."""
+
+ALL_AT_ONCE = 8
+"""A layer with at most this many limits left untested between its closest refuted and fitting ones tests them all."""
 
 NEAR = 1e-10
 """Relative offset of the two limits tested either side of a breakpoint (far below the tolerance)."""
@@ -339,7 +368,7 @@ def limit_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np
     for the counts c it scans between the limits (a_e .. a_e + SCAN_COPIES - 1) and
     the j = (S - 1) c - D it reads (0 <= D <= X - a_e + 1). The list need not be complete: it
     only guides which limits are tested. Returns (layer [M], limit [M]) sorted by
-    layer, then limit; None when there are more than MAX_BREAKPOINTS.
+    layer, then limit, without repeats; None when there are more than MAX_BREAKPOINTS.
     """
     num_layers, num_heavy = heaviest.shape
     num_experts = smallest_sums.shape[1] - 1
@@ -358,9 +387,10 @@ def limit_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np
     first = search(copies * lo_t - w, False)  # Q(j) >= c below - w
     last = search(copies * hi_t - w, True)  # Q(j) <= c above - w
     slots = (slots_per_gpu - 1) * copies.astype(np.int64)
-    spare = extra - (fewest - 1)  # D = X - (extra copies of the big experts) <= X - (a_e - 1)
-    first = np.maximum(first, (slots - spare.astype(np.int64)).clip(0, num_experts - 1))  # j = (S - 1) c - D
+    spare = most_spare(heaviest, below * scale, above * scale, extra, num_gpus)[:, :, None]  # [L, h, 1]
+    first = np.maximum(first, (slots - spare).clip(0, num_experts - 1))  # j = (S - 1) c - D
     last = np.where(copies < most, np.minimum(last, slots.clip(0, num_experts - 1) + 1), first)
+    last = np.where(spare >= 0, last, first)  # no split can call the expert big
     width = np.maximum(last - first, 0).reshape(-1)
     total = int(width.sum())
     if total > MAX_BREAKPOINTS:
@@ -368,21 +398,37 @@ def limit_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np
     start = np.repeat(first.reshape(-1), width)
     j = start + np.arange(total) - np.repeat(width.cumsum() - width, width)
     pair = np.repeat(np.arange(width.size), width)  # index into [L, h, span]
-    layer = pair // (h * span)
-    values = [(w.reshape(-1)[pair // span] + light[layer, j]) / copies.reshape(-1)[pair]]
-    layers = [layer]
+    layer = pair // (h * span)  # ascending
+    on_slots = (w.reshape(-1)[pair // span] + light[layer, j]) / copies.reshape(-1)[pair]
+    count = np.bincount(layer, minlength=num_layers)
+    by_layer = np.full((num_layers, max(int(count.max()), 1)), np.inf)  # [L, most listed]
+    by_layer[layer, np.arange(total) - np.repeat(count.cumsum() - count, count)] = on_slots
     # a_e = ceil(w_e / t) and b_e = ceil(2 w_e / t) change at t = w_e / c and 2 w_e / c (c = 1: heavy).
     per_copy = (heaviest[:, :, None] * np.array([1.0, 2.0])).reshape(num_layers, -1, 1)  # [L, 2H, 1]
     fewest = np.maximum(np.floor(per_copy / hi_t), 1)
     span = max(int((np.ceil(per_copy / lo_t) - fewest).max()) + 1, 1)
     quotient = per_copy / (fewest + np.arange(span))  # [L, 2H, span]
-    layers.append(np.repeat(np.arange(num_layers), quotient[0].size))
-    values.append(quotient.reshape(-1))
-    layer, value = np.concatenate(layers), np.concatenate(values) / scale
-    keep = (value > below[layer]) & (value < above[layer])
-    layer, value = layer[keep], value[keep]
-    order = np.lexsort((value, layer))
-    return layer[order], value[order]
+    value = np.sort(np.concatenate([by_layer, quotient.reshape(num_layers, -1)], axis=1) / scale, axis=1)
+    keep = (value > below[:, None]) & (value < above[:, None])  # inf padding left out
+    keep[:, 1:] &= value[:, 1:] != value[:, :-1]  # w_e / c is also 2 w_e / 2c and (w_e + Q(0)) / c
+    layer, column = keep.nonzero()
+    return layer, value[layer, column]
+
+
+def most_spare(heaviest: np.ndarray, below: np.ndarray, above: np.ndarray, extra: int, num_gpus: int) -> np.ndarray:
+    """Per layer and expert, the largest spare D the test can read for the expert at a turn in (below, above).
+
+    heaviest: [L, H]; below, above: [L] scaled limits. A split B that passes just above
+    the turn t passes the first check there; at ``above`` (every a_e, b_e and charge no
+    larger) with B's experts heavy at ``below``, so does it. Both rounds of its spare lie
+    in [0, X - sum_B (a_e(t) - 1)] (the counts m it ends with meet the last check), at most
+    X - sum_B (a_e(above) - 1). -> [L, h] int64, the largest over such splits holding e
+    (-1 where none holds it).
+    """
+    limit = above[:, None]
+    _, a, _, big, _, _, passes = first_check(heaviest, limit, heaviest > below[:, None] / 2, extra, num_gpus)
+    spare = np.where(passes, extra - (a - 1) @ big.T, -1.0)  # [L, K]
+    return np.where(big, spare[:, :, None], -1.0).max(axis=1).astype(np.int64)  # [L, K, h] -> [L, h]
 
 
 def bracket_the_turn(fits, breakpoints, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -418,9 +464,11 @@ def bracket_the_turn(fits, breakpoints, low: np.ndarray, high: np.ndarray) -> tu
         if open_rows.size == 0:
             break
         span = (above - below)[open_rows, None]
-        k = below[open_rows, None] + (span * np.arange(1, SEARCH_TESTS + 1) + SEARCH_TESTS) // (SEARCH_TESTS + 1)
+        step = np.arange(1, max(SEARCH_TESTS, ALL_AT_ONCE) + 1)
+        every = span <= ALL_AT_ONCE + 1  # few enough left: test them all and finish the layer
+        k = below[open_rows, None] + np.where(every, step, (span * step + SEARCH_TESTS) // (SEARCH_TESTS + 1))
         row = np.broadcast_to(open_rows[:, None], k.shape)
-        valid = k < above[open_rows, None]
+        valid = (k < above[open_rows, None]) & (every | (step <= SEARCH_TESTS))
         row, k = row[valid], k[valid]
         fit = fits(row, near[start[row] + k - 1])
         np.maximum.at(below, row[~fit], k[~fit])
@@ -442,19 +490,39 @@ def bisect_monotone(fits, low: np.ndarray, high: np.ndarray, tolerance: float,
     fitting [L] fits; the others are tested, all layers' in one call of
     fits(layer [n], limit [n]) -> [n] bool, and narrow refuted / fitting in turn.
     low, high: [L] -> low [L], exactly what testing every midpoint gives.
+
+    The steps are walked in runs as if every midpoint were decided (fitting where at or
+    above ``fitting``) and checked at once after the run, which is kept up to its first
+    step that bisection does not take (every interval narrow enough: the result) or
+    whose midpoint is undecided (tested, then the walk goes on from there).
     """
     refuted, fitting = refuted.copy(), fitting.copy()
-    while ((high - low) > tolerance * high).any():
-        mid = (low + high) / 2
-        undecided = np.nonzero((mid > refuted) & (mid < fitting))[0]
-        if undecided.size:
-            fit = fits(undecided, mid[undecided])
-            refuted[undecided] = np.where(fit, refuted[undecided], mid[undecided])
-            fitting[undecided] = np.where(fit, mid[undecided], fitting[undecided])
+    while True:
+        ratio = (high - low) / np.where(high > 0, tolerance * high, 1.0)
+        steps = int(np.ceil(np.log2(max(float(ratio.max()), 1.0)))) + 1  # about the steps left
+        lows, highs, mids = [low], [high], []
+        for _ in range(steps):
+            mid = (low + high) / 2
+            fit = mid >= fitting
+            low, high = np.where(fit, low, mid), np.where(fit, mid, high)
+            lows.append(low), highs.append(high), mids.append(mid)
+        lows, highs, mids = np.stack(lows), np.stack(highs), np.stack(mids)  # [steps + 1, L], .., [steps, L]
+        taken = ((highs - lows) > tolerance * highs).any(-1)  # [steps + 1]: bisection takes step k from state k
+        undecided = ((mids > refuted) & (mids < fitting)).any(-1)  # [steps]
+        done = int(np.argmin(taken)) if not taken.all() else steps + 1
+        tested = int(np.argmax(undecided)) if undecided.any() else steps
+        if done <= tested:
+            return lows[done]
+        low, high = lows[tested], highs[tested]
+        if tested == steps:  # the run ended with nothing to test and bisection still going
+            continue
+        mid = mids[tested]
+        rows = np.nonzero((mid > refuted) & (mid < fitting))[0]
+        fit = fits(rows, mid[rows])
+        refuted[rows] = np.where(fit, refuted[rows], mid[rows])
+        fitting[rows] = np.where(fit, mid[rows], fitting[rows])
         fit = mid >= fitting
         low, high = np.where(fit, low, mid), np.where(fit, mid, high)
-    return low
-
 
 def lower_bound(
     weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int, mode: str = "auto"
