@@ -202,40 +202,37 @@ def _splits(h: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _split_sums(h: int) -> tuple[np.ndarray, np.ndarray]:
-    """``_splits(h)`` as the [h, 2**h] float64 matrix that sums over each split, and each split's size [2**h]."""
+def _split_sums(h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_splits(h)`` as [h, 2**h] float64 matrices that sum over each split and over the rest, and each split's size."""
     inside = _splits(h).T.astype(np.float64)
-    return inside, inside.sum(0)
+    return inside, 1 - inside, inside.sum(0)
 
 
-def first_check(heaviest: np.ndarray, t: np.ndarray, can_be_big: np.ndarray, extra: int, num_gpus: int):
+def first_check(heaviest: np.ndarray, t: np.ndarray, extra: int, num_gpus: int, can_be_big: np.ndarray | None = None):
     """The big-copy test's first check of every split at every limit, with each m_e = a_e.
 
     heaviest: [L, H] heaviest first; t: [L, 1] the limit (scaled); can_be_big: [L, H] bool,
-    the experts a split may call big (the heavy ones, w_e > t / 2). A split passes when
-    all its big experts may be, sum_B a_e <= G and sum_B (a_e - 1) + the others' extra
-    copies (b_e - 1 for the other heavy ones among the h = min(H, EXACT_SPLITS) heaviest,
-    a_e - 1 for heavy ones beyond) <= X. Returns, over the h heaviest and the K = 2**h
-    splits: w, a, b [L, h]; big [K, h] bool; not_big_extra [L, K]; others [L]; passes [L, K].
+    the experts a split may call big (default: the heavy ones, w_e > t / 2, with a_e < b_e
+    as m_e < b_e needs). A split passes when all its big experts may be, sum_B a_e <= G and
+    sum_B (a_e - 1) + the others' extra copies (b_e - 1 for the other heavy ones among the
+    h = min(H, EXACT_SPLITS) heaviest, a_e - 1 for heavy ones beyond) <= X. Returns, over
+    the h heaviest and the K = 2**h splits: w, a, b [L, h]; big [K, h] bool; big_extra
+    [L, K] = sum_B (a_e - 1) where it passes; not_big_extra [L, K]; others [L]; passes [L, K].
     """
     h = min(heaviest.shape[1], EXACT_SPLITS)
-    heavy = heaviest > t / 2
+    heavy = heaviest[:, :h] > t / 2
     per_copy = heaviest / t
     fewest = np.maximum(np.ceil(per_copy), 1.0)  # a_e
-    small_copies = np.ceil(2 * per_copy)  # b_e (2 w_e / t, rounded alike: doubling is exact)
-    others = np.where(heavy[:, h:], fewest[:, h:] - 1, 0.0).sum(-1)  # [L]
-    w, a, b, heavy = heaviest[:, :h], fewest[:, :h], small_copies[:, :h], heavy[:, :h]
-    big, inside, size = _splits(h), *_split_sums(h)
-    charge = np.where(heavy, b - 1, 0.0)  # each expert's extra copies when not big
-    # Sums over each split of the experts that may not be big, of a_e and of the charges: one [3L, h] @ [h, K]
-    # (integers, exact in float64).
-    per_split = np.concatenate([~can_be_big[:, :h], a, charge]) @ inside  # [3L, K]
-    n = heaviest.shape[0]
-    cannot, copies, charged = per_split[:n], per_split[n : 2 * n], per_split[2 * n :]  # [L, K] each
-    not_big_extra = charge.sum(-1, keepdims=True) - charged
-    passes = (cannot == 0) & (copies <= num_gpus) & (copies - size + not_big_extra + others[:, None] <= extra)
-    return w, a, b, big, not_big_extra, others, passes
-
+    w, a, b = heaviest[:, :h], fewest[:, :h], np.ceil(2 * per_copy[:, :h])  # b_e: doubling is exact
+    # a_e - 1 is 0 for an expert that is not heavy (w_e / t <= 1 / 2)
+    others = (fewest[:, h:] - 1).sum(-1) if heaviest.shape[1] > h else np.zeros(heaviest.shape[0])  # [L]
+    big, inside, outside, size = _splits(h), *_split_sums(h)
+    can_be_big = heavy & (a < b) if can_be_big is None else can_be_big[:, :h]
+    # Sums over each split (integers, exact in float64); an expert that may not be big counts more than G.
+    big_extra = np.where(can_be_big, a - 1, num_gpus + 1.0) @ inside  # [L, K]
+    not_big_extra = np.where(heavy, b - 1, 0.0) @ outside  # [L, K]
+    passes = (big_extra <= num_gpus - size) & (big_extra + not_big_extra + others[:, None] <= extra)
+    return w, a, b, big, big_extra, not_big_extra, others, passes
 
 def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.ndarray,
                    slots_per_gpu: int, extra: int, num_gpus: int, layer: np.ndarray | None = None) -> np.ndarray:
@@ -264,8 +261,7 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     layer = np.arange(limit.shape[0]) if layer is None else layer
     heaviest, num_layers = heaviest[layer], limit.shape[0]
     t = (limit * (1 + 1e-12))[:, None]  # a hair above: rounding never refutes a reachable T
-    w, a, b, big, not_big_extra, others, passes = first_check(heaviest, t, heaviest > t / 2, extra, num_gpus)
-    passes &= (a >= b) @ _split_sums(a.shape[1])[0] == 0  # m < b (a >= b only where rounding puts 2 w_e / t at 1)
+    w, a, b, big, big_extra, not_big_extra, others, passes = first_check(heaviest, t, extra, num_gpus)
     case_row, case_split = passes.nonzero()  # [C] the (layer, split) cases left
     pair_case, item = big[case_split].nonzero()  # [N] each case's big experts
     row = case_row[pair_case]
@@ -273,20 +269,22 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     count = a_pair[:, None] + np.arange(SCAN_COPIES, dtype=np.float64)  # [N, J]
     reach = count * t[row]  # what c copies of the expert's GPUs can carry
     first_sum = (layer[row] * (num_experts + 1))[:, None]  # where each layer's smallest_sums start
+    last_sum = first_sum + (num_experts - 1)
     slots = ((slots_per_gpu - 1) * count).astype(np.int64) + first_sum  # light-slot lemma slots, offset
     ok = np.ones((row.size, SCAN_COPIES + 1), dtype=bool)  # the last column: none of the J fits
     num_cases = case_row.size
-    m = a_pair
+    m, extra_big = a_pair, big_extra[case_row, case_split]  # sum_B (m_e - 1) per case: [C]
     for _ in range(2):
-        spare = (extra - np.bincount(pair_case, m - 1, num_cases)).astype(np.int64)[pair_case]  # bound on D
+        spare = (extra - extra_big).astype(np.int64)[pair_case]  # bound on D
         covered = slots - spare[:, None]
-        np.minimum(np.maximum(covered, first_sum, out=covered), first_sum + (num_experts - 1), out=covered)
+        np.minimum(np.maximum(covered, first_sum, out=covered), last_sum, out=covered)
         light = smallest_sums.take(covered)  # Q(covered): [N, J]
         np.greater_equal(reach, np.add(light, w_pair, out=light), out=ok[:, :SCAN_COPIES])
         m = np.maximum(m, a_pair + ok.argmax(-1))
-    fits = np.bincount(pair_case, m >= b_pair, num_cases) == 0
-    fits &= np.bincount(pair_case, m, num_cases) <= num_gpus
-    fits &= np.bincount(pair_case, m - 1, num_cases) + not_big_extra[case_row, case_split] + others[case_row] <= extra
+        extra_big = np.bincount(pair_case, m - 1, num_cases)
+    # m_e < b_e, sum_B m_e <= G and the extra copies; a count m_e >= b_e counts more than G.
+    copies = np.bincount(pair_case, np.where(m < b_pair, m, num_gpus + 1.0), num_cases)
+    fits = (copies <= num_gpus) & (extra_big + not_big_extra[case_row, case_split] + others[case_row] <= extra)
     result = np.zeros(num_layers, dtype=bool)
     result[case_row[fits]] = True
     return result
@@ -426,8 +424,8 @@ def most_spare(heaviest: np.ndarray, below: np.ndarray, above: np.ndarray, extra
     (-1 where none holds it).
     """
     limit = above[:, None]
-    _, a, _, big, _, _, passes = first_check(heaviest, limit, heaviest > below[:, None] / 2, extra, num_gpus)
-    spare = np.where(passes, extra - (a - 1) @ big.T, -1.0)  # [L, K]
+    _, _, _, big, big_extra, _, _, passes = first_check(heaviest, limit, extra, num_gpus, heaviest > below[:, None] / 2)
+    spare = np.where(passes, extra - big_extra, -1.0)  # [L, K]
     return np.where(big, spare[:, :, None], -1.0).max(axis=1).astype(np.int64)  # [L, K, h] -> [L, h]
 
 
@@ -499,14 +497,13 @@ def bisect_monotone(fits, low: np.ndarray, high: np.ndarray, tolerance: float,
     refuted, fitting = refuted.copy(), fitting.copy()
     while True:
         ratio = (high - low) / np.where(high > 0, tolerance * high, 1.0)
-        steps = int(np.ceil(np.log2(max(float(ratio.max()), 1.0)))) + 1  # about the steps left
-        lows, highs, mids = [low], [high], []
-        for _ in range(steps):
-            mid = (low + high) / 2
-            fit = mid >= fitting
-            low, high = np.where(fit, low, mid), np.where(fit, mid, high)
-            lows.append(low), highs.append(high), mids.append(mid)
-        lows, highs, mids = np.stack(lows), np.stack(highs), np.stack(mids)  # [steps + 1, L], .., [steps, L]
+        steps = int(np.ceil(np.log2(max(float(ratio.max()), 1.0)))) + 2  # the steps left, or a little more
+        lows, highs, mids = np.empty((steps + 1, low.size)), np.empty((steps + 1, low.size)), np.empty((steps, low.size))
+        lows[0], highs[0] = low, high
+        for k in range(steps):
+            np.divide(lows[k] + highs[k], 2, out=mids[k])
+            fit = mids[k] >= fitting
+            lows[k + 1], highs[k + 1] = np.where(fit, lows[k], mids[k]), np.where(fit, mids[k], highs[k])
         taken = ((highs - lows) > tolerance * highs).any(-1)  # [steps + 1]: bisection takes step k from state k
         undecided = ((mids > refuted) & (mids < fitting)).any(-1)  # [steps]
         done = int(np.argmin(taken)) if not taken.all() else steps + 1
