@@ -262,6 +262,9 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     heaviest, num_layers = heaviest[layer], limit.shape[0]
     t = (limit * (1 + 1e-12))[:, None]  # a hair above: rounding never refutes a reachable T
     w, a, b, big, big_extra, not_big_extra, others, passes = first_check(heaviest, t, extra, num_gpus)
+    result = np.zeros(num_layers, dtype=bool)
+    if not passes.any():  # as at the lower bound of a hot layer: refuted by the first check alone
+        return result
     case_row, case_split = passes.nonzero()  # [C] the (layer, split) cases left
     pair_case, item = big[case_split].nonzero()  # [N] each case's big experts
     row = case_row[pair_case]
@@ -285,13 +288,14 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     # m_e < b_e, sum_B m_e <= G and the extra copies; a count m_e >= b_e counts more than G.
     copies = np.bincount(pair_case, np.where(m < b_pair, m, num_gpus + 1.0), num_cases)
     fits = (copies <= num_gpus) & (extra_big + not_big_extra[case_row, case_split] + others[case_row] <= extra)
-    result = np.zeros(num_layers, dtype=bool)
     result[case_row[fits]] = True
     return result
 
 
-GRID = 2.0 ** -np.arange(0, 14, 2)
-"""Relative steps above the lower bound tested first, at once: lower x (1 + GRID) (1, 1/4, .., 1/4096)."""
+GRID = 2.0 ** -np.arange(2, 12, 2)
+"""Relative steps above the lower bound tested first, at once: lower x (1 + GRID) (1/4, 1/16, .., 1/1024; on hot
+loads the turn lies 1/16 to 1/700 above the lower bound, and a turn outside the grid is searched among more
+breakpoints)."""
 
 SEARCH_TESTS = 5
 """Limits tested per layer and call while searching for the breakpoint where the test turns."""
@@ -327,7 +331,8 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
     num_heavy = int((x > bound[:, None] / 2).sum(-1).max()) if num_layers else 0
     if num_heavy == 0 or extra == 0:
         return lower
-    heaviest = -np.sort(-x, axis=-1)[:, :num_heavy]
+    ascending = np.sort(x, axis=-1)
+    heaviest = ascending[:, ::-1][:, :num_heavy]
     # Layers where every heavy expert can afford its small copies pass without the full test.
     t = bound[:, None] * (1 + 1e-12)
     with np.errstate(divide="ignore", invalid="ignore"):  # layers without load: left out below
@@ -335,9 +340,9 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
     rows = np.nonzero(tight & (bound > 0))[0]
     if rows.size == 0:
         return lower
-    picked = torch.from_numpy(rows).to(w.device)
-    smallest_sums = torch.nn.functional.pad(w[picked].sort(dim=-1).values.cumsum(-1), (1, 0)).cpu().numpy()
-    total = w[picked].sum(-1).cpu().numpy()
+    smallest_sums = np.zeros((rows.size, num_experts + 1))
+    np.cumsum(ascending[rows], axis=-1, out=smallest_sums[:, 1:])  # as torch's cumsum: one sum after another
+    total = w[torch.from_numpy(rows).to(w.device)].sum(-1).cpu().numpy()  # torch's sum, as plain bisection's
     heaviest, low = heaviest[rows], bound[rows]
     args = (num_replicas // num_gpus, extra, num_gpus)
     refuted = ~big_copies_fit(heaviest, smallest_sums, low, *args)
@@ -358,60 +363,45 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
 
 def limit_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np.ndarray, above: np.ndarray,
                      slots_per_gpu: int, extra: int, num_gpus: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Limits strictly between below and above where ``big_copies_fit``'s result may change.
+    """Limits strictly between below and above where ``big_copies_fit``'s result may turn.
 
     heaviest: [L, H]; smallest_sums: [L, E + 1]; below, above: [L]. Its comparisons
     change at t = limit (1 + 1e-12) equal to w_e / c (a_e), 2 w_e / c (b_e, and c = 1:
-    heavy), for c up to G + SCAN_COPIES, and (w_e + Q(j)) / c (the light-slot lemma)
-    for the counts c it scans between the limits (a_e .. a_e + SCAN_COPIES - 1) and
-    the j = (S - 1) c - D it reads (0 <= D <= X - a_e + 1). The list need not be complete: it
-    only guides which limits are tested. Returns (layer [M], limit [M]) sorted by
-    layer, then limit, without repeats; None when there are more than MAX_BREAKPOINTS.
+    heavy), and (w_e + Q(j)) / c (the light-slot lemma) for the counts c it scans between
+    the limits (a_e .. a_e + SCAN_COPIES - 1) and the j = (S - 1) c - D it reads, with
+    0 <= D <= ``most_spare`` (the spare counts a split passing just above the turn can
+    leave). The list need not be complete: it only guides which limits are tested. Returns
+    (layer [M], limit [M]) sorted by layer, then limit, without repeats; None when more
+    than MAX_BREAKPOINTS would be listed.
     """
     num_layers, num_heavy = heaviest.shape
     num_experts = smallest_sums.shape[1] - 1
     w = heaviest[:, : min(num_heavy, EXACT_SPLITS), None]  # [L, h, 1]
-    h = w.shape[1]
     scale = 1 + 1e-12
     lo_t, hi_t = (below * scale)[:, None, None], (above * scale)[:, None, None]  # [L, 1, 1]
+    spare = most_spare(heaviest, below * scale, above * scale, extra, num_gpus)  # [L, h]
     # The light-slot lemma: counts c = a_e(above) .. a_e(below) + SCAN_COPIES - 1, at most G + SCAN_COPIES.
     fewest, most = np.maximum(np.ceil(w / hi_t), 1), np.minimum(np.ceil(w / lo_t) + SCAN_COPIES, num_gpus + SCAN_COPIES + 1)
     span = max(int((most - fewest).max()), 1)
     copies = fewest + np.arange(span)  # [L, h, span]
-    light = np.ascontiguousarray(smallest_sums[:, :num_experts])  # Q(j), j = 0 .. E - 1: [L, E]
-    sequence = torch.from_numpy(light)
-    search = lambda q, right: torch.searchsorted(  # noqa: E731
-        sequence, torch.from_numpy(q.reshape(num_layers, -1)), right=right).numpy().reshape(copies.shape)
-    first = search(copies * lo_t - w, False)  # Q(j) >= c below - w
-    last = search(copies * hi_t - w, True)  # Q(j) <= c above - w
-    slots = (slots_per_gpu - 1) * copies.astype(np.int64)
-    spare = most_spare(heaviest, below * scale, above * scale, extra, num_gpus)[:, :, None]  # [L, h, 1]
-    first = np.maximum(first, (slots - spare).clip(0, num_experts - 1))  # j = (S - 1) c - D
-    last = np.where(copies < most, np.minimum(last, slots.clip(0, num_experts - 1) + 1), first)
-    last = np.where(spare >= 0, last, first)  # no split can call the expert big
-    width = np.maximum(last - first, 0).reshape(-1)
-    total = int(width.sum())
-    if total > MAX_BREAKPOINTS:
+    num_spare = max(int(spare.max()) + 1, 1)
+    if copies.size * num_spare > MAX_BREAKPOINTS:
         return None
-    start = np.repeat(first.reshape(-1), width)
-    j = start + np.arange(total) - np.repeat(width.cumsum() - width, width)
-    pair = np.repeat(np.arange(width.size), width)  # index into [L, h, span]
-    layer = pair // (h * span)  # ascending
-    on_slots = (w.reshape(-1)[pair // span] + light[layer, j]) / copies.reshape(-1)[pair]
-    count = np.bincount(layer, minlength=num_layers)
-    by_layer = np.full((num_layers, max(int(count.max()), 1)), np.inf)  # [L, most listed]
-    by_layer[layer, np.arange(total) - np.repeat(count.cumsum() - count, count)] = on_slots
+    covered = (slots_per_gpu - 1) * copies.astype(np.int64)[..., None] - np.arange(num_spare)  # [L, h, span, D]
+    light = np.take_along_axis(smallest_sums, covered.clip(0, num_experts - 1).reshape(num_layers, -1), axis=1)
+    listed = (copies < most)[..., None] & (np.arange(num_spare) <= spare[:, :, None, None])
+    on_slots = np.where(listed, (w[..., None] + light.reshape(covered.shape)) / copies[..., None], np.inf)
     # a_e = ceil(w_e / t) and b_e = ceil(2 w_e / t) change at t = w_e / c and 2 w_e / c (c = 1: heavy).
     per_copy = (heaviest[:, :, None] * np.array([1.0, 2.0])).reshape(num_layers, -1, 1)  # [L, 2H, 1]
     fewest = np.maximum(np.floor(per_copy / hi_t), 1)
     span = max(int((np.ceil(per_copy / lo_t) - fewest).max()) + 1, 1)
     quotient = per_copy / (fewest + np.arange(span))  # [L, 2H, span]
-    value = np.sort(np.concatenate([by_layer, quotient.reshape(num_layers, -1)], axis=1) / scale, axis=1)
-    keep = (value > below[:, None]) & (value < above[:, None])  # inf padding left out
+    value = np.concatenate([on_slots.reshape(num_layers, -1), quotient.reshape(num_layers, -1)], axis=1) / scale
+    value.sort(axis=1)
+    keep = (value > below[:, None]) & (value < above[:, None])  # inf left out
     keep[:, 1:] &= value[:, 1:] != value[:, :-1]  # w_e / c is also 2 w_e / 2c and (w_e + Q(0)) / c
     layer, column = keep.nonzero()
     return layer, value[layer, column]
-
 
 def most_spare(heaviest: np.ndarray, below: np.ndarray, above: np.ndarray, extra: int, num_gpus: int) -> np.ndarray:
     """Per layer and expert, the largest spare D the test can read for the expert at a turn in (below, above).
