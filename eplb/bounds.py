@@ -201,6 +201,39 @@ def _splits(h: int) -> np.ndarray:
     return (np.arange(2**h)[:, None] >> np.arange(h)) & 1 == 1
 
 
+@lru_cache(maxsize=8)
+def _split_sums(h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_splits(h)`` as [h, 2**h] float64 matrices that sum over each split and over the rest, and each split's size."""
+    inside = _splits(h).T.astype(np.float64)
+    return inside, 1 - inside, inside.sum(0)
+
+
+def first_check(heaviest: np.ndarray, t: np.ndarray, extra: int, num_gpus: int, can_be_big: np.ndarray | None = None):
+    """The big-copy test's first check of every split at every limit, with each m_e = a_e.
+
+    heaviest: [L, H] heaviest first; t: [L, 1] the limit (scaled); can_be_big: [L, H] bool,
+    the experts a split may call big (default: the heavy ones, w_e > t / 2, with a_e < b_e
+    as m_e < b_e needs). A split passes when all its big experts may be, sum_B a_e <= G and
+    sum_B (a_e - 1) + the others' extra copies (b_e - 1 for the other heavy ones among the
+    h = min(H, EXACT_SPLITS) heaviest, a_e - 1 for heavy ones beyond) <= X. Returns, over
+    the h heaviest and the K = 2**h splits: w, a, b [L, h]; big [K, h] bool; big_extra
+    [L, K] = sum_B (a_e - 1) where it passes; not_big_extra [L, K]; others [L]; passes [L, K].
+    """
+    h = min(heaviest.shape[1], EXACT_SPLITS)
+    heavy = heaviest[:, :h] > t / 2
+    per_copy = heaviest / t
+    fewest = np.maximum(np.ceil(per_copy), 1.0)  # a_e
+    w, a, b = heaviest[:, :h], fewest[:, :h], np.ceil(2 * per_copy[:, :h])  # b_e: doubling is exact
+    # a_e - 1 is 0 for an expert that is not heavy (w_e / t <= 1 / 2)
+    others = (fewest[:, h:] - 1).sum(-1) if heaviest.shape[1] > h else np.zeros(heaviest.shape[0])  # [L]
+    big, inside, outside, size = _splits(h), *_split_sums(h)
+    can_be_big = heavy & (a < b) if can_be_big is None else can_be_big[:, :h]
+    # Sums over each split (integers, exact in float64); an expert that may not be big counts more than G.
+    big_extra = np.where(can_be_big, a - 1, num_gpus + 1.0) @ inside  # [L, K]
+    not_big_extra = np.where(heavy, b - 1, 0.0) @ outside  # [L, K]
+    passes = (big_extra <= num_gpus - size) & (big_extra + not_big_extra + others[:, None] <= extra)
+    return w, a, b, big, big_extra, not_big_extra, others, passes
+
 def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.ndarray,
                    slots_per_gpu: int, extra: int, num_gpus: int, layer: np.ndarray | None = None) -> np.ndarray:
     """The test of bound 4: False where no placement can keep every GPU at or below ``limit``.
@@ -224,22 +257,14 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     the scan starts no higher: each m_e(T') <= m_e(T) (the cap a_e + SCAN_COPIES too),
     so every check of the split still holds. The bisection relies on this.
     """
-    num_heavy = heaviest.shape[1]
     num_experts = smallest_sums.shape[-1] - 1
     layer = np.arange(limit.shape[0]) if layer is None else layer
     heaviest, num_layers = heaviest[layer], limit.shape[0]
-    h = min(num_heavy, EXACT_SPLITS)
     t = (limit * (1 + 1e-12))[:, None]  # a hair above: rounding never refutes a reachable T
-    heavy = heaviest > t / 2
-    fewest = np.maximum(np.ceil(heaviest / t), 1.0)  # a_e
-    small_copies = np.ceil(2 * heaviest / t)  # b_e
-    others = np.where(heavy[:, h:], fewest[:, h:] - 1, 0.0).sum(-1)  # [L]
-    w, a, b, heavy = heaviest[:, :h], fewest[:, :h], small_copies[:, :h], heavy[:, :h]
-    big = _splits(h)  # [K, h]
-    inside = big.T.astype(np.float64)  # [h, K]
-    not_big_extra = np.where(heavy, b - 1, 0.0) @ (1 - inside)  # [L, K]
-    passes = ((~heavy) @ inside == 0) & ((a >= b) @ inside == 0)  # only heavy experts can be big; m < b
-    passes &= (a @ inside <= num_gpus) & ((a - 1) @ inside + not_big_extra + others[:, None] <= extra)
+    w, a, b, big, big_extra, not_big_extra, others, passes = first_check(heaviest, t, extra, num_gpus)
+    result = np.zeros(num_layers, dtype=bool)
+    if not passes.any():  # as at the lower bound of a hot layer: refuted by the first check alone
+        return result
     case_row, case_split = passes.nonzero()  # [C] the (layer, split) cases left
     pair_case, item = big[case_split].nonzero()  # [N] each case's big experts
     row = case_row[pair_case]
@@ -247,33 +272,39 @@ def big_copies_fit(heaviest: np.ndarray, smallest_sums: np.ndarray, limit: np.nd
     count = a_pair[:, None] + np.arange(SCAN_COPIES, dtype=np.float64)  # [N, J]
     reach = count * t[row]  # what c copies of the expert's GPUs can carry
     first_sum = (layer[row] * (num_experts + 1))[:, None]  # where each layer's smallest_sums start
+    last_sum = first_sum + (num_experts - 1)
     slots = ((slots_per_gpu - 1) * count).astype(np.int64) + first_sum  # light-slot lemma slots, offset
     ok = np.ones((row.size, SCAN_COPIES + 1), dtype=bool)  # the last column: none of the J fits
     num_cases = case_row.size
-    m = a_pair
+    m, extra_big = a_pair, big_extra[case_row, case_split]  # sum_B (m_e - 1) per case: [C]
     for _ in range(2):
-        spare = (extra - np.bincount(pair_case, m - 1, num_cases)).astype(np.int64)[pair_case]  # bound on D
+        spare = (extra - extra_big).astype(np.int64)[pair_case]  # bound on D
         covered = slots - spare[:, None]
-        np.minimum(np.maximum(covered, first_sum, out=covered), first_sum + (num_experts - 1), out=covered)
+        np.minimum(np.maximum(covered, first_sum, out=covered), last_sum, out=covered)
         light = smallest_sums.take(covered)  # Q(covered): [N, J]
         np.greater_equal(reach, np.add(light, w_pair, out=light), out=ok[:, :SCAN_COPIES])
         m = np.maximum(m, a_pair + ok.argmax(-1))
-    fits = np.bincount(pair_case, m >= b_pair, num_cases) == 0
-    fits &= np.bincount(pair_case, m, num_cases) <= num_gpus
-    fits &= np.bincount(pair_case, m - 1, num_cases) + not_big_extra[case_row, case_split] + others[case_row] <= extra
-    result = np.zeros(num_layers, dtype=bool)
+        extra_big = np.bincount(pair_case, m - 1, num_cases)
+    # m_e < b_e, sum_B m_e <= G and the extra copies; a count m_e >= b_e counts more than G.
+    copies = np.bincount(pair_case, np.where(m < b_pair, m, num_gpus + 1.0), num_cases)
+    fits = (copies <= num_gpus) & (extra_big + not_big_extra[case_row, case_split] + others[case_row] <= extra)
     result[case_row[fits]] = True
     return result
 
 
-GRID = 2.0 ** -np.arange(0, 14, 2)
-"""Relative steps above the lower bound tested first, at once: lower x (1 + GRID) (1, 1/4, .., 1/4096)."""
+GRID = 2.0 ** -np.arange(2, 12, 2)
+"""Relative steps above the lower bound tested first, at once: lower x (1 + GRID) (1/4, 1/16, .., 1/1024; on hot
+loads the turn lies 1/16 to 1/700 above the lower bound, and a turn outside the grid is searched among more
+breakpoints)."""
 
 SEARCH_TESTS = 5
 """Limits tested per layer and call while searching for the breakpoint where the test turns."""
 
 MAX_BREAKPOINTS = 1 << 18
 """Breakpoints listed at most (all layers together); beyond, bisection alone finds the limit."""
+
+ALL_AT_ONCE = 8
+"""A layer with at most this many limits left untested between its closest refuted and fitting ones tests them all."""
 
 NEAR = 1e-10
 """Relative offset of the two limits tested either side of a breakpoint (far below the tolerance)."""
@@ -300,7 +331,8 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
     num_heavy = int((x > bound[:, None] / 2).sum(-1).max()) if num_layers else 0
     if num_heavy == 0 or extra == 0:
         return lower
-    heaviest = -np.sort(-x, axis=-1)[:, :num_heavy]
+    ascending = np.sort(x, axis=-1)
+    heaviest = ascending[:, ::-1][:, :num_heavy]
     # Layers where every heavy expert can afford its small copies pass without the full test.
     t = bound[:, None] * (1 + 1e-12)
     with np.errstate(divide="ignore", invalid="ignore"):  # layers without load: left out below
@@ -308,9 +340,9 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
     rows = np.nonzero(tight & (bound > 0))[0]
     if rows.size == 0:
         return lower
-    picked = torch.from_numpy(rows).to(w.device)
-    smallest_sums = torch.nn.functional.pad(w[picked].sort(dim=-1).values.cumsum(-1), (1, 0)).cpu().numpy()
-    total = w[picked].sum(-1).cpu().numpy()
+    smallest_sums = np.zeros((rows.size, num_experts + 1))
+    np.cumsum(ascending[rows], axis=-1, out=smallest_sums[:, 1:])  # as torch's cumsum: one sum after another
+    total = w[torch.from_numpy(rows).to(w.device)].sum(-1).cpu().numpy()  # torch's sum, as plain bisection's
     heaviest, low = heaviest[rows], bound[rows]
     args = (num_replicas // num_gpus, extra, num_gpus)
     refuted = ~big_copies_fit(heaviest, smallest_sums, low, *args)
@@ -331,58 +363,60 @@ def big_copy_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int, lower
 
 def limit_breakpoints(heaviest: np.ndarray, smallest_sums: np.ndarray, below: np.ndarray, above: np.ndarray,
                      slots_per_gpu: int, extra: int, num_gpus: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Limits strictly between below and above where ``big_copies_fit``'s result may change.
+    """Limits strictly between below and above where ``big_copies_fit``'s result may turn.
 
     heaviest: [L, H]; smallest_sums: [L, E + 1]; below, above: [L]. Its comparisons
     change at t = limit (1 + 1e-12) equal to w_e / c (a_e), 2 w_e / c (b_e, and c = 1:
-    heavy), for c up to G + SCAN_COPIES, and (w_e + Q(j)) / c (the light-slot lemma)
-    for the counts c it scans between the limits (a_e .. a_e + SCAN_COPIES - 1) and
-    the j = (S - 1) c - D it reads (0 <= D <= X - a_e + 1). The list need not be complete: it
-    only guides which limits are tested. Returns (layer [M], limit [M]) sorted by
-    layer, then limit; None when there are more than MAX_BREAKPOINTS.
+    heavy), and (w_e + Q(j)) / c (the light-slot lemma) for the counts c it scans between
+    the limits (a_e .. a_e + SCAN_COPIES - 1) and the j = (S - 1) c - D it reads, with
+    0 <= D <= ``most_spare`` (the spare counts a split passing just above the turn can
+    leave). The list need not be complete: it only guides which limits are tested. Returns
+    (layer [M], limit [M]) sorted by layer, then limit, without repeats; None when more
+    than MAX_BREAKPOINTS would be listed.
     """
     num_layers, num_heavy = heaviest.shape
     num_experts = smallest_sums.shape[1] - 1
     w = heaviest[:, : min(num_heavy, EXACT_SPLITS), None]  # [L, h, 1]
-    h = w.shape[1]
     scale = 1 + 1e-12
     lo_t, hi_t = (below * scale)[:, None, None], (above * scale)[:, None, None]  # [L, 1, 1]
+    spare = most_spare(heaviest, below * scale, above * scale, extra, num_gpus)  # [L, h]
     # The light-slot lemma: counts c = a_e(above) .. a_e(below) + SCAN_COPIES - 1, at most G + SCAN_COPIES.
     fewest, most = np.maximum(np.ceil(w / hi_t), 1), np.minimum(np.ceil(w / lo_t) + SCAN_COPIES, num_gpus + SCAN_COPIES + 1)
     span = max(int((most - fewest).max()), 1)
     copies = fewest + np.arange(span)  # [L, h, span]
-    light = np.ascontiguousarray(smallest_sums[:, :num_experts])  # Q(j), j = 0 .. E - 1: [L, E]
-    sequence = torch.from_numpy(light)
-    search = lambda q, right: torch.searchsorted(  # noqa: E731
-        sequence, torch.from_numpy(q.reshape(num_layers, -1)), right=right).numpy().reshape(copies.shape)
-    first = search(copies * lo_t - w, False)  # Q(j) >= c below - w
-    last = search(copies * hi_t - w, True)  # Q(j) <= c above - w
-    slots = (slots_per_gpu - 1) * copies.astype(np.int64)
-    spare = extra - (fewest - 1)  # D = X - (extra copies of the big experts) <= X - (a_e - 1)
-    first = np.maximum(first, (slots - spare.astype(np.int64)).clip(0, num_experts - 1))  # j = (S - 1) c - D
-    last = np.where(copies < most, np.minimum(last, slots.clip(0, num_experts - 1) + 1), first)
-    width = np.maximum(last - first, 0).reshape(-1)
-    total = int(width.sum())
-    if total > MAX_BREAKPOINTS:
+    num_spare = max(int(spare.max()) + 1, 1)
+    if copies.size * num_spare > MAX_BREAKPOINTS:
         return None
-    start = np.repeat(first.reshape(-1), width)
-    j = start + np.arange(total) - np.repeat(width.cumsum() - width, width)
-    pair = np.repeat(np.arange(width.size), width)  # index into [L, h, span]
-    layer = pair // (h * span)
-    values = [(w.reshape(-1)[pair // span] + light[layer, j]) / copies.reshape(-1)[pair]]
-    layers = [layer]
+    covered = (slots_per_gpu - 1) * copies.astype(np.int64)[..., None] - np.arange(num_spare)  # [L, h, span, D]
+    light = np.take_along_axis(smallest_sums, covered.clip(0, num_experts - 1).reshape(num_layers, -1), axis=1)
+    listed = (copies < most)[..., None] & (np.arange(num_spare) <= spare[:, :, None, None])
+    on_slots = np.where(listed, (w[..., None] + light.reshape(covered.shape)) / copies[..., None], np.inf)
     # a_e = ceil(w_e / t) and b_e = ceil(2 w_e / t) change at t = w_e / c and 2 w_e / c (c = 1: heavy).
     per_copy = (heaviest[:, :, None] * np.array([1.0, 2.0])).reshape(num_layers, -1, 1)  # [L, 2H, 1]
     fewest = np.maximum(np.floor(per_copy / hi_t), 1)
     span = max(int((np.ceil(per_copy / lo_t) - fewest).max()) + 1, 1)
     quotient = per_copy / (fewest + np.arange(span))  # [L, 2H, span]
-    layers.append(np.repeat(np.arange(num_layers), quotient[0].size))
-    values.append(quotient.reshape(-1))
-    layer, value = np.concatenate(layers), np.concatenate(values) / scale
-    keep = (value > below[layer]) & (value < above[layer])
-    layer, value = layer[keep], value[keep]
-    order = np.lexsort((value, layer))
-    return layer[order], value[order]
+    value = np.concatenate([on_slots.reshape(num_layers, -1), quotient.reshape(num_layers, -1)], axis=1) / scale
+    value.sort(axis=1)
+    keep = (value > below[:, None]) & (value < above[:, None])  # inf left out
+    keep[:, 1:] &= value[:, 1:] != value[:, :-1]  # w_e / c is also 2 w_e / 2c and (w_e + Q(0)) / c
+    layer, column = keep.nonzero()
+    return layer, value[layer, column]
+
+def most_spare(heaviest: np.ndarray, below: np.ndarray, above: np.ndarray, extra: int, num_gpus: int) -> np.ndarray:
+    """Per layer and expert, the largest spare D the test can read for the expert at a turn in (below, above).
+
+    heaviest: [L, H]; below, above: [L] scaled limits. A split B that passes just above
+    the turn t passes the first check there; at ``above`` (every a_e, b_e and charge no
+    larger) with B's experts heavy at ``below``, so does it. Both rounds of its spare lie
+    in [0, X - sum_B (a_e(t) - 1)] (the counts m it ends with meet the last check), at most
+    X - sum_B (a_e(above) - 1). -> [L, h] int64, the largest over such splits holding e
+    (-1 where none holds it).
+    """
+    limit = above[:, None]
+    _, _, _, big, big_extra, _, _, passes = first_check(heaviest, limit, extra, num_gpus, heaviest > below[:, None] / 2)
+    spare = np.where(passes, extra - big_extra, -1.0)  # [L, K]
+    return np.where(big, spare[:, :, None], -1.0).max(axis=1).astype(np.int64)  # [L, K, h] -> [L, h]
 
 
 def bracket_the_turn(fits, breakpoints, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -418,9 +452,11 @@ def bracket_the_turn(fits, breakpoints, low: np.ndarray, high: np.ndarray) -> tu
         if open_rows.size == 0:
             break
         span = (above - below)[open_rows, None]
-        k = below[open_rows, None] + (span * np.arange(1, SEARCH_TESTS + 1) + SEARCH_TESTS) // (SEARCH_TESTS + 1)
+        step = np.arange(1, max(SEARCH_TESTS, ALL_AT_ONCE) + 1)
+        every = span <= ALL_AT_ONCE + 1  # few enough left: test them all and finish the layer
+        k = below[open_rows, None] + np.where(every, step, (span * step + SEARCH_TESTS) // (SEARCH_TESTS + 1))
         row = np.broadcast_to(open_rows[:, None], k.shape)
-        valid = k < above[open_rows, None]
+        valid = (k < above[open_rows, None]) & (every | (step <= SEARCH_TESTS))
         row, k = row[valid], k[valid]
         fit = fits(row, near[start[row] + k - 1])
         np.maximum.at(below, row[~fit], k[~fit])
@@ -442,19 +478,38 @@ def bisect_monotone(fits, low: np.ndarray, high: np.ndarray, tolerance: float,
     fitting [L] fits; the others are tested, all layers' in one call of
     fits(layer [n], limit [n]) -> [n] bool, and narrow refuted / fitting in turn.
     low, high: [L] -> low [L], exactly what testing every midpoint gives.
+
+    The steps are walked in runs as if every midpoint were decided (fitting where at or
+    above ``fitting``) and checked at once after the run, which is kept up to its first
+    step that bisection does not take (every interval narrow enough: the result) or
+    whose midpoint is undecided (tested, then the walk goes on from there).
     """
     refuted, fitting = refuted.copy(), fitting.copy()
-    while ((high - low) > tolerance * high).any():
-        mid = (low + high) / 2
-        undecided = np.nonzero((mid > refuted) & (mid < fitting))[0]
-        if undecided.size:
-            fit = fits(undecided, mid[undecided])
-            refuted[undecided] = np.where(fit, refuted[undecided], mid[undecided])
-            fitting[undecided] = np.where(fit, mid[undecided], fitting[undecided])
+    while True:
+        ratio = (high - low) / np.where(high > 0, tolerance * high, 1.0)
+        steps = int(np.ceil(np.log2(max(float(ratio.max()), 1.0)))) + 2  # the steps left, or a little more
+        lows, highs, mids = np.empty((steps + 1, low.size)), np.empty((steps + 1, low.size)), np.empty((steps, low.size))
+        lows[0], highs[0] = low, high
+        for k in range(steps):
+            np.divide(lows[k] + highs[k], 2, out=mids[k])
+            fit = mids[k] >= fitting
+            lows[k + 1], highs[k + 1] = np.where(fit, lows[k], mids[k]), np.where(fit, mids[k], highs[k])
+        taken = ((highs - lows) > tolerance * highs).any(-1)  # [steps + 1]: bisection takes step k from state k
+        undecided = ((mids > refuted) & (mids < fitting)).any(-1)  # [steps]
+        done = int(np.argmin(taken)) if not taken.all() else steps + 1
+        tested = int(np.argmax(undecided)) if undecided.any() else steps
+        if done <= tested:
+            return lows[done]
+        low, high = lows[tested], highs[tested]
+        if tested == steps:  # the run ended with nothing to test and bisection still going
+            continue
+        mid = mids[tested]
+        rows = np.nonzero((mid > refuted) & (mid < fitting))[0]
+        fit = fits(rows, mid[rows])
+        refuted[rows] = np.where(fit, refuted[rows], mid[rows])
+        fitting[rows] = np.where(fit, mid[rows], fitting[rows])
         fit = mid >= fitting
         low, high = np.where(fit, low, mid), np.where(fit, mid, high)
-    return low
-
 
 def lower_bound(
     weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int, mode: str = "auto"

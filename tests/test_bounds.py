@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eplb
@@ -342,6 +342,42 @@ def test_the_turn_is_found_at_a_breakpoint_on_hot_loads(layers, experts, replica
         fits, lambda below, above: limit_breakpoints(heaviest, smallest_sums, below, above, *args), low, high)
     assert not fits(every, refuted).any() and fits(every, fitting).all()
     assert (fitting / refuted - 1 < 1e-9).all()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_the_breakpoints_that_can_be_the_turn_pin_it_on_hot_loads(data):
+    """Light-slot breakpoints only for the spare counts a passing split can leave (most_spare): still the turn's."""
+    num_experts = data.draw(st.sampled_from([16, 32, 64, 128, 256]))
+    num_gpus = data.draw(st.sampled_from([8, 16, 24, 32, 48, 72, 96, 144]))
+    slots_per_gpu = data.draw(st.integers(-(-num_experts // num_gpus), -(-num_experts // num_gpus) + 4))
+    replicas = num_gpus * slots_per_gpu
+    weight = generate_load("hot", data.draw(st.integers(1, 12)), num_experts,
+                           seed=data.draw(st.integers(0, 2**16))).double()
+    lower = torch.maximum(weight.sum(-1) / num_gpus,
+                          copy_bound(weight, replicas, min(num_gpus, replicas - num_experts + 1)))
+    heaviest, smallest_sums = big_copy_case(weight, replicas)
+    args = (slots_per_gpu, replicas - num_experts, num_gpus)
+    low, high = lower.numpy(), weight.sum(-1).numpy()
+    bisected = ~big_copies_fit(heaviest, smallest_sums, low, *args)
+    if not bisected.any():  # the simpler bounds hold: nothing to search
+        return
+    heaviest, smallest_sums, low, high = heaviest[bisected], smallest_sums[bisected], low[bisected], high[bisected]
+
+    def fits(layer, limit):
+        return big_copies_fit(heaviest, smallest_sums, limit, *args, layer=layer)
+
+    listed = []
+
+    def breakpoints(below, above):
+        listed.append((below.copy(), above.copy(), limit_breakpoints(heaviest, smallest_sums, below, above, *args)))
+        return listed[-1][-1]
+
+    refuted, fitting = bracket_the_turn(fits, breakpoints, low, high)
+    assert (fitting / refuted - 1 < 1e-9).all()
+    for below, above, (layer, value) in listed:  # in the window, ascending and without repeats per layer
+        assert ((value > below[layer]) & (value < above[layer])).all()
+        assert ((layer[1:] > layer[:-1]) | (value[1:] > value[:-1])).all()
 
 
 def test_big_copy_bound_without_the_breakpoint_list_is_plain_bisection(monkeypatch):
