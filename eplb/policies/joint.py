@@ -53,6 +53,7 @@ import math
 from functools import lru_cache
 from itertools import combinations
 
+import numpy as np
 import torch
 
 from ..sorting import argsort_rows, topk_rows
@@ -356,34 +357,26 @@ def dealing_constants(num_bins: int, per_bin: int, device: torch.device) -> tupl
 
 
 @lru_cache(maxsize=64)
-def pair_columns(num_bins: int, pairs: int, step: int, device: torch.device) -> torch.Tensor:
+def pair_columns(num_bins: int, pairs: int, step: int) -> np.ndarray:
     """Ranks of the bins a swap pass looks at: [2 * pairs + u] int64, the ``pairs`` heaviest
     (ranks 0..pairs-1), their partners (the lightest ranks in reverse, shifted by ``step``),
     and, when some bin is in no pair (u = 1), the heaviest such bin (rank ``pairs``)."""
-    heavy = torch.arange(pairs)
+    heavy = np.arange(pairs)
     light = num_bins - 1 - (heavy + step) % pairs
-    unpaired = torch.arange(pairs, pairs + (num_bins > 2 * pairs))
-    return torch.cat([heavy, light, unpaired]).to(device)
-
-
-@lru_cache(maxsize=16)
-def swap_positions(per_bin: int, device: torch.device) -> torch.Tensor:
-    """[s * s, 2] int64: swap q = a * s + b moves copy a of the heavy bin and copy b of its partner."""
-    q = torch.arange(per_bin * per_bin, device=device)
-    return torch.stack([q // per_bin, q % per_bin], dim=1)
-
-
-@lru_cache(maxsize=64)
-def pair_difference(pairs: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """[2 * pairs, pairs] matrix taking half the difference of paired loads: (H_k - L_k) / 2."""
-    eye = torch.eye(pairs, dtype=dtype) / 2
-    return torch.cat([eye, -eye]).to(device)
+    unpaired = np.arange(pairs, pairs + (num_bins > 2 * pairs))
+    return np.concatenate([heavy, light, unpaired])
 
 
 def swap_passes(num_bins: int) -> int:
     """Most swap passes for M bins: ``PASSES_PER_TURN`` for each turn (see there), and one more turn."""
     pairs = max(min(num_bins // 2, MAX_PAIRS), 1)
     return PASSES_PER_TURN * (1 + -(-num_bins // (2 * pairs)))
+
+
+def bin_sums(slot_load: np.ndarray, num_bins: int) -> np.ndarray:
+    """Load of every bin: slot loads [R, S], bin by bin -> [R, M]. Summed by torch, so in the
+    order (and to the last bit) of ``bin_loads``."""
+    return torch.from_numpy(slot_load).view(slot_load.shape[0], num_bins, -1).sum(-1).numpy()
 
 
 def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | None = None,
@@ -399,85 +392,91 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
     find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
     (checked before the first pass and after each), or after ``passes`` passes (default
     ``swap_passes(M)``). With ``items`` [R, S] (the item of each copy) no swap brings a
-    copy into a bin that already holds a copy of its item. The passes work on the remaining
-    rows only. CPU time here goes mostly to dispatching small tensor operations, so a
-    pass uses few of them.
+    copy into a bin that already holds a copy of its item.
+
+    The passes run in numpy on the host: a pass is some 25 operations on arrays of a few
+    thousand to a few hundred thousand entries, where torch's cost per operation on a CPU
+    (several microseconds, several times numpy's) was most of the time. They work on the
+    remaining rows only, on copies laid out slot by slot (copy index, load and item of
+    every slot), so a swap moves two entries of each and a pass gathers nothing per slot.
     """
     num_rows, num_bins, per_bin = table.shape
     pairs = min(num_bins // 2, MAX_PAIRS)
-    if pairs == 0 or per_bin == 0:
+    if pairs == 0 or per_bin == 0 or num_rows == 0:
         return table
-    flat_table = table.view(num_rows, -1)
-    # A pass gathers the bins' copies from the copy loads, so a swap only moves two entries
-    # of the table. The passes work on the active rows, copied out (index_select: far
-    # cheaper than advanced indexing on a CPU) and written back when rows leave.
-    if stop_at is None:
-        rows = torch.arange(num_rows, device=loads.device)
-    else:
-        bin_load = loads.gather(1, flat_table).view(num_rows, num_bins, per_bin).sum(-1)
-        rows = (bin_load.amax(dim=-1) > stop_at).nonzero().squeeze(1)
-        if rows.numel() == 0:
+    host = table.cpu().contiguous()
+    flat_table = host.numpy().reshape(num_rows, -1)  # shares memory with host
+    slot_load = np.take_along_axis(loads.cpu().numpy(), flat_table, 1)  # [R, S], bin by bin
+    rows = np.arange(num_rows)
+    limit = None
+    if stop_at is not None:
+        limit = stop_at.cpu().numpy()
+        rows = np.flatnonzero(bin_sums(slot_load, num_bins).max(-1) > limit)
+        if rows.size == 0:
             return table
-        stop_at = stop_at.index_select(0, rows)
-    work_table, work_load = flat_table.index_select(0, rows), loads.index_select(0, rows)
-    work_items = None if items is None else items.index_select(0, rows)
-    halve = pair_difference(pairs, loads.dtype, loads.device)
-    positions = swap_positions(per_bin, loads.device)
-    improved_before = torch.ones(rows.shape[0], dtype=torch.bool, device=loads.device)
+        limit = limit[rows]
+    work_table, work_load = flat_table[rows], slot_load[rows]
+    work_items = None if items is None else np.take_along_axis(items.cpu().numpy()[rows], work_table, 1)
+    improved_before = np.ones(rows.size, dtype=bool)
+    position = np.arange(per_bin).reshape(-1, 1, 1)  # [s, 1, 1]: each copy's offset in its bin
     for step in range(swap_passes(num_bins) if passes is None else passes):
-        active = work_table.shape[0]
-        work = work_load.gather(1, work_table).view(active, num_bins, per_bin)
-        bin_load = work.sum(-1)
-        picked = argsort_rows(bin_load, descending=True).index_select(
-            1, pair_columns(num_bins, pairs, step, loads.device))  # heavy bins, partners, [heaviest unpaired]
-        picked_load = bin_load.gather(1, picked)
-        half_gap = picked_load[:, : 2 * pairs] @ halve  # [A, pairs]: (H - L) / 2
-        # Copies of the heavy bins and of their partners, copy position first: [s, A, pairs] each.
-        paired = picked[:, : 2 * pairs]
-        copies = work.permute(2, 0, 1).gather(2, paired.unsqueeze(0).expand(per_bin, -1, -1))
-        heavy, light = copies[..., :pairs], copies[..., pairs:]
-        # Distance of each swap from the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced
-        # over its first axis (on a CPU much faster than over a short last axis).
-        distance = (heavy[:, None] - light[None]).sub_(half_gap).abs_().view(per_bin * per_bin, -1)
-        miss, where = distance.min(dim=0)
-        miss = miss.view(active, pairs)
+        active = rows.size
+        bin_load = bin_sums(work_load, num_bins)  # [A, M]
+        picked = argsort_rows(torch.from_numpy(bin_load), descending=True).numpy()
+        picked = picked[:, pair_columns(num_bins, pairs, step)]  # heavy bins, partners[, heaviest unpaired]
+        picked_load = bin_load.reshape(-1).take(picked + np.arange(active)[:, None] * num_bins)
+        half_gap = (picked_load[:, :pairs] - picked_load[:, pairs : 2 * pairs]) / 2  # [A, pairs]: (H - L) / 2
+        # Flat index of each paired bin's first copy in work_load, [A, pairs] each, and of all
+        # its copies, copy position first, [s, A, pairs].
+        row_start = np.arange(active)[:, None] * (num_bins * per_bin)
+        heavy_bin = picked[:, :pairs] * per_bin + row_start
+        light_bin = picked[:, pairs : 2 * pairs] * per_bin + row_start
+        heavy_copies, light_copies = heavy_bin + position, light_bin + position
+        flat_load = work_load.reshape(-1)
+        # Distance of each swap q = a * s + b (copy a of the heavy bin, b of its partner) from
+        # the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced over its first axis.
+        distance = np.abs(flat_load.take(heavy_copies)[:, None] - flat_load.take(light_copies)[None]
+                          - half_gap).reshape(per_bin * per_bin, -1)
+        where = distance.argmin(0)
+        miss = distance.reshape(-1).take(where * distance.shape[1] + np.arange(distance.shape[1]))
+        miss, where = miss.reshape(active, pairs), where.reshape(active, pairs)
         # Swapping helps when the new larger load (H + L) / 2 + miss is below H.
         better = miss < half_gap * (1 - 1e-9)
-        # Slots of each pair's two copies, [A, pairs, 2]: bin * s + position in the bin.
-        ij = positions.index_select(0, where).view(active, pairs, 2).add_(
-            paired.view(active, 2, pairs).transpose(1, 2), alpha=per_bin)
+        first, second = heavy_bin + where // per_bin, light_bin + where % per_bin
         if work_items is not None:
             # A swap that would bring a copy into a bin holding its item is dropped this pass
-            # (checking only the chosen swap is far cheaper than masking all s * s of them).
-            held = work_items.gather(1, work_table)  # [A, S]: the item in every slot
-            moving = held.gather(1, ij.view(active, -1)).view(active, pairs, 2)
-            # The items of the paired bins [A, 2 * pairs, s] against the item each would receive.
-            paired_items = held.view(active, num_bins, per_bin).gather(1, paired.unsqueeze(-1).expand(-1, -1, per_bin))
-            arriving = moving.flip(-1).transpose(1, 2).reshape(active, 2 * pairs, 1)
-            better &= ~(paired_items == arriving).any(dim=-1).view(active, 2, pairs).any(dim=1)
-        ij[..., 1] = torch.where(better, ij[..., 1], ij[..., 0])  # a slot with itself: no swap
-        ij = ij.view(active, -1)
-        work_table.scatter_(1, ij, work_table.gather(1, ij).view(active, pairs, 2).flip(-1).view(active, -1))
-        improved = better.any(dim=-1)
+            # (checking only the chosen swap is far cheaper than checking all s * s of them).
+            flat_items = work_items.reshape(-1)
+            better &= ~((flat_items.take(heavy_copies) == flat_items.take(second)).any(0)
+                        | (flat_items.take(light_copies) == flat_items.take(first)).any(0))
+        first, second = first.ravel(), np.where(better, second, first).ravel()  # a slot with itself: no swap
+        for slots in (work_table, work_load, work_items):
+            if slots is not None:
+                flat = slots.reshape(-1)
+                flat[first], flat[second] = flat[second], flat[first]
+        improved = better.any(-1)
         keep = improved | improved_before
         improved_before = improved
-        if stop_at is not None:  # the row's heaviest bin after the swaps
-            peak = (picked_load[:, :pairs] - torch.where(better, half_gap - miss, 0)).amax(dim=-1)
+        if limit is not None:  # the row's heaviest bin after the swaps
+            peak = (picked_load[:, :pairs] - np.where(better, half_gap - miss, 0)).max(-1)
             if picked.shape[1] > 2 * pairs:
-                peak = torch.maximum(peak, picked_load[:, -1])
-            keep &= peak > stop_at
-        if not bool(keep.all()):
-            flat_table.index_copy_(0, rows, work_table)
-            stay = keep.nonzero().squeeze(1)
-            if stay.numel() == 0:
-                break
+                peak = np.maximum(peak, picked_load[:, -1])
+            keep &= peak > limit
+        if not keep.all():
+            flat_table[rows] = work_table
             rows, work_table, work_load, improved_before = (
-                t.index_select(0, stay) for t in (rows, work_table, work_load, improved_before))
-            work_items = None if work_items is None else work_items.index_select(0, stay)
-            stop_at = None if stop_at is None else stop_at.index_select(0, stay)
+                a[keep] for a in (rows, work_table, work_load, improved_before))
+            work_items = None if work_items is None else work_items[keep]
+            limit = None if limit is None else limit[keep]
+            if rows.size == 0:
+                break
     else:
-        flat_table.index_copy_(0, rows, work_table)
+        flat_table[rows] = work_table
+    if host is not table:
+        table.copy_(host)
     return table
+
+
 
 
 FLOOR_LEVELS = 16
