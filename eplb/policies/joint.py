@@ -282,78 +282,68 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int, items: torch.Tensor | Non
     """
     num_rows, num_slots = loads.shape
     position, bin_load = dealt_slots(loads, num_bins, items)
-    copy_index = dealing_constants(num_bins, num_slots // num_bins, loads.device)[0]
-    table = torch.empty_like(position).scatter_(1, position, copy_index.expand(num_rows, -1))
+    copy_index = torch.arange(num_slots, device=loads.device).expand(num_rows, -1)
+    table = torch.empty_like(position).scatter_(1, position, copy_index)
     return table.view(num_rows, num_bins, -1), bin_load
 
 
 def dealt_slots(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``deal_in_rounds``' dealing: (the slot, bin * s + round, of every copy [R, S], bin loads [R, M])."""
+    """``deal_in_rounds``' dealing: (the slot, bin * s + round, of every copy [R, S], bin loads [R, M]).
+
+    In numpy on the host, as the swap passes (``improve_by_swaps``): a round is a handful of
+    operations on [R, M] arrays, where torch's cost per operation dominated.
+    """
     num_rows, num_slots = loads.shape
     per_bin = num_slots // num_bins
-    copy_index, column = dealing_constants(num_bins, per_bin, loads.device)
-    bin_load = loads[:, :num_bins].clone()  # round 0: copy k to bin k
-    bins = [copy_index[:num_bins].expand(num_rows, -1)]
-    for start in range(num_bins, num_slots, num_bins):
-        lightest_first = argsort_rows(bin_load)
-        if items is not None:
-            lightest_first = avoid_run_over(lightest_first, bins[-1], items[:, start - num_bins : start + num_bins])
-        bins.append(lightest_first)
-        bin_load.scatter_add_(1, lightest_first, loads[:, start : start + num_bins])
+    load = loads.cpu().numpy()
+    held_items = None if items is None else items.cpu().numpy()
+    bin_load = load[:, :num_bins].copy()  # round 0: copy k to bin k
+    row_start = np.arange(num_rows)[:, None] * num_bins  # flat indices: far quicker than [rows, bins]
+    bins = np.empty((num_rows, per_bin, num_bins), dtype=np.int64)  # [R, round, k]: the bin of copy k of a round
+    bins[:, 0] = np.arange(num_bins)
+    for turn in range(1, per_bin):
+        start = turn * num_bins
+        lightest_first = argsort_rows(torch.from_numpy(bin_load)).numpy()
+        if held_items is not None:
+            lightest_first = avoid_run_over(lightest_first, bins[:, turn - 1],
+                                            held_items[:, start - num_bins : start + num_bins])
+        bins[:, turn] = lightest_first
+        bin_load.reshape(-1)[lightest_first + row_start] += load[:, start : start + num_bins]
     # Copy k of round t lands in bin bins[t][k], column t of the table.
-    return torch.stack(bins, dim=1).flatten(1).mul_(per_bin).add_(column), bin_load
+    slot = bins.reshape(num_rows, -1) * per_bin + np.repeat(np.arange(per_bin), num_bins)
+    return torch.from_numpy(slot).to(loads.device), torch.from_numpy(bin_load).to(loads.device)
 
 
-def avoid_run_over(lightest_first: torch.Tensor, last_bins: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+def avoid_run_over(lightest_first: np.ndarray, last_bins: np.ndarray, items: np.ndarray) -> np.ndarray:
     """A round's bins for ``deal_in_rounds`` that keep the item running over from the last round
     off the bins already holding it: [R, M] bins, round position k -> bin.
 
     lightest_first: [R, M] the bins lightest first; last_bins: [R, M] the last round's bin of
     each position; items: [R, 2M] the items of the last round and of this one.
     """
-    num_bins = last_bins.shape[1]
+    num_rows, num_bins = last_bins.shape
     first = items[:, num_bins : num_bins + 1]  # [R, 1] the item running over, if any
-    held = torch.zeros_like(lightest_first, dtype=torch.bool).scatter_(1, last_bins, items[:, :num_bins] == first)
-    rows = None
-    if held.numel() >= SUBSET_ELEMENTS:  # large: work on the rows where the item holds a bin only
-        rows = held.any(dim=1).nonzero().squeeze(1)  # the others keep their order
-        if rows.numel() == 0:
-            return lightest_first
-        held, items, first = held.index_select(0, rows), items.index_select(0, rows), first.index_select(0, rows)
-    elif not bool(held.any()):
+    held_last = items[:, :num_bins] == first  # by the last round's positions
+    rows = np.flatnonzero(held_last.any(1))  # the others keep their order
+    if rows.size == 0:
         return lightest_first
-    order = lightest_first if rows is None else lightest_first.index_select(0, rows)
-    copies = (items[:, num_bins:] == first).sum(dim=1, keepdim=True)  # its copies in this round
+    row_start = np.arange(rows.size)[:, None] * num_bins
+    held = np.zeros(rows.size * num_bins, dtype=bool)
+    held[last_bins[rows] + row_start] = held_last[rows]  # [r * M], by bin
+    order = lightest_first[rows]
+    copies = (items[rows, num_bins:] == first[rows]).sum(1, keepdims=True)  # its copies in this round
     # Its copies take the lightest bins without it; the other copies the remaining bins,
-    # lightest first.
-    free = ~held.gather(1, order)  # [r, M], in load order
-    taken = free & (free.cumsum(dim=1) <= copies)
-    order = order.gather(1, stable_partition(taken))
-    return order if rows is None else lightest_first.index_copy(0, rows, order)
-
-
-SUBSET_ELEMENTS = 16_384
-"""From this many entries of a round's [rows, bins], ``avoid_run_over`` picks out the rows it changes
-first (on smaller ones the extra selections cost more than they save)."""
-
-
-def stable_partition(first: torch.Tensor) -> torch.Tensor:
-    """Positions with ``first`` set, then the others, each in their order: first [R, M] bool ->
-    [R, M] int64 indices (a stable argsort of ~first, without sorting)."""
-    ahead = first.cumsum(dim=1)
-    behind = (~first).cumsum(dim=1) + ahead[:, -1:]
-    rank = torch.where(first, ahead, behind) - 1
-    order = torch.empty_like(rank)
-    return order.scatter_(1, rank, torch.arange(first.shape[1], device=first.device).expand_as(rank))
-
-
-@lru_cache(maxsize=64)
-def dealing_constants(num_bins: int, per_bin: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(0, 1, ..., S - 1) and the round of each dealt copy (0 x M, 1 x M, ...): two [S] int64."""
-    num_slots = num_bins * per_bin
-    return (torch.arange(num_slots, device=device),
-            torch.arange(per_bin, device=device).repeat_interleave(num_bins))
+    # lightest first (a stable partition, by the ranks it gives each position).
+    free = ~held[order + row_start]  # [r, M], in load order
+    taken = free & (free.cumsum(1) <= copies)
+    ahead = taken.cumsum(1)
+    rank = np.where(taken, ahead, (~taken).cumsum(1) + ahead[:, -1:]) - 1
+    partitioned = np.empty_like(order)
+    partitioned.reshape(-1)[rank + row_start] = order
+    chosen = lightest_first.copy()
+    chosen[rows] = partitioned
+    return chosen
 
 
 @lru_cache(maxsize=64)
@@ -419,6 +409,9 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
     work_items = None if items is None else np.take_along_axis(items.cpu().numpy()[rows], work_table, 1)
     improved_before = np.ones(rows.size, dtype=bool)
     position = np.arange(per_bin).reshape(-1, 1, 1)  # [s, 1, 1]: each copy's offset in its bin
+    # The passes' largest array, [s * s, A * pairs], lives in one buffer: a fresh one each pass
+    # (beyond malloc's mmap threshold) costs more in page faults than the arithmetic.
+    scratch = np.empty(per_bin * per_bin * rows.size * pairs, dtype=slot_load.dtype)
     for step in range(swap_passes(num_bins) if passes is None else passes):
         active = rows.size
         bin_load = bin_sums(work_load, num_bins)  # [A, M]
@@ -435,8 +428,11 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
         flat_load = work_load.reshape(-1)
         # Distance of each swap q = a * s + b (copy a of the heavy bin, b of its partner) from
         # the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced over its first axis.
-        distance = np.abs(flat_load.take(heavy_copies)[:, None] - flat_load.take(light_copies)[None]
-                          - half_gap).reshape(per_bin * per_bin, -1)
+        distance = scratch[: per_bin * per_bin * active * pairs].reshape(per_bin, per_bin, -1)
+        np.subtract(flat_load.take(heavy_copies).reshape(per_bin, 1, -1),
+                    flat_load.take(light_copies).reshape(1, per_bin, -1), out=distance)
+        np.subtract(distance, half_gap.reshape(-1), out=distance)
+        distance = np.abs(distance, out=distance).reshape(per_bin * per_bin, -1)
         where = distance.argmin(0)
         miss = distance.reshape(-1).take(where * distance.shape[1] + np.arange(distance.shape[1]))
         miss, where = miss.reshape(active, pairs), where.reshape(active, pairs)
@@ -541,10 +537,13 @@ def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots:
     (item of each copy, load of each copy), both [R, num_slots]. Sorts the items once by
     load per copy, then repeats each by its count."""
     per_copy = weight / counts
-    order = argsort_rows(per_copy, descending=True)
-    phy2item = order.flatten().repeat_interleave(counts.gather(1, order).flatten(),
-                                                 output_size=order.shape[0] * num_slots).view(-1, num_slots)
-    return phy2item, per_copy.gather(1, phy2item)
+    order = argsort_rows(per_copy, descending=True).cpu().numpy()  # [R, n]
+    num_rows, num_items = order.shape
+    order += np.arange(num_rows)[:, None] * num_items  # flat indices (numpy's repeat and take: far quicker)
+    copies = order.reshape(-1).repeat(counts.cpu().numpy().reshape(-1).take(order.reshape(-1)))
+    phy2item = torch.from_numpy(copies.reshape(num_rows, num_slots) % num_items).to(weight.device)
+    loads = torch.from_numpy(per_copy.cpu().numpy().reshape(-1).take(copies).reshape(num_rows, num_slots))
+    return phy2item, loads.to(weight.device)
 
 
 def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
