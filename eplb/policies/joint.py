@@ -588,34 +588,47 @@ def split_moves(weight: torch.Tensor, counts: torch.Tensor, items: torch.Tensor,
     active, num_slots = items.shape
     per_bin = num_slots // num_bins
     takers = min(REFINE_TAKERS, weight.shape[1])
-    by_bin = items.view(active, num_bins, per_bin)
-    bin_load = (weight / counts).gather(1, items).view(active, num_bins, per_bin).sum(-1)  # [A, M]
-    heaviest = bin_load.argmax(dim=-1)
-    giver = by_bin.gather(1, heaviest.view(-1, 1, 1).expand(-1, 1, per_bin)).squeeze(1)  # [A, s]
+    # In numpy (torch's per-operation cost dominated), but for the takers' ``topk``.
+    device = weight.device
     after = torch.where(counts > 1, weight / (counts - 1).clamp(min=1), torch.inf)
-    taker = topk_rows(-after, takers)[1]  # [A, K]
+    taker = topk_rows(-after, takers)[1].cpu().numpy()  # [A, K]
+    weight, counts = weight.cpu().numpy(), counts.cpu().numpy()
+    by_bin = items.cpu().numpy().reshape(active, num_bins, per_bin)
+    row_start = np.arange(active).reshape(-1, 1, 1) * weight.shape[1]
+    slot_load = (weight / counts).reshape(-1).take(by_bin + row_start)  # [A, M, s]
+    load = slot_load[..., 0].copy()  # [A, M]: bin loads, summed in slot order
+    for k in range(1, per_bin):
+        load += slot_load[..., k]
+    giver = by_bin[np.arange(active), load.argmax(-1)]  # [A, s]: the heaviest bin's experts
     # Copies of each g and t per bin, [A, s + K, M]: compared slot position first, summed over it.
-    who = torch.cat([giver, taker], 1).unsqueeze(-1)
-    present = sum((by_bin[..., k].unsqueeze(1) == who).to(weight.dtype) for k in range(per_bin))
+    who = np.concatenate([giver, taker], 1)[:, :, None]
+    present = np.zeros((active, per_bin + takers, num_bins), dtype=np.uint8)  # s <= REFINE_SLOTS copies
+    for k in range(per_bin):
+        present += by_bin[:, None, :, k] == who
     in_g, in_t = present[:, :per_bin], present[:, per_bin:]
-    w_g, c_g, w_t, c_t = weight.gather(1, giver), counts.gather(1, giver), weight.gather(1, taker), counts.gather(1, taker)
-    new_g, new_t = w_g / (c_g + 1), w_t / (c_t - 1).clamp(min=1)
+    w_g, c_g = np.take_along_axis(weight, giver, 1), np.take_along_axis(counts, giver, 1)
+    w_t, c_t = np.take_along_axis(weight, taker, 1), np.take_along_axis(counts, taker, 1)
+    new_g, new_t = w_g / (c_g + 1), w_t / np.maximum(c_t - 1, 1)
     # Bins after the move, judged per g and per t apart (O((s + K) * M), an upper bound on
     # each bin): with g's smaller copies [A, s, M]; with t's larger ones, t's bins only [A, K, M].
-    with_g = bin_load.unsqueeze(1) + (new_g - w_g / c_g).unsqueeze(-1) * in_g
-    with_t = torch.where(in_t > 0, bin_load.unsqueeze(1) + (new_t - w_t / c_t).unsqueeze(-1) * in_t, -torch.inf)
-    into_t, into_bin = torch.where(in_t > 0, with_t, torch.inf).min(dim=-1)  # [A, K]: the t copy g replaces
-    rest_t = with_t.scatter(-1, into_bin.unsqueeze(-1), -torch.inf).amax(dim=-1)  # t's other bins
-    g_at_into = in_g.gather(2, into_bin.unsqueeze(1).expand(-1, per_bin, -1))  # [A, s, K]
-    into_load = (into_t.unsqueeze(1) + (new_g - w_g / c_g).unsqueeze(-1) * g_at_into
-                 + (new_g.unsqueeze(2) - new_t.unsqueeze(1)))
+    g_change = (new_g - w_g / c_g)[..., None]
+    with_g = load[:, None] + g_change * in_g
+    holds_t = in_t > 0
+    with_t = np.where(holds_t, load[:, None] + (new_t - w_t / c_t)[..., None] * in_t, -np.inf)
+    into_bin = np.where(holds_t, with_t, np.inf).argmin(-1)  # [A, K]: the t copy g replaces
+    into_t = np.take_along_axis(with_t, into_bin[..., None], -1)[..., 0]
+    np.put_along_axis(with_t, into_bin[..., None], -np.inf, -1)
+    rest_t = with_t.max(-1)  # t's other bins
+    g_at_into = np.take_along_axis(in_g, into_bin[:, None, :], 2)  # [A, s, K]
+    into_load = into_t[:, None] + g_change * g_at_into + (new_g[:, :, None] - new_t[:, None])
     if cap is not None:
-        into_load = torch.where(g_at_into > 0, torch.inf, into_load)
-    rest = torch.maximum(with_g.amax(dim=-1).unsqueeze(2), rest_t.unsqueeze(1))
-    valid = (c_t > 1).unsqueeze(1) & (giver.unsqueeze(2) != taker.unsqueeze(1))
+        into_load = np.where(g_at_into > 0, np.inf, into_load)
+    rest = np.maximum(with_g.max(-1)[:, :, None], rest_t[:, None])
+    valid = (c_t > 1)[:, None] & (giver[:, :, None] != taker[:, None])
     if cap is not None:
-        valid &= (c_g < cap).unsqueeze(2)
-    peak = torch.where(valid, torch.maximum(rest, into_load), torch.inf).view(active, -1)
+        valid &= (c_g < cap)[:, :, None]
+    peak = torch.from_numpy(np.where(valid, np.maximum(rest, into_load), np.inf).reshape(active, -1)).to(device)
+    giver, taker = torch.from_numpy(giver).to(device), torch.from_numpy(taker).to(device)
     return peak, giver.repeat_interleave(takers, dim=1), taker.repeat(1, per_bin)
 
 
