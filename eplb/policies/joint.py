@@ -53,6 +53,7 @@ import math
 from functools import lru_cache
 from itertools import combinations
 
+import numpy as np
 import torch
 
 from ..sorting import argsort_rows, topk_rows
@@ -281,109 +282,91 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int, items: torch.Tensor | Non
     """
     num_rows, num_slots = loads.shape
     position, bin_load = dealt_slots(loads, num_bins, items)
-    copy_index = dealing_constants(num_bins, num_slots // num_bins, loads.device)[0]
-    table = torch.empty_like(position).scatter_(1, position, copy_index.expand(num_rows, -1))
+    copy_index = torch.arange(num_slots, device=loads.device).expand(num_rows, -1)
+    table = torch.empty_like(position).scatter_(1, position, copy_index)
     return table.view(num_rows, num_bins, -1), bin_load
 
 
 def dealt_slots(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``deal_in_rounds``' dealing: (the slot, bin * s + round, of every copy [R, S], bin loads [R, M])."""
+    """``deal_in_rounds``' dealing: (the slot, bin * s + round, of every copy [R, S], bin loads [R, M]).
+
+    In numpy on the host, as the swap passes (``improve_by_swaps``): a round is a handful of
+    operations on [R, M] arrays, where torch's cost per operation dominated.
+    """
     num_rows, num_slots = loads.shape
     per_bin = num_slots // num_bins
-    copy_index, column = dealing_constants(num_bins, per_bin, loads.device)
-    bin_load = loads[:, :num_bins].clone()  # round 0: copy k to bin k
-    bins = [copy_index[:num_bins].expand(num_rows, -1)]
-    for start in range(num_bins, num_slots, num_bins):
-        lightest_first = argsort_rows(bin_load)
-        if items is not None:
-            lightest_first = avoid_run_over(lightest_first, bins[-1], items[:, start - num_bins : start + num_bins])
-        bins.append(lightest_first)
-        bin_load.scatter_add_(1, lightest_first, loads[:, start : start + num_bins])
+    load = loads.cpu().numpy()
+    held_items = None if items is None else items.cpu().numpy()
+    bin_load = load[:, :num_bins].copy()  # round 0: copy k to bin k
+    row_start = np.arange(num_rows)[:, None] * num_bins  # flat indices: far quicker than [rows, bins]
+    bins = np.empty((num_rows, per_bin, num_bins), dtype=np.int64)  # [R, round, k]: the bin of copy k of a round
+    bins[:, 0] = np.arange(num_bins)
+    for turn in range(1, per_bin):
+        start = turn * num_bins
+        lightest_first = argsort_rows(torch.from_numpy(bin_load)).numpy()
+        if held_items is not None:
+            lightest_first = avoid_run_over(lightest_first, bins[:, turn - 1],
+                                            held_items[:, start - num_bins : start + num_bins])
+        bins[:, turn] = lightest_first
+        bin_load.reshape(-1)[lightest_first + row_start] += load[:, start : start + num_bins]
     # Copy k of round t lands in bin bins[t][k], column t of the table.
-    return torch.stack(bins, dim=1).flatten(1).mul_(per_bin).add_(column), bin_load
+    slot = bins.reshape(num_rows, -1) * per_bin + np.repeat(np.arange(per_bin), num_bins)
+    return torch.from_numpy(slot).to(loads.device), torch.from_numpy(bin_load).to(loads.device)
 
 
-def avoid_run_over(lightest_first: torch.Tensor, last_bins: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+def avoid_run_over(lightest_first: np.ndarray, last_bins: np.ndarray, items: np.ndarray) -> np.ndarray:
     """A round's bins for ``deal_in_rounds`` that keep the item running over from the last round
     off the bins already holding it: [R, M] bins, round position k -> bin.
 
     lightest_first: [R, M] the bins lightest first; last_bins: [R, M] the last round's bin of
     each position; items: [R, 2M] the items of the last round and of this one.
     """
-    num_bins = last_bins.shape[1]
+    num_rows, num_bins = last_bins.shape
     first = items[:, num_bins : num_bins + 1]  # [R, 1] the item running over, if any
-    held = torch.zeros_like(lightest_first, dtype=torch.bool).scatter_(1, last_bins, items[:, :num_bins] == first)
-    rows = None
-    if held.numel() >= SUBSET_ELEMENTS:  # large: work on the rows where the item holds a bin only
-        rows = held.any(dim=1).nonzero().squeeze(1)  # the others keep their order
-        if rows.numel() == 0:
-            return lightest_first
-        held, items, first = held.index_select(0, rows), items.index_select(0, rows), first.index_select(0, rows)
-    elif not bool(held.any()):
+    held_last = items[:, :num_bins] == first  # by the last round's positions
+    rows = np.flatnonzero(held_last.any(1))  # the others keep their order
+    if rows.size == 0:
         return lightest_first
-    order = lightest_first if rows is None else lightest_first.index_select(0, rows)
-    copies = (items[:, num_bins:] == first).sum(dim=1, keepdim=True)  # its copies in this round
+    row_start = np.arange(rows.size)[:, None] * num_bins
+    held = np.zeros(rows.size * num_bins, dtype=bool)
+    held[last_bins[rows] + row_start] = held_last[rows]  # [r * M], by bin
+    order = lightest_first[rows]
+    copies = (items[rows, num_bins:] == first[rows]).sum(1, keepdims=True)  # its copies in this round
     # Its copies take the lightest bins without it; the other copies the remaining bins,
-    # lightest first.
-    free = ~held.gather(1, order)  # [r, M], in load order
-    taken = free & (free.cumsum(dim=1) <= copies)
-    order = order.gather(1, stable_partition(taken))
-    return order if rows is None else lightest_first.index_copy(0, rows, order)
-
-
-SUBSET_ELEMENTS = 16_384
-"""From this many entries of a round's [rows, bins], ``avoid_run_over`` picks out the rows it changes
-first (on smaller ones the extra selections cost more than they save)."""
-
-
-def stable_partition(first: torch.Tensor) -> torch.Tensor:
-    """Positions with ``first`` set, then the others, each in their order: first [R, M] bool ->
-    [R, M] int64 indices (a stable argsort of ~first, without sorting)."""
-    ahead = first.cumsum(dim=1)
-    behind = (~first).cumsum(dim=1) + ahead[:, -1:]
-    rank = torch.where(first, ahead, behind) - 1
-    order = torch.empty_like(rank)
-    return order.scatter_(1, rank, torch.arange(first.shape[1], device=first.device).expand_as(rank))
+    # lightest first (a stable partition, by the ranks it gives each position).
+    free = ~held[order + row_start]  # [r, M], in load order
+    taken = free & (free.cumsum(1) <= copies)
+    ahead = taken.cumsum(1)
+    rank = np.where(taken, ahead, (~taken).cumsum(1) + ahead[:, -1:]) - 1
+    partitioned = np.empty_like(order)
+    partitioned.reshape(-1)[rank + row_start] = order
+    chosen = lightest_first.copy()
+    chosen[rows] = partitioned
+    return chosen
 
 
 @lru_cache(maxsize=64)
-def dealing_constants(num_bins: int, per_bin: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(0, 1, ..., S - 1) and the round of each dealt copy (0 x M, 1 x M, ...): two [S] int64."""
-    num_slots = num_bins * per_bin
-    return (torch.arange(num_slots, device=device),
-            torch.arange(per_bin, device=device).repeat_interleave(num_bins))
-
-
-@lru_cache(maxsize=64)
-def pair_columns(num_bins: int, pairs: int, step: int, device: torch.device) -> torch.Tensor:
+def pair_columns(num_bins: int, pairs: int, step: int) -> np.ndarray:
     """Ranks of the bins a swap pass looks at: [2 * pairs + u] int64, the ``pairs`` heaviest
     (ranks 0..pairs-1), their partners (the lightest ranks in reverse, shifted by ``step``),
     and, when some bin is in no pair (u = 1), the heaviest such bin (rank ``pairs``)."""
-    heavy = torch.arange(pairs)
+    heavy = np.arange(pairs)
     light = num_bins - 1 - (heavy + step) % pairs
-    unpaired = torch.arange(pairs, pairs + (num_bins > 2 * pairs))
-    return torch.cat([heavy, light, unpaired]).to(device)
-
-
-@lru_cache(maxsize=16)
-def swap_positions(per_bin: int, device: torch.device) -> torch.Tensor:
-    """[s * s, 2] int64: swap q = a * s + b moves copy a of the heavy bin and copy b of its partner."""
-    q = torch.arange(per_bin * per_bin, device=device)
-    return torch.stack([q // per_bin, q % per_bin], dim=1)
-
-
-@lru_cache(maxsize=64)
-def pair_difference(pairs: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """[2 * pairs, pairs] matrix taking half the difference of paired loads: (H_k - L_k) / 2."""
-    eye = torch.eye(pairs, dtype=dtype) / 2
-    return torch.cat([eye, -eye]).to(device)
+    unpaired = np.arange(pairs, pairs + (num_bins > 2 * pairs))
+    return np.concatenate([heavy, light, unpaired])
 
 
 def swap_passes(num_bins: int) -> int:
     """Most swap passes for M bins: ``PASSES_PER_TURN`` for each turn (see there), and one more turn."""
     pairs = max(min(num_bins // 2, MAX_PAIRS), 1)
     return PASSES_PER_TURN * (1 + -(-num_bins // (2 * pairs)))
+
+
+def bin_sums(slot_load: np.ndarray, num_bins: int) -> np.ndarray:
+    """Load of every bin: slot loads [R, S], bin by bin -> [R, M]. Summed by torch, so in the
+    order (and to the last bit) of ``bin_loads``."""
+    return torch.from_numpy(slot_load).view(slot_load.shape[0], num_bins, -1).sum(-1).numpy()
 
 
 def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | None = None,
@@ -399,85 +382,97 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
     find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
     (checked before the first pass and after each), or after ``passes`` passes (default
     ``swap_passes(M)``). With ``items`` [R, S] (the item of each copy) no swap brings a
-    copy into a bin that already holds a copy of its item. The passes work on the remaining
-    rows only. CPU time here goes mostly to dispatching small tensor operations, so a
-    pass uses few of them.
+    copy into a bin that already holds a copy of its item.
+
+    The passes run in numpy on the host: a pass is some 25 operations on arrays of a few
+    thousand to a few hundred thousand entries, where torch's cost per operation on a CPU
+    (several microseconds, several times numpy's) was most of the time. They work on the
+    remaining rows only, on copies laid out slot by slot (copy index, load and item of
+    every slot), so a swap moves two entries of each and a pass gathers nothing per slot.
     """
     num_rows, num_bins, per_bin = table.shape
     pairs = min(num_bins // 2, MAX_PAIRS)
-    if pairs == 0 or per_bin == 0:
+    if pairs == 0 or per_bin == 0 or num_rows == 0:
         return table
-    flat_table = table.view(num_rows, -1)
-    # A pass gathers the bins' copies from the copy loads, so a swap only moves two entries
-    # of the table. The passes work on the active rows, copied out (index_select: far
-    # cheaper than advanced indexing on a CPU) and written back when rows leave.
-    if stop_at is None:
-        rows = torch.arange(num_rows, device=loads.device)
-    else:
-        bin_load = loads.gather(1, flat_table).view(num_rows, num_bins, per_bin).sum(-1)
-        rows = (bin_load.amax(dim=-1) > stop_at).nonzero().squeeze(1)
-        if rows.numel() == 0:
+    host = table.cpu().contiguous()
+    flat_table = host.numpy().reshape(num_rows, -1)  # shares memory with host
+    slot_load = np.take_along_axis(loads.cpu().numpy(), flat_table, 1)  # [R, S], bin by bin
+    rows = np.arange(num_rows)
+    limit = None
+    if stop_at is not None:
+        limit = stop_at.cpu().numpy()
+        rows = np.flatnonzero(bin_sums(slot_load, num_bins).max(-1) > limit)
+        if rows.size == 0:
             return table
-        stop_at = stop_at.index_select(0, rows)
-    work_table, work_load = flat_table.index_select(0, rows), loads.index_select(0, rows)
-    work_items = None if items is None else items.index_select(0, rows)
-    halve = pair_difference(pairs, loads.dtype, loads.device)
-    positions = swap_positions(per_bin, loads.device)
-    improved_before = torch.ones(rows.shape[0], dtype=torch.bool, device=loads.device)
+        limit = limit[rows]
+    work_table, work_load = flat_table[rows], slot_load[rows]
+    work_items = None if items is None else np.take_along_axis(items.cpu().numpy()[rows], work_table, 1)
+    improved_before = np.ones(rows.size, dtype=bool)
+    position = np.arange(per_bin).reshape(-1, 1, 1)  # [s, 1, 1]: each copy's offset in its bin
+    # The passes' largest array, [s * s, A * pairs], lives in one buffer: a fresh one each pass
+    # (beyond malloc's mmap threshold) costs more in page faults than the arithmetic.
+    scratch = np.empty(per_bin * per_bin * rows.size * pairs, dtype=slot_load.dtype)
     for step in range(swap_passes(num_bins) if passes is None else passes):
-        active = work_table.shape[0]
-        work = work_load.gather(1, work_table).view(active, num_bins, per_bin)
-        bin_load = work.sum(-1)
-        picked = argsort_rows(bin_load, descending=True).index_select(
-            1, pair_columns(num_bins, pairs, step, loads.device))  # heavy bins, partners, [heaviest unpaired]
-        picked_load = bin_load.gather(1, picked)
-        half_gap = picked_load[:, : 2 * pairs] @ halve  # [A, pairs]: (H - L) / 2
-        # Copies of the heavy bins and of their partners, copy position first: [s, A, pairs] each.
-        paired = picked[:, : 2 * pairs]
-        copies = work.permute(2, 0, 1).gather(2, paired.unsqueeze(0).expand(per_bin, -1, -1))
-        heavy, light = copies[..., :pairs], copies[..., pairs:]
-        # Distance of each swap from the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced
-        # over its first axis (on a CPU much faster than over a short last axis).
-        distance = (heavy[:, None] - light[None]).sub_(half_gap).abs_().view(per_bin * per_bin, -1)
-        miss, where = distance.min(dim=0)
-        miss = miss.view(active, pairs)
+        active = rows.size
+        bin_load = bin_sums(work_load, num_bins)  # [A, M]
+        picked = argsort_rows(torch.from_numpy(bin_load), descending=True).numpy()
+        picked = picked[:, pair_columns(num_bins, pairs, step)]  # heavy bins, partners[, heaviest unpaired]
+        picked_load = bin_load.reshape(-1).take(picked + np.arange(active)[:, None] * num_bins)
+        half_gap = (picked_load[:, :pairs] - picked_load[:, pairs : 2 * pairs]) / 2  # [A, pairs]: (H - L) / 2
+        # Flat index of each paired bin's first copy in work_load, [A, pairs] each, and of all
+        # its copies, copy position first, [s, A, pairs].
+        row_start = np.arange(active)[:, None] * (num_bins * per_bin)
+        heavy_bin = picked[:, :pairs] * per_bin + row_start
+        light_bin = picked[:, pairs : 2 * pairs] * per_bin + row_start
+        heavy_copies, light_copies = heavy_bin + position, light_bin + position
+        flat_load = work_load.reshape(-1)
+        # Distance of each swap q = a * s + b (copy a of the heavy bin, b of its partner) from
+        # the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced over its first axis.
+        distance = scratch[: per_bin * per_bin * active * pairs].reshape(per_bin, per_bin, -1)
+        np.subtract(flat_load.take(heavy_copies).reshape(per_bin, 1, -1),
+                    flat_load.take(light_copies).reshape(1, per_bin, -1), out=distance)
+        np.subtract(distance, half_gap.reshape(-1), out=distance)
+        distance = np.abs(distance, out=distance).reshape(per_bin * per_bin, -1)
+        where = distance.argmin(0)
+        miss = distance.reshape(-1).take(where * distance.shape[1] + np.arange(distance.shape[1]))
+        miss, where = miss.reshape(active, pairs), where.reshape(active, pairs)
         # Swapping helps when the new larger load (H + L) / 2 + miss is below H.
         better = miss < half_gap * (1 - 1e-9)
-        # Slots of each pair's two copies, [A, pairs, 2]: bin * s + position in the bin.
-        ij = positions.index_select(0, where).view(active, pairs, 2).add_(
-            paired.view(active, 2, pairs).transpose(1, 2), alpha=per_bin)
+        first, second = heavy_bin + where // per_bin, light_bin + where % per_bin
         if work_items is not None:
             # A swap that would bring a copy into a bin holding its item is dropped this pass
-            # (checking only the chosen swap is far cheaper than masking all s * s of them).
-            held = work_items.gather(1, work_table)  # [A, S]: the item in every slot
-            moving = held.gather(1, ij.view(active, -1)).view(active, pairs, 2)
-            # The items of the paired bins [A, 2 * pairs, s] against the item each would receive.
-            paired_items = held.view(active, num_bins, per_bin).gather(1, paired.unsqueeze(-1).expand(-1, -1, per_bin))
-            arriving = moving.flip(-1).transpose(1, 2).reshape(active, 2 * pairs, 1)
-            better &= ~(paired_items == arriving).any(dim=-1).view(active, 2, pairs).any(dim=1)
-        ij[..., 1] = torch.where(better, ij[..., 1], ij[..., 0])  # a slot with itself: no swap
-        ij = ij.view(active, -1)
-        work_table.scatter_(1, ij, work_table.gather(1, ij).view(active, pairs, 2).flip(-1).view(active, -1))
-        improved = better.any(dim=-1)
+            # (checking only the chosen swap is far cheaper than checking all s * s of them).
+            flat_items = work_items.reshape(-1)
+            better &= ~((flat_items.take(heavy_copies) == flat_items.take(second)).any(0)
+                        | (flat_items.take(light_copies) == flat_items.take(first)).any(0))
+        first, second = first.ravel(), np.where(better, second, first).ravel()  # a slot with itself: no swap
+        for slots in (work_table, work_load, work_items):
+            if slots is not None:
+                flat = slots.reshape(-1)
+                flat[first], flat[second] = flat[second], flat[first]
+        improved = better.any(-1)
         keep = improved | improved_before
         improved_before = improved
-        if stop_at is not None:  # the row's heaviest bin after the swaps
-            peak = (picked_load[:, :pairs] - torch.where(better, half_gap - miss, 0)).amax(dim=-1)
+        if limit is not None:  # the row's heaviest bin after the swaps
+            peak = (picked_load[:, :pairs] - np.where(better, half_gap - miss, 0)).max(-1)
             if picked.shape[1] > 2 * pairs:
-                peak = torch.maximum(peak, picked_load[:, -1])
-            keep &= peak > stop_at
-        if not bool(keep.all()):
-            flat_table.index_copy_(0, rows, work_table)
-            stay = keep.nonzero().squeeze(1)
-            if stay.numel() == 0:
-                break
+                peak = np.maximum(peak, picked_load[:, -1])
+            keep &= peak > limit
+        if not keep.all():
+            flat_table[rows] = work_table
             rows, work_table, work_load, improved_before = (
-                t.index_select(0, stay) for t in (rows, work_table, work_load, improved_before))
-            work_items = None if work_items is None else work_items.index_select(0, stay)
-            stop_at = None if stop_at is None else stop_at.index_select(0, stay)
+                a[keep] for a in (rows, work_table, work_load, improved_before))
+            work_items = None if work_items is None else work_items[keep]
+            limit = None if limit is None else limit[keep]
+            if rows.size == 0:
+                break
     else:
-        flat_table.index_copy_(0, rows, work_table)
+        flat_table[rows] = work_table
+    if host is not table:
+        table.copy_(host)
     return table
+
+
 
 
 FLOOR_LEVELS = 16
@@ -542,10 +537,13 @@ def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots:
     (item of each copy, load of each copy), both [R, num_slots]. Sorts the items once by
     load per copy, then repeats each by its count."""
     per_copy = weight / counts
-    order = argsort_rows(per_copy, descending=True)
-    phy2item = order.flatten().repeat_interleave(counts.gather(1, order).flatten(),
-                                                 output_size=order.shape[0] * num_slots).view(-1, num_slots)
-    return phy2item, per_copy.gather(1, phy2item)
+    order = argsort_rows(per_copy, descending=True).cpu().numpy()  # [R, n]
+    num_rows, num_items = order.shape
+    order += np.arange(num_rows)[:, None] * num_items  # flat indices (numpy's repeat and take: far quicker)
+    copies = order.reshape(-1).repeat(counts.cpu().numpy().reshape(-1).take(order.reshape(-1)))
+    phy2item = torch.from_numpy(copies.reshape(num_rows, num_slots) % num_items).to(weight.device)
+    loads = torch.from_numpy(per_copy.cpu().numpy().reshape(-1).take(copies).reshape(num_rows, num_slots))
+    return phy2item, loads.to(weight.device)
 
 
 def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
@@ -590,34 +588,47 @@ def split_moves(weight: torch.Tensor, counts: torch.Tensor, items: torch.Tensor,
     active, num_slots = items.shape
     per_bin = num_slots // num_bins
     takers = min(REFINE_TAKERS, weight.shape[1])
-    by_bin = items.view(active, num_bins, per_bin)
-    bin_load = (weight / counts).gather(1, items).view(active, num_bins, per_bin).sum(-1)  # [A, M]
-    heaviest = bin_load.argmax(dim=-1)
-    giver = by_bin.gather(1, heaviest.view(-1, 1, 1).expand(-1, 1, per_bin)).squeeze(1)  # [A, s]
+    # In numpy (torch's per-operation cost dominated), but for the takers' ``topk``.
+    device = weight.device
     after = torch.where(counts > 1, weight / (counts - 1).clamp(min=1), torch.inf)
-    taker = topk_rows(-after, takers)[1]  # [A, K]
+    taker = topk_rows(-after, takers)[1].cpu().numpy()  # [A, K]
+    weight, counts = weight.cpu().numpy(), counts.cpu().numpy()
+    by_bin = items.cpu().numpy().reshape(active, num_bins, per_bin)
+    row_start = np.arange(active).reshape(-1, 1, 1) * weight.shape[1]
+    slot_load = (weight / counts).reshape(-1).take(by_bin + row_start)  # [A, M, s]
+    load = slot_load[..., 0].copy()  # [A, M]: bin loads, summed in slot order
+    for k in range(1, per_bin):
+        load += slot_load[..., k]
+    giver = by_bin[np.arange(active), load.argmax(-1)]  # [A, s]: the heaviest bin's experts
     # Copies of each g and t per bin, [A, s + K, M]: compared slot position first, summed over it.
-    who = torch.cat([giver, taker], 1).unsqueeze(-1)
-    present = sum((by_bin[..., k].unsqueeze(1) == who).to(weight.dtype) for k in range(per_bin))
+    who = np.concatenate([giver, taker], 1)[:, :, None]
+    present = np.zeros((active, per_bin + takers, num_bins), dtype=np.uint8)  # s <= REFINE_SLOTS copies
+    for k in range(per_bin):
+        present += by_bin[:, None, :, k] == who
     in_g, in_t = present[:, :per_bin], present[:, per_bin:]
-    w_g, c_g, w_t, c_t = weight.gather(1, giver), counts.gather(1, giver), weight.gather(1, taker), counts.gather(1, taker)
-    new_g, new_t = w_g / (c_g + 1), w_t / (c_t - 1).clamp(min=1)
+    w_g, c_g = np.take_along_axis(weight, giver, 1), np.take_along_axis(counts, giver, 1)
+    w_t, c_t = np.take_along_axis(weight, taker, 1), np.take_along_axis(counts, taker, 1)
+    new_g, new_t = w_g / (c_g + 1), w_t / np.maximum(c_t - 1, 1)
     # Bins after the move, judged per g and per t apart (O((s + K) * M), an upper bound on
     # each bin): with g's smaller copies [A, s, M]; with t's larger ones, t's bins only [A, K, M].
-    with_g = bin_load.unsqueeze(1) + (new_g - w_g / c_g).unsqueeze(-1) * in_g
-    with_t = torch.where(in_t > 0, bin_load.unsqueeze(1) + (new_t - w_t / c_t).unsqueeze(-1) * in_t, -torch.inf)
-    into_t, into_bin = torch.where(in_t > 0, with_t, torch.inf).min(dim=-1)  # [A, K]: the t copy g replaces
-    rest_t = with_t.scatter(-1, into_bin.unsqueeze(-1), -torch.inf).amax(dim=-1)  # t's other bins
-    g_at_into = in_g.gather(2, into_bin.unsqueeze(1).expand(-1, per_bin, -1))  # [A, s, K]
-    into_load = (into_t.unsqueeze(1) + (new_g - w_g / c_g).unsqueeze(-1) * g_at_into
-                 + (new_g.unsqueeze(2) - new_t.unsqueeze(1)))
+    g_change = (new_g - w_g / c_g)[..., None]
+    with_g = load[:, None] + g_change * in_g
+    holds_t = in_t > 0
+    with_t = np.where(holds_t, load[:, None] + (new_t - w_t / c_t)[..., None] * in_t, -np.inf)
+    into_bin = np.where(holds_t, with_t, np.inf).argmin(-1)  # [A, K]: the t copy g replaces
+    into_t = np.take_along_axis(with_t, into_bin[..., None], -1)[..., 0]
+    np.put_along_axis(with_t, into_bin[..., None], -np.inf, -1)
+    rest_t = with_t.max(-1)  # t's other bins
+    g_at_into = np.take_along_axis(in_g, into_bin[:, None, :], 2)  # [A, s, K]
+    into_load = into_t[:, None] + g_change * g_at_into + (new_g[:, :, None] - new_t[:, None])
     if cap is not None:
-        into_load = torch.where(g_at_into > 0, torch.inf, into_load)
-    rest = torch.maximum(with_g.amax(dim=-1).unsqueeze(2), rest_t.unsqueeze(1))
-    valid = (c_t > 1).unsqueeze(1) & (giver.unsqueeze(2) != taker.unsqueeze(1))
+        into_load = np.where(g_at_into > 0, np.inf, into_load)
+    rest = np.maximum(with_g.max(-1)[:, :, None], rest_t[:, None])
+    valid = (c_t > 1)[:, None] & (giver[:, :, None] != taker[:, None])
     if cap is not None:
-        valid &= (c_g < cap).unsqueeze(2)
-    peak = torch.where(valid, torch.maximum(rest, into_load), torch.inf).view(active, -1)
+        valid &= (c_g < cap)[:, :, None]
+    peak = torch.from_numpy(np.where(valid, np.maximum(rest, into_load), np.inf).reshape(active, -1)).to(device)
+    giver, taker = torch.from_numpy(giver).to(device), torch.from_numpy(taker).to(device)
     return peak, giver.repeat_interleave(takers, dim=1), taker.repeat(1, per_bin)
 
 
