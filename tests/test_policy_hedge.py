@@ -105,6 +105,34 @@ def test_the_window_plan_is_the_best_of_its_candidates_on_the_scenarios(mode):
     assert not torch.equal(chosen, plain)  # 30% swings: some layer takes a hedged plan
 
 
+def test_the_next_window_is_centred_near_the_layer_mean_where_loads_differ_no_more_than_they_swing():
+    """A uniform load's window deviations are its swings: the estimated levels shrink toward the
+    layer's mean. A log-normal load's experts differ far more than 5% swings: kept."""
+    window = generate_drifting_trace("uniform", 1, 20, 4, 64, noise=0.05, seed=0)
+    swing = hedge.volatility(window)
+    log_median, sigma = hedge.next_window_level(window.sum(0), swing)
+    level = log_median - swing.square() / 2  # the estimated trend, without the steps' mean
+    assert float(level.std(-1).mean()) < 0.4 * float(window.sum(0).log().std(-1).mean())
+    assert bool((sigma >= swing - 1e-12).all()) and bool((sigma <= swing * 1.5 + 0.02).all())
+    skewed = generate_drifting_trace("lognormal", 1, 20, 4, 64, noise=0.05, seed=0)
+    log_median = hedge.next_window_level(skewed.sum(0), hedge.volatility(skewed))[0]
+    assert float((log_median - skewed.sum(0).log()).abs().median()) < 0.01
+
+
+def test_idle_experts_stay_idle_and_a_load_without_swings_is_its_own_scenario():
+    window = generate_drifting_trace("zero", 1, 8, 3, 32, noise=0.3, seed=3)
+    total = window.sum(0)
+    scenarios = hedge.next_window_scenarios(total, hedge.volatility(window), 16)
+    idle = (total == 0).unsqueeze(1).expand_as(scenarios)
+    assert bool(idle.any()) and bool((scenarios[idle] == 0).all()) and bool((scenarios[~idle] > 0).all())
+    steady = hedge.next_window_scenarios(total, torch.zeros_like(total), 5)
+    assert torch.equal(steady, total.unsqueeze(1).expand(-1, 5, -1))
+    # Without counts' Poisson noise and without swings, the level is the load itself.
+    fractions = total.double() / 1000 + 0.5
+    log_median, sigma = hedge.next_window_level(fractions, torch.zeros_like(fractions))
+    assert torch.allclose(log_median, fractions.log()) and bool((sigma == 0).all())
+
+
 def test_scenario_peaks_match_the_gpu_loads_of_each_scenario():
     weight = generate_load("zipf", 3, 16, seed=5)
     phy2log = eplb.rebalance_experts(weight, 24, 1, 1, 8)[0]

@@ -12,8 +12,9 @@ window as follows (``JointSearch.place_window``):
    ``HEDGES`` the copy counts that DeepSeek's min-max rule gives the loads w * exp(k v)
    (volatile experts count as heavier), packed on the window's sum, so the counts lean
    toward the swinging experts while the packing still balances the expected load;
-3. ``next_window_scenarios``: next-window loads drawn around the window's sum with the
-   experts' swings;
+3. ``next_window_scenarios``: next-window loads drawn around each expert's trend, estimated
+   from the window by shrinking toward the layer's mean as far as the swings make the
+   window's own load unreliable (``next_window_level``), with the experts' swings;
 4. per layer, the plan whose heaviest GPU is lightest on average over the scenarios
    (``scenario_peaks``, ``pick_plan``), where it beats the plan on the sum by more than the
    scenarios' own noise: with little swing that is the plan on the sum, with much of it a
@@ -32,7 +33,7 @@ from .base import copy_counts
 HEDGES = (0.5, 1.0, 2.0, 4.0, 6.0)
 """Hedge levels k of the candidate plans: copy counts by min-max on the loads w * exp(k v)."""
 
-SCENARIOS = 64
+SCENARIOS = 256
 """Next-window loads drawn per layer to score the candidate plans (fewer for very large layers)."""
 
 SCENARIO_ELEMENTS = 4_000_000
@@ -71,12 +72,45 @@ def hedged_weights(total: torch.Tensor, swing: torch.Tensor) -> torch.Tensor:
 
 def next_window_scenarios(total: torch.Tensor, swing: torch.Tensor, num_scenarios: int) -> torch.Tensor:
     """Next-window loads: total, swing [L, E] -> [L, K, E] float32, each expert log-normal around
-    its window load (mean kept) with log-variance 2 v^2: this window strayed by about v from
-    the expert's trend and the next one strays afresh. Drawn from a fixed seed, so the same
-    window always gets the same scenarios."""
+    its estimated level (``next_window_level``) with the log-variance of that estimate plus
+    v^2, since the next window strays afresh by about v. Drawn from a fixed seed, so the same
+    window always gets the same scenarios; an expert without load stays without."""
+    if not bool((swing > 0).any()):  # no steps to learn from: the load is its own scenario
+        return total.float().unsqueeze(1).expand(-1, num_scenarios, -1)
+    log_level, spread = next_window_level(total, swing)
     draw = standard_draws(total.shape[0], num_scenarios, total.shape[1]).to(total.device)
-    spread = (math.sqrt(2) * swing).float().unsqueeze(1)
-    return total.float().unsqueeze(1) * torch.exp(spread * draw - spread**2 / 2)
+    return torch.exp(torch.addcmul(log_level.float().unsqueeze(1), spread.float().unsqueeze(1), draw))
+
+
+def next_window_level(total: torch.Tensor, swing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each expert's next window is centred: total, swing [L, E] -> (log median [L, E],
+    log-normal sigma [L, E]), float64; the median 0 (log -inf) for an expert without load.
+
+    The window's load is proportional to its steps' mean; with the steps log-normal around
+    the expert's level (log-variance v^2), the level is w exp(-v^2 / 2), and it strays from
+    the expert's trend by this window's own swing, log-variance s^2 = v^2 (plus 1 / w of
+    Poisson noise for token counts). Across a layer's loaded experts the trends spread by
+    tau^2, the levels' log-variance less the mean s^2. The estimate of a trend (James-Stein)
+    moves the log level toward the layer's mean by the share of noise in it: it keeps
+    b = tau^2 / (tau^2 + s^2) of the distance. Where the experts differ far more than they
+    swing (skewed loads, b near 1) that is the window's own level; where they differ no more
+    (a near-uniform load, b near 0) it is the layer's mean, since this window's deviations
+    will not come back and a plan fitted to them has no edge. The next window's median is
+    the estimate times exp(v^2 / 2) (its steps' mean again), log-normal with log-variance
+    b s^2 (the estimate's error) + v^2 (the next window's own swing).
+    """
+    w = total.double()
+    loaded = w > 0
+    variance = swing.double().square()
+    log_level = torch.where(loaded, w.clamp(min=1e-300).log(), 0.0) - variance / 2
+    noise = variance + 1 / w.clamp(min=1) if bool(torch.equal(w, w.round())) else variance
+    count = loaded.sum(-1, keepdim=True).clamp(min=1)
+    mean = torch.where(loaded, log_level, 0.0).sum(-1, keepdim=True) / count
+    spread = torch.where(loaded, (log_level - mean).square(), 0.0).sum(-1, keepdim=True) / (count - 1).clamp(min=1)
+    trend_spread = (spread - torch.where(loaded, noise, 0.0).sum(-1, keepdim=True) / count).clamp(min=0)
+    share = trend_spread / (trend_spread + noise).clamp(min=1e-300)  # b
+    estimate = torch.where(loaded, mean + share * (log_level - mean) + variance / 2, -torch.inf)
+    return estimate, (share * noise + variance).sqrt()
 
 
 @lru_cache(maxsize=2)
