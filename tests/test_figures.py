@@ -68,7 +68,8 @@ def test_placement_heatmap_cells_and_hover_name_expert_copy_and_load():
 def test_replica_heatmap_and_bars():
     _, after, _, logcnt = readme_placements()
     fig = figures.replica_heatmap(logcnt)
-    assert np.asarray(fig.data[0].z).shape == (2, 12) and fig.data[0].zmin == 1
+    z = np.fmax(*(np.asarray(trace.z, dtype=float) for trace in fig.data))  # each cell drawn by one trace
+    assert z.shape == (2, 12) and np.array_equal(z, logcnt.numpy()) and fig.layout.coloraxis.cmin == 1
     report = evaluate(WEIGHT, after, TOPOLOGY)
     bars = figures.gpu_load_bars({"before": torch.arange(8.0), "after": report.gpu_loads[0]})
     assert [t.name for t in bars.data] == ["before", "after"] and len(bars.data[1].y) == 8
@@ -108,18 +109,19 @@ def _js_number(value: float) -> str:
 def rendered_hover(fig: go.Figure, xaxis: str, layer: int, gpu: int) -> str:
     """What the browser's hover box shows on one cell of one panel: the template of the panel's trace that
     draws the cell, its %{customdata[i]:format} fields filled as plotly.js (d3-format) fills them."""
-    drawn = [t for t in fig.data if t.xaxis == xaxis and np.isfinite(np.asarray(t.z, dtype=float)[layer, gpu])]
+    drawn = [t for t in fig.data if (t.xaxis or "x") == xaxis and np.isfinite(np.asarray(t.z, dtype=float)[layer, gpu])]
     assert len(drawn) == 1, "exactly one trace draws (and hovers) each cell"
     trace = drawn[0]
-    assert len([t for t in fig.data if t.xaxis == xaxis]) == 1 or trace.hoverongaps is False
-    custom = np.asarray(trace.customdata)[layer, gpu]
+    assert len([t for t in fig.data if (t.xaxis or "x") == xaxis]) == 1 or trace.hoverongaps is False
+    custom = None if trace.customdata is None else np.asarray(trace.customdata)[layer, gpu]
+    z = np.asarray(trace.z, dtype=float)[layer, gpu]
 
     def field(match: re.Match) -> str:
         name, index, spec = match.groups()
-        value = {"x": gpu, "y": layer}[name] if index is None else custom[int(index)]
+        value = {"x": gpu, "y": layer, "z": z}[name] if index is None else custom[int(index)]
         return format(float(value), spec) if spec else _js_number(value)
 
-    return re.sub(r"%\{(customdata|x|y)(?:\[(\d+)\])?(?::([^}]*))?\}", field, trace.hovertemplate)
+    return re.sub(r"%\{(customdata|x|y|z)(?:\[(\d+)\])?(?::([^}]*))?\}", field, trace.hovertemplate)
 
 
 def test_relative_scale_turns_white_at_the_mean_and_hover_lists_the_experts():
@@ -153,8 +155,12 @@ def test_placement_map_keeps_a_readable_height():
 
 def test_copies_read_one_copy_not_one_copies():
     fig = figures.replica_heatmap(np.array([[1, 2], [3, 1]]))
-    assert fig.data[0].text.tolist() == [["1 copy", "2 copies"], ["3 copies", "1 copy"]]
-    assert fig.data[0].z.dtype == np.int32
+    assert len(fig.data) == 2 and all(trace.hoverongaps is False for trace in fig.data)
+    hovers = [[rendered_hover(fig, "x", layer, expert) for expert in range(2)] for layer in range(2)]
+    expected = [["1 copy", "2 copies"], ["3 copies", "1 copy"]]
+    assert hovers == [[f"layer {layer}, expert {expert}<br>{copies}<extra></extra>"
+                       for expert, copies in enumerate(row)] for layer, row in enumerate(expected)]
+    assert fig.layout.coloraxis.cmin == 1 and fig.layout.coloraxis.cmax == 3  # one scale for both traces
 
 
 def test_gpu_hover_matches_a_per_cell_description_on_random_placements():

@@ -368,22 +368,24 @@ def placement_height(num_gpus: int) -> int:
     return int(min(700, max(320, 22 * min(num_gpus, 32) + 120 + 4 * max(num_gpus - 32, 0))))
 
 
-def _copies_text(counts: np.ndarray) -> np.ndarray:
-    """ "1 copy", "2 copies", ... per count, looked up from one label per distinct count."""
-    labels = np.array([f"{c} copies" if c != 1 else "1 copy" for c in range(int(counts.max(initial=0)) + 1)])
-    return labels[counts]
-
-
 def replica_heatmap(logcnt, *, title: str = "") -> go.Figure:
-    """Copies per logical expert: logcnt [layers, experts] as a heatmap."""
+    """Copies per logical expert: logcnt [layers, experts] as a heatmap.
+
+    Two traces on one color axis, the experts with one copy and those with more (each with its own
+    hover: "1 copy", "3 copies"; no hover on the other's cells): numbers sent base64, no text per cell.
+    """
     counts = np.asarray(logcnt)
     num_layers, num_experts = counts.shape
-    return _figure([dict(
-        type="heatmap", z=counts.astype(np.int32), x=np.arange(num_experts, dtype=np.int32),
-        y=np.arange(num_layers, dtype=np.int32), colorscale=named_scale(COUNT_SCALE), zmin=1,
-        colorbar=dict(title=dict(text="copies")),
-        text=_copies_text(counts), hovertemplate="layer %{y}, expert %{x}<br>%{text}<extra></extra>",
-    )], title, "logical expert", "layer", layers_down=True, height=360, margin=dict(t=40, b=40, l=50, r=20))
+    z, one = counts.astype(np.float32), counts == 1
+    traces = [dict(
+        type="heatmap", z=np.where(cells, z, np.float32(np.nan)), x=np.arange(num_experts, dtype=np.int32),
+        y=np.arange(num_layers, dtype=np.int32), coloraxis="coloraxis", hoverongaps=False,
+        hovertemplate=f"layer %{{y}}, expert %{{x}}<br>{copies}<extra></extra>",
+    ) for cells, copies in ((one, "1 copy"), (~one, "%{z} copies"))]
+    return _figure(traces, title, "logical expert", "layer", layers_down=True, height=360,
+                   margin=dict(t=40, b=40, l=50, r=20),
+                   coloraxis=dict(colorscale=named_scale(COUNT_SCALE), cmin=1, cmax=max(int(counts.max(initial=1)), 1),
+                                  colorbar=dict(title=dict(text="copies"))))
 
 
 def gpu_load_bars(series: Mapping[str, object], *, title: str = "") -> go.Figure:
