@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+import base64
 import functools
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
-from _plotly_utils.utils import to_typed_array_spec
 
 LOAD_SCALE = "Viridis"
 COUNT_SCALE = "Blues"
@@ -83,9 +83,31 @@ def _sendable(value):
         return {k: v if k in _RAW_KEYS else _sendable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_sendable(v) for v in value]
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-        return to_typed_array_spec(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.size:
+        return _typed_array(value)
     return value
+
+
+_TYPED = {"int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4", "float32": "f4",
+          "float64": "f8"}  # plotly.js's typed arrays
+
+
+def _typed_array(values: np.ndarray):
+    """A numeric array as plotly.js's typed-array spec ({"dtype", "bdata": base64, "shape"}), as plotly writes it
+    (64-bit integers narrowed to the smallest type that holds them; past int32, a plain array); no copy made."""
+    if values.dtype.kind in "iu" and values.dtype.itemsize == 8:
+        kinds = ("int8", "int16", "int32") if values.dtype.kind == "i" else ("uint8", "uint16", "uint32")
+        low, high = int(values.min()), int(values.max())
+        narrow = next((t for t in kinds if np.iinfo(t).min <= low and high <= np.iinfo(t).max), None)
+        if narrow is None:
+            return values
+        values = values.astype(narrow)
+    if values.dtype.kind == "b" or str(values.dtype) not in _TYPED:
+        return values
+    spec = {"dtype": _TYPED[str(values.dtype)], "bdata": base64.b64encode(np.ascontiguousarray(values)).decode("ascii")}
+    if values.ndim > 1:
+        spec["shape"] = str(values.shape)[1:-1]
+    return spec
 
 
 _RAW_KEYS = frozenset(("geojson", "layer", "layers", "range"))  # what plotly never turns into typed arrays
