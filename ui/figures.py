@@ -247,31 +247,46 @@ def _node_lines(num_units: int, num_nodes: int, xref: str, yref: str) -> list[di
             for boundary in range(per_node, num_units, per_node or num_units)]
 
 
-def _compact(values: np.ndarray) -> np.ndarray:
-    """float32 where every value is under 2^22 in size (tokens then print to the unit, ratios to 0.01), else float64:
-    half the bytes sent for the maps' hover numbers."""
+def _compact(values: np.ndarray, *, whole: bool = False) -> np.ndarray:
+    """The hover numbers in the fewest bytes that print the same. whole: every value is printed to the unit, so
+    it is rounded (half to even, as Python's ``f"{x:,.0f}"``) and sent as uint16 or int32 where it fits.
+    Otherwise float32 where every value is under 2^22 in size (tokens still print to the unit, ratios to 0.01),
+    else float64."""
     finite = values[np.isfinite(values)]
+    if whole and finite.size == values.size:
+        rounded = np.rint(values)
+        for kind in ("uint16", "int32"):
+            if not rounded.size or (np.iinfo(kind).min <= rounded.min() and rounded.max() <= np.iinfo(kind).max):
+                return rounded.astype(kind)
     return values.astype(np.float32) if finite.size == 0 or np.abs(finite).max() < 2**22 else values
 
 
 def _heatmap_traces(loads: np.ndarray, ratio: np.ndarray, relative: bool, hover: GpuHover | None, unit: str,
                     **trace) -> list[dict]:
     """One panel's heatmap: one trace, or, when cells list different numbers of experts, one trace per line
-    count (the other cells left empty, no hover on them), each with its fixed ``hovertemplate``."""
-    head = f"layer %{{y}}, {unit} %{{x}}<br>load %{{customdata[0]:,.0f}} tokens, %{{customdata[1]:.2f}} x the " \
-           "layer's mean"
+    count (the other cells left empty, no hover on them), each with its fixed ``hovertemplate``.
+
+    Coloured by load / mean (relative), the ratio is read from z and customdata holds only whole numbers (the
+    load, the experts and their tokens), sent in 2 bytes each when they fit."""
     z = (ratio if relative else loads).astype(np.float32)
+    if relative:
+        head = f"layer %{{y}}, {unit} %{{x}}<br>load %{{customdata[0]:,.0f}} tokens, %{{z:.2f}} x the layer's mean"
+        first = [loads[..., None]]
+    else:
+        head = f"layer %{{y}}, {unit} %{{x}}<br>load %{{customdata[0]:,.0f}} tokens, %{{customdata[1]:.2f}} x " \
+               "the layer's mean"
+        first = [np.stack([loads, ratio], axis=-1)]
+    offset = first[0].shape[-1]
     if hover is None:
-        return [dict(trace, z=z, customdata=_compact(np.stack([loads, ratio], axis=-1)),
-                     hovertemplate=head + "<extra></extra>")]
+        return [dict(trace, z=z, customdata=_compact(first[0], whole=relative), hovertemplate=head + "<extra></extra>")]
     shown = hover.experts.shape[-1]
-    custom = _compact(np.concatenate([np.stack([loads, ratio], axis=-1), _hover_columns(hover)], axis=-1))
+    custom = _compact(np.concatenate([*first, _hover_columns(hover)], axis=-1), whole=relative)
     lines = np.minimum(hover.distinct, hover.top)
     kinds = 2 * lines + (hover.distinct > hover.top)  # [L, G]: line count, and whether "and N more" follows
     found, counts = np.unique(kinds, return_counts=True)
     traces = []
     for kind in found[np.argsort(-counts, kind="stable")]:  # the most common first
-        template = _hover_template(int(kind) // 2, bool(kind % 2), 2, shown)
+        template = _hover_template(int(kind) // 2, bool(kind % 2), offset, shown)
         traces.append(dict(trace, z=z if found.size == 1 else np.where(kinds == kind, z, np.float32(np.nan)),
                            customdata=custom, hovertemplate=f"{head}<br>{template}<extra></extra>",
                            **({} if found.size == 1 else dict(hoverongaps=False))))
