@@ -36,8 +36,8 @@ if later:
 st.caption("Balancedness (vLLM): sum over layers of mean GPU load / sum of max GPU load. Utilization (SGLang): the "
            "mean over layers of mean / max. Bound: the best balancedness any placement could reach in that mode; gap "
            "to bound: how far below it the policy lands. Node balance: balancedness over nodes instead of GPUs. "
-           "Duplicate GPUs: (layer, GPU) pairs holding two copies of one expert. Runtime: best of two runs on this "
-           "server's CPU.")
+           "Duplicate GPUs: (layer, GPU) pairs holding two copies of one expert. Runtime: one run on this server's "
+           "CPU.")
 
 st.subheader("Per-GPU load, one map per policy")
 st.caption("One color scale for every map, so equal colors mean equal load.")

@@ -18,9 +18,8 @@ before = compute.baseline(shown.digest, topology, shown.mode)
 after = compute.placement(shown.digest, topology, shown.mode, shown.policy)
 modes.result_cards(shown, before, after)
 
-with st.container(key="explore_modes"):
-    st.subheader("Hierarchical or global: balance against network traffic")
-    modes.mode_comparison(shown, after)
+modes_box = st.container(key="explore_modes")  # filled last: see the end of the page
+modes_box.subheader("Hierarchical or global: balance against network traffic")
 
 with st.container(key="explore_gpu_loads"):
     st.subheader("Per-GPU load, before and after")
@@ -53,11 +52,17 @@ st.plotly_chart(figures.balancedness_lines(
 st.subheader("Copies per expert")
 st.plotly_chart(figures.replica_heatmap(after.logcnt), width="stretch")
 
-with st.container(key="explore_topology_b"):
-    st.subheader("What if: topology B beside this one")
-    ab.topology_b_view(shown)
+topology_b_box = st.container(key="explore_topology_b")  # filled last
+topology_b_box.subheader("What if: topology B beside this one")
 
 st.subheader("Downloads")
 st.caption("The placement for each engine. SGLang's and TensorRT-LLM's files index decoder layers, dense layers "
            "included, so they need the data's model (a sample's or a preset's; for an upload, the sidebar asks).")
 downloads.download_buttons(shown, before, after)
+
+# The other mode and topology B each rebalance once more after a topology change: drawn last, into their places
+# above, so that everything about A is on screen before them (the browser shows each element as it is sent).
+with modes_box:
+    modes.mode_comparison(shown, after)
+with topology_b_box:
+    ab.topology_b_view(shown)

@@ -77,23 +77,34 @@ def _live(digest: str) -> torch.Tensor | None:
 _DIGESTS: dict[int, tuple[weakref.ref, str]] = {}  # id(tensor) -> (the tensor, its digest): hashed once
 
 
+def known_digest(tensor: torch.Tensor) -> str:
+    """``digest_of`` a tensor, hashed once per tensor object: the app never changes a tensor in place (loads,
+    and the results the caches hold, are read-only)."""
+    with _LOCK:
+        known = _DIGESTS.get(id(tensor))
+    if known is not None and known[0]() is tensor:
+        return known[1]
+    digest = digest_of(tensor)
+    with _LOCK:
+        _DIGESTS[id(tensor)] = (weakref.ref(tensor, functools.partial(_forget, key=id(tensor))), digest)
+    return digest
+
+
+def _forget(ref: weakref.ref, key: int) -> None:
+    """Drop a collected tensor's digest, unless a newer tensor took its id. No lock: the collection may run
+    while this thread holds ``_LOCK`` (one dict operation is atomic anyway)."""
+    if _DIGESTS.get(key, (None, None))[0] is ref:
+        _DIGESTS.pop(key, None)
+
+
 def register(tensor: torch.Tensor) -> str:
     """Record a tensor (load [L, E] or trace [T, L, E]) under its digest and return the digest.
 
     The registry refers to the tensor only while the caller (a session's state) holds it. A tensor
-    registered again (a session's data on every rerun) is not hashed again: the app never changes
-    a load in place.
+    registered again (a session's data on every rerun) is not hashed again (``known_digest``).
     """
+    digest = known_digest(tensor)
     with _LOCK:
-        known = _DIGESTS.get(id(tensor))
-    if known is not None and known[0]() is tensor:
-        digest = known[1]
-    else:
-        digest = digest_of(tensor)
-    with _LOCK:
-        for key in [k for k, (ref, _) in _DIGESTS.items() if ref() is None]:
-            del _DIGESTS[key]
-        _DIGESTS[id(tensor)] = (weakref.ref(tensor), digest)
         refs = _HELD.setdefault(digest, [])
         if not any(ref() is tensor for ref in refs):
             refs.append(weakref.ref(tensor))
@@ -216,7 +227,7 @@ FIGURES = ByteCache(FIGURE_BYTES)
 def _content_key(value) -> tuple:
     """A hashable key for a figure builder's argument: tensors by digest, containers element by element."""
     if isinstance(value, torch.Tensor):
-        return ("tensor", digest_of(value))
+        return ("tensor", known_digest(value))
     if isinstance(value, dict):
         return ("dict", tuple((k, _content_key(v)) for k, v in value.items()))
     if isinstance(value, (list, tuple)):

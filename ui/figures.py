@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+import base64
+import functools
+from dataclasses import dataclass
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 LOAD_SCALE = "Viridis"
@@ -24,10 +28,95 @@ PALETTE = ("#E45756", "#4C78A8", "#54A24B", "#F58518", "#B279A2", "#72B7B2", "#9
 """Series colors in order: the first series (usually "before") warm, the second ("after") blue."""
 
 
+class SpecFigure(go.Figure):
+    """A figure held as the plain dict its builder wrote, validated by plotly only when something reads it.
+
+    Plotly's graph objects validate and copy every property when built, which cost more than the
+    rest of an Explore rerun after a topology change. ``st.plotly_chart`` reads a figure through
+    ``to_dict()`` only: that comes straight from the dict here, its arrays as typed arrays (sent
+    base64) and plotly's default template added, the same JSON as the validated figure
+    (tests/test_figures.py checks every builder). Any other use (``fig.data``, ``fig.layout``,
+    ``update_*``, ``add_vline``) first builds the validated figure from the dict, and from then on
+    this is an ordinary ``go.Figure``.
+    """
+
+    def __init__(self, spec: dict):  # no go.Figure.__init__ yet: its attributes appear on first use
+        self.__dict__["_spec"] = spec
+
+    def __getattr__(self, name: str):
+        """Called for an attribute go.Figure.__init__ sets: build the validated figure, then look again."""
+        spec = self.__dict__.pop("_spec", None)
+        if spec is None:
+            raise AttributeError(name)
+        self.__dict__.pop("_sent", None)
+        go.Figure.__init__(self, spec)
+        return getattr(self, name)
+
+    def to_dict(self) -> dict:
+        """The figure as ``st.plotly_chart`` sends it; made once while the figure is in its dict form."""
+        if "_spec" not in self.__dict__:
+            return super().to_dict()
+        if "_sent" not in self.__dict__:
+            spec = self.__dict__["_spec"]
+            self.__dict__["_sent"] = dict(_sendable(spec), layout={"template": _default_template(),
+                                                                   **_sendable(spec.get("layout", {}))})
+        return self.__dict__["_sent"]
+
+
+@functools.cache
+def named_scale(name: str) -> list[list]:
+    """A plotly colorscale name as the [position, color] stops validation expands it to (plotly.js knows
+    fewer names, and no reversed "_r" ones)."""
+    return [list(stop) for stop in plotly.colors.get_colorscale(name)]
+
+
+@functools.cache
+def _default_template() -> dict:
+    """The template plotly adds to every validated figure (``plotly.io.templates.default``)."""
+    return go.Figure().to_dict()["layout"]["template"]
+
+
+def _sendable(value):
+    """A builder's dict with every numeric array as plotly's typed-array spec, as ``go.Figure.to_dict`` writes
+    it; containers copied, nothing else changed."""
+    if isinstance(value, dict):
+        return {k: v if k in _RAW_KEYS else _sendable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_sendable(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.size:
+        return _typed_array(value)
+    return value
+
+
+_TYPED = {"int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4", "float32": "f4",
+          "float64": "f8"}  # plotly.js's typed arrays
+
+
+def _typed_array(values: np.ndarray):
+    """A numeric array as plotly.js's typed-array spec ({"dtype", "bdata": base64, "shape"}), as plotly writes it
+    (64-bit integers narrowed to the smallest type that holds them; past int32, a plain array); no copy made."""
+    if values.dtype.kind in "iu" and values.dtype.itemsize == 8:
+        kinds = ("int8", "int16", "int32") if values.dtype.kind == "i" else ("uint8", "uint16", "uint32")
+        low, high = int(values.min()), int(values.max())
+        narrow = next((t for t in kinds if np.iinfo(t).min <= low and high <= np.iinfo(t).max), None)
+        if narrow is None:
+            return values
+        values = values.astype(narrow)
+    if values.dtype.kind == "b" or str(values.dtype) not in _TYPED:
+        return values
+    spec = {"dtype": _TYPED[str(values.dtype)], "bdata": base64.b64encode(np.ascontiguousarray(values)).decode("ascii")}
+    if values.ndim > 1:
+        spec["shape"] = str(values.shape)[1:-1]
+    return spec
+
+
+_RAW_KEYS = frozenset(("geojson", "layer", "layers", "range"))  # what plotly never turns into typed arrays
+
+
 def _figure(data: list[dict], title: str = "", xlabel: str | None = None, ylabel: str | None = None,
             layers_down: bool = False, **layout) -> go.Figure:
-    """A figure from plain trace and layout dicts in one ``go.Figure`` call: plotly validates it once, where
-    ``add_trace`` / ``update_layout`` / ``add_hline`` walk the whole figure again on every call.
+    """A figure from plain trace and layout dicts (a ``SpecFigure``): built in one step, where ``add_trace`` /
+    ``update_layout`` / ``add_hline`` walk the whole figure again on every call.
     layers_down: the y axis reversed (layer 0 on top)."""
     xaxis, yaxis = layout.pop("xaxis", {}), layout.pop("yaxis", {})
     if xlabel is not None:
@@ -36,7 +125,7 @@ def _figure(data: list[dict], title: str = "", xlabel: str | None = None, ylabel
         yaxis["title"] = dict(text=ylabel)
     if layers_down:
         yaxis["autorange"] = "reversed"
-    return go.Figure(dict(data=data, layout=dict(title=dict(text=title), xaxis=xaxis, yaxis=yaxis, **layout)))
+    return SpecFigure(dict(data=data, layout=dict(title=dict(text=title), xaxis=xaxis, yaxis=yaxis, **layout)))
 
 
 def format_ratio(value: float | None, digits: int = 3) -> str:
@@ -73,11 +162,27 @@ def relative_load(loads) -> np.ndarray:
         return np.where(mean > 0, loads / np.where(mean > 0, mean, 1.0), np.nan)
 
 
-def gpu_hover(phy2log, slot_loads, num_gpus: int, *, top: int = 6) -> np.ndarray:
-    """Hover text per (layer, GPU): the experts on that GPU with their tokens, heaviest first. [L, P] -> [L, G] str.
+@dataclass(frozen=True)
+class GpuHover:
+    """The experts on each (layer, GPU), heaviest first, as numbers a fixed ``hovertemplate`` formats.
 
-    Copies of one expert on one GPU are summed; past ``top`` experts the rest are counted.
-    The sums and the ranking are array operations over all cells at once; only the lines are formatted per cell.
+    experts, tokens: [L, G, shown] the ranked experts and their tokens (copies of one expert on one GPU
+    summed), shown = min(slots_per_gpu, top); distinct: [L, G] how many experts the GPU holds. Only the
+    first min(distinct, top) of a cell's columns are real: ``gpu_load_heatmaps`` draws the cells of each
+    line count as one trace with its own template, so no cell shows a padded line.
+    """
+
+    experts: np.ndarray
+    tokens: np.ndarray
+    distinct: np.ndarray
+    top: int
+
+
+def gpu_hover(phy2log, slot_loads, num_gpus: int, *, top: int = 6) -> GpuHover:
+    """The experts on every GPU with their tokens, heaviest first (ties: first slot first). [L, P] -> ``GpuHover``.
+
+    Copies of one expert on one GPU are summed; past ``top`` experts the hover counts the rest.
+    Array operations over all cells at once: no text is built per cell.
     """
     experts = np.asarray(phy2log).reshape(np.shape(phy2log)[0], num_gpus, -1)  # [L, G, slots_per_gpu]
     loads = np.asarray(slot_loads, dtype=float).reshape(experts.shape)
@@ -85,16 +190,22 @@ def gpu_hover(phy2log, slot_loads, num_gpus: int, *, top: int = 6) -> np.ndarray
     summed = np.matmul(same, loads[..., None])[..., 0]  # [L, G, S]: tokens of each slot's expert on this GPU
     first = ~(same & np.tri(same.shape[-1], k=-1, dtype=bool)).any(axis=-1)  # each expert's first slot on its GPU
     order = np.argsort(np.where(first, -summed, np.inf), axis=-1, kind="stable")[..., :top]  # heaviest first
-    shown = order.shape[-1]
-    ranked = np.take_along_axis(experts, order, axis=-1).ravel().tolist()
-    tokens = np.take_along_axis(summed, order, axis=-1).ravel()
-    spec = ",.0f"
-    if np.abs(tokens).max(initial=0) < 2**62:  # rounded to ints: the same text as f"{w:,.0f}", 3x faster
-        tokens, spec = np.rint(tokens).astype(np.int64), ","
-    lines = [f"expert {e}: {w:{spec}} tokens" for e, w in zip(ranked, tokens.tolist())]
-    text = ["<br>".join(lines[i * shown:i * shown + min(n, shown)]) + (f"<br>and {n - top} more" if n > top else "")
-            for i, n in enumerate(first.sum(axis=-1).ravel().tolist())]
-    return np.array(text, dtype=object).reshape(experts.shape[:2])
+    return GpuHover(np.take_along_axis(experts, order, axis=-1), np.take_along_axis(summed, order, axis=-1),
+                    first.sum(axis=-1), top)
+
+
+def _hover_template(lines: int, more: bool, offset: int, shown: int) -> str:
+    """The hover lines of a cell listing ``lines`` experts (and "and N more" when ``more``), read from
+    ``customdata[offset:]`` laid out as ``_hover_columns`` lays it."""
+    text = [f"expert %{{customdata[{offset + i}]}}: %{{customdata[{offset + shown + i}]:,.0f}} tokens"
+            for i in range(lines)]
+    return "<br>".join(text + ([f"and %{{customdata[{offset + 2 * shown}]}} more"] if more else []))
+
+
+def _hover_columns(hover: GpuHover) -> np.ndarray:
+    """[L, G, 2 * shown + 1]: the ranked experts, their tokens, and how many more the cell holds."""
+    more = np.maximum(hover.distinct - hover.top, 0)[..., None]
+    return np.concatenate([hover.experts, hover.tokens, more], axis=-1)
 
 
 def _subplots(titles: Sequence[str], rows: int, cols: int, *, horizontal_spacing: float, vertical_spacing: float,
@@ -136,10 +247,56 @@ def _node_lines(num_units: int, num_nodes: int, xref: str, yref: str) -> list[di
             for boundary in range(per_node, num_units, per_node or num_units)]
 
 
+def _compact(values: np.ndarray, *, whole: bool = False) -> np.ndarray:
+    """The hover numbers in the fewest bytes that print the same. whole: every value is printed to the unit, so
+    it is rounded (half to even, as Python's ``f"{x:,.0f}"``) and sent as uint16 or int32 where it fits.
+    Otherwise float32 where every value is under 2^22 in size (tokens still print to the unit, ratios to 0.01),
+    else float64."""
+    finite = values[np.isfinite(values)]
+    if whole and finite.size == values.size:
+        rounded = np.rint(values)
+        for kind in ("uint16", "int32"):
+            if not rounded.size or (np.iinfo(kind).min <= rounded.min() and rounded.max() <= np.iinfo(kind).max):
+                return rounded.astype(kind)
+    return values.astype(np.float32) if finite.size == 0 or np.abs(finite).max() < 2**22 else values
+
+
+def _heatmap_traces(loads: np.ndarray, ratio: np.ndarray, relative: bool, hover: GpuHover | None, unit: str,
+                    **trace) -> list[dict]:
+    """One panel's heatmap: one trace, or, when cells list different numbers of experts, one trace per line
+    count (the other cells left empty, no hover on them), each with its fixed ``hovertemplate``.
+
+    Coloured by load / mean (relative), the ratio is read from z and customdata holds only whole numbers (the
+    load, the experts and their tokens), sent in 2 bytes each when they fit."""
+    z = (ratio if relative else loads).astype(np.float32)
+    if relative:
+        head = f"layer %{{y}}, {unit} %{{x}}<br>load %{{customdata[0]:,.0f}} tokens, %{{z:.2f}} x the layer's mean"
+        first = [loads[..., None]]
+    else:
+        head = f"layer %{{y}}, {unit} %{{x}}<br>load %{{customdata[0]:,.0f}} tokens, %{{customdata[1]:.2f}} x " \
+               "the layer's mean"
+        first = [np.stack([loads, ratio], axis=-1)]
+    offset = first[0].shape[-1]
+    if hover is None:
+        return [dict(trace, z=z, customdata=_compact(first[0], whole=relative), hovertemplate=head + "<extra></extra>")]
+    shown = hover.experts.shape[-1]
+    custom = _compact(np.concatenate([*first, _hover_columns(hover)], axis=-1), whole=relative)
+    lines = np.minimum(hover.distinct, hover.top)
+    kinds = 2 * lines + (hover.distinct > hover.top)  # [L, G]: line count, and whether "and N more" follows
+    found, counts = np.unique(kinds, return_counts=True)
+    traces = []
+    for kind in found[np.argsort(-counts, kind="stable")]:  # the most common first
+        template = _hover_template(int(kind) // 2, bool(kind % 2), offset, shown)
+        traces.append(dict(trace, z=z if found.size == 1 else np.where(kinds == kind, z, np.float32(np.nan)),
+                           customdata=custom, hovertemplate=f"{head}<br>{template}<extra></extra>",
+                           **({} if found.size == 1 else dict(hoverongaps=False))))
+    return traces
+
+
 def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = None,
                       zmin: float | None = None, zmax: float | None = None, relative: bool = False,
-                      nodes: Sequence[int] | int | None = None, hover: Mapping[str, object] | None = None,
-                      placements: Mapping[str, tuple] | None = None, unit: str = "GPU") -> go.Figure:
+                      nodes: Sequence[int] | int | None = None, placements: Mapping[str, tuple] | None = None,
+                      unit: str = "GPU") -> go.Figure:
     """Per-GPU load heatmaps, one panel per title, all on ONE color scale.
 
     panels: title -> loads [layers, GPUs] (e.g. ``PlacementReport.gpu_loads``). The
@@ -147,10 +304,9 @@ def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = Non
     so equal colors mean equal load across panels. relative: color each cell by its
     load / the layer's mean instead, diverging at exactly 1.0 (``relative_scale``), which
     shows the imbalance left after a rebalance. nodes: node count (per panel, or one
-    for all) to draw node boundaries on the GPU axis. hover: title -> [layers, GPUs]
-    text (``gpu_hover``) added to a cell's hover; placements: title -> (phy2log [layers, P],
-    slot_loads [layers, P]) to build that text here instead (so that a cached builder keys on
-    the placement's tensors). columns: panels per row (default all).
+    for all) to draw node boundaries on the GPU axis. placements: title -> (phy2log [layers, P],
+    slot_loads [layers, P]): a cell's hover then lists the experts on that GPU (``gpu_hover``), as
+    numbers under a fixed template (no text per cell). columns: panels per row (default all).
     unit: what a column is ("GPU", or "node" for a per-node view).
     """
     arrays = {title: np.asarray(loads, dtype=float) for title, loads in panels.items()}
@@ -165,20 +321,11 @@ def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = Non
     traces, shapes = [], []
     for i, (title, loads) in enumerate(arrays.items()):
         num_layers, num_gpus = loads.shape
-        ratio = relative_load(loads)
-        extra = (hover or {}).get(title)
-        if extra is None and placements and title in placements:
-            extra = gpu_hover(*placements[title], num_gpus)
+        hover = gpu_hover(*placements[title], num_gpus) if placements and title in placements else None
         xref, yref = refs[i]
-        traces.append(dict(  # numbers as typed arrays (sent base64), the hover lines as one string per cell
-            type="heatmap", xaxis=xref, yaxis=yref,
-            z=(ratio if relative else loads).astype(np.float32), x=np.arange(num_gpus, dtype=np.int32),
-            y=np.arange(num_layers, dtype=np.int32), coloraxis="coloraxis",
-            customdata=np.stack([loads, ratio], axis=-1), text=None if extra is None else np.asarray(extra),
-            hovertemplate=f"layer %{{y}}, {unit} %{{x}}<br>load %{{customdata[0]:,.0f}} tokens, "
-                          "%{customdata[1]:.2f} x the layer's mean" + ("" if extra is None else "<br>%{text}")
-                          + "<extra></extra>",
-        ))
+        traces += _heatmap_traces(  # numbers as typed arrays (sent base64), formatted by the hover template
+            loads, relative_load(loads), relative, hover, unit, type="heatmap", xaxis=xref, yaxis=yref,
+            x=np.arange(num_gpus, dtype=np.int32), y=np.arange(num_layers, dtype=np.int32), coloraxis="coloraxis")
         if node_counts[i] and node_counts[i] > 1 and unit == "GPU":
             shapes += _node_lines(num_gpus, node_counts[i], xref, yref)
     for n, (xref, _) in enumerate(refs):
@@ -192,11 +339,12 @@ def gpu_load_heatmaps(panels: Mapping[str, object], *, columns: int | None = Non
         peak = max((float(np.nanmax(relative_load(a))) for a in arrays.values()
                     if a.size and np.isfinite(relative_load(a)).any()), default=2.0)
         top = min(max(peak, 2.0), 4.0)  # 4 x the mean and more share the darkest red: the rest stays readable
-        axis = dict(colorscale=relative_scale(top), cmin=0.0, cmax=top, colorbar=dict(title="load / mean"))
+        axis = dict(colorscale=relative_scale(top), cmin=0.0, cmax=top, colorbar=dict(title=dict(text="load / mean")))
     else:
-        axis = dict(colorscale=LOAD_SCALE, cmin=zmin, cmax=zmax, colorbar=dict(title="tokens"))
-    return go.Figure(dict(data=traces, layout=layout | dict(
-        coloraxis=axis, height=max(320, 300 * rows), margin=dict(t=40, b=40, l=50, r=20), shapes=shapes)))
+        axis = dict(colorscale=named_scale(LOAD_SCALE), cmin=zmin, cmax=zmax, colorbar=dict(title=dict(text="tokens")))
+    return SpecFigure(dict(data=traces, layout=layout | dict(
+        coloraxis=axis, height=max(320, 300 * rows), margin=dict(t=40, b=40, l=50, r=20),
+        **({"shapes": shapes} if shapes else {}))))
 
 
 def load_heatmap(weight, *, title: str = "") -> go.Figure:
@@ -206,7 +354,8 @@ def load_heatmap(weight, *, title: str = "") -> go.Figure:
     return _figure([dict(
         type="heatmap", z=w.astype(np.int32) if integer and w.size and w.max() < 2**31 else w.astype(np.float32),
         x=np.arange(w.shape[1], dtype=np.int32), y=np.arange(w.shape[0], dtype=np.int32),
-        customdata=relative_load(w).astype(np.float32), colorscale="Hot_r", colorbar=dict(title="tokens"),
+        customdata=relative_load(w).astype(np.float32), colorscale=named_scale("Hot_r"),
+        colorbar=dict(title=dict(text="tokens")),
         hovertemplate="layer %{y}, expert %{x}<br>%{z:,.0f} tokens, %{customdata:.1f} x the layer's mean"
                       "<extra></extra>",
     )], title, "logical expert", "layer", layers_down=True, height=360, margin=dict(t=40, b=40, l=50, r=20))
@@ -241,8 +390,8 @@ def placement_heatmap(phy2log_layer, slot_loads_layer, num_gpus: int, *, title: 
     labels = {} if num_gpus > 32 else dict(text=experts.reshape(grid), texttemplate="%{text}")  # rows too thin
     return _figure([dict(  # for a label past 32 GPUs: the hover names the expert
         type="heatmap", z=loads.reshape(grid), x=np.arange(slots_per_gpu), y=np.arange(num_gpus), customdata=custom,
-        colorscale=LOAD_SCALE, zmin=0, zmax=zmax if zmax is not None else max(float(loads.max()), 1.0),
-        colorbar=dict(title="tokens"), xgap=1, ygap=1, **labels,
+        colorscale=named_scale(LOAD_SCALE), zmin=0, zmax=zmax if zmax is not None else max(float(loads.max()), 1.0),
+        colorbar=dict(title=dict(text="tokens")), xgap=1, ygap=1, **labels,
         hovertemplate=(
             "GPU %{y}, slot %{x}<br>expert %{customdata[0]} (copy %{customdata[1]} of %{customdata[2]})"
             "<br>load %{z:,.0f} tokens<extra></extra>"
@@ -256,21 +405,24 @@ def placement_height(num_gpus: int) -> int:
     return int(min(700, max(320, 22 * min(num_gpus, 32) + 120 + 4 * max(num_gpus - 32, 0))))
 
 
-def _copies_text(counts: np.ndarray) -> np.ndarray:
-    """ "1 copy", "2 copies", ... per count, looked up from one label per distinct count."""
-    labels = np.array([f"{c} copies" if c != 1 else "1 copy" for c in range(int(counts.max(initial=0)) + 1)])
-    return labels[counts]
-
-
 def replica_heatmap(logcnt, *, title: str = "") -> go.Figure:
-    """Copies per logical expert: logcnt [layers, experts] as a heatmap."""
+    """Copies per logical expert: logcnt [layers, experts] as a heatmap.
+
+    Two traces on one color axis, the experts with one copy and those with more (each with its own
+    hover: "1 copy", "3 copies"; no hover on the other's cells): numbers sent base64, no text per cell.
+    """
     counts = np.asarray(logcnt)
     num_layers, num_experts = counts.shape
-    return _figure([dict(
-        type="heatmap", z=counts.astype(np.int32), x=np.arange(num_experts, dtype=np.int32),
-        y=np.arange(num_layers, dtype=np.int32), colorscale=COUNT_SCALE, zmin=1, colorbar=dict(title="copies"),
-        text=_copies_text(counts), hovertemplate="layer %{y}, expert %{x}<br>%{text}<extra></extra>",
-    )], title, "logical expert", "layer", layers_down=True, height=360, margin=dict(t=40, b=40, l=50, r=20))
+    z, one = counts.astype(np.float32), counts == 1
+    traces = [dict(
+        type="heatmap", z=np.where(cells, z, np.float32(np.nan)), x=np.arange(num_experts, dtype=np.int32),
+        y=np.arange(num_layers, dtype=np.int32), coloraxis="coloraxis", hoverongaps=False,
+        hovertemplate=f"layer %{{y}}, expert %{{x}}<br>{copies}<extra></extra>",
+    ) for cells, copies in ((one, "1 copy"), (~one, "%{z} copies"))]
+    return _figure(traces, title, "logical expert", "layer", layers_down=True, height=360,
+                   margin=dict(t=40, b=40, l=50, r=20),
+                   coloraxis=dict(colorscale=named_scale(COUNT_SCALE), cmin=1, cmax=max(int(counts.max(initial=1)), 1),
+                                  colorbar=dict(title=dict(text="copies"))))
 
 
 def gpu_load_bars(series: Mapping[str, object], *, title: str = "") -> go.Figure:

@@ -140,3 +140,31 @@ def test_the_sweep_over_nodes_draws_each_mode_apart(browser, server, run, size):
             await _shot(page, f"{width}x{height}-sweep-nodes")
 
     run(scenario())
+
+
+def test_the_per_gpu_maps_hover_lists_the_experts_on_the_gpu(browser, server, run):
+    """The maps' hover is a fixed template over numbers (ui.figures.gpu_hover): plotly.js fills it in the browser."""
+
+    async def scenario():
+        async with new_session(browser, {"width": 1440, "height": 900}) as page:
+            await open_app(page, server)
+            maps = _section(page, "explore_gpu_loads")
+            await maps.scroll_into_view_if_needed()
+            await wait_rendered(page)
+            plot = maps.locator(".js-plotly-plot").first
+            for panel in (0, 1):  # before, after
+                box = await plot.locator(".nsewdrag").nth(panel).bounding_box()
+                await page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.3)
+                label = plot.locator(".hoverlayer .hovertext")
+                await label.first.wait_for(timeout=10_000)
+                lines = await label.first.evaluate(  # an SVG label: one tspan per line
+                    "g => [...g.querySelectorAll('text.nums tspan.line')].map(t => t.textContent)")
+                text = "\n".join(lines)
+                assert text.startswith("layer ") and ", GPU " in text and " x the layer's mean" in text, text
+                lines = [line for line in lines if line.startswith("expert ")]
+                assert 1 <= len(lines) <= 6 and all(line.endswith(" tokens") for line in lines), text
+                assert "%{" not in text and "NaN" not in text, text
+                await page.mouse.move(1, 1)
+            await assert_no_exception(page)
+
+    run(scenario())
