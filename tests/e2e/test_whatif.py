@@ -131,6 +131,8 @@ def test_the_sweep_over_nodes_draws_each_mode_apart(browser, server, run, size):
             await page.get_by_text("never joined across a change").wait_for()
             await wait_rendered(page)
             await assert_no_exception(page)
+            await page.wait_for_function(  # the chart of the new axis, not the one it replaces
+                "() => document.querySelector('.js-plotly-plot')?.data?.some(t => t.name === 'joint (global)')")
             names = await page.eval_on_selector(".js-plotly-plot", "p => p.data.map(t => t.name)")
             assert "joint (hierarchical)" in names and "joint (global)" in names
             assert "bound (best possible), global" in names
