@@ -8,7 +8,8 @@ benchmark (``eplb.workloads.generate_drifting_trace``, 15% noise per window). Th
 topology is the ADRS evaluator's: 288 slots, 8 groups, 4 nodes, 32 GPUs, in both modes,
 default policy. Figures leave out the first rebalance, which leaves vLLM's initial map
 (every setting pays it alike); "next window" is each new placement's balancedness on
-the summed load of the steps until the next planning point. Run:
+the summed load of the steps until the next planning point; "window sum" is its balancedness on the planning
+window's summed load (what the fresh plan is packed on). Run:
 
     PYTHONPATH=. python benchmarks/bench_migration.py [--quick]
 """
@@ -42,11 +43,13 @@ def cases(quick: bool) -> list[tuple[str, torch.Tensor, int, int]]:
     return found
 
 
-def steady(result) -> tuple[float, float]:
-    """(copies sent per rebalance, mean next-window balancedness), first rebalance left out."""
+def steady(result) -> tuple[float, float, float]:
+    """(copies sent per rebalance, mean next-window balancedness, mean balancedness on the planning window's
+    sum), first rebalance left out."""
     later = result.rebalances[1:]
     return (statistics.mean(r.copies_sent for r in later),
-            statistics.mean(r.balancedness_next for r in later if r.balancedness_next == r.balancedness_next))
+            statistics.mean(r.balancedness_next for r in later if r.balancedness_next == r.balancedness_next),
+            statistics.mean(r.balancedness_after for r in later))
 
 
 def main(argv=None) -> int:
@@ -63,18 +66,21 @@ def main(argv=None) -> int:
             points = tradeoff(trace, TOPOLOGY, window=window, interval=interval, mode=mode)
             seconds = time.perf_counter() - start
             figures = {p.label: steady(p.result) for p in points}
-            fresh_copies, fresh_next = figures["fresh plan"]
+            fresh_copies, fresh_next, fresh_window = figures["fresh plan"]
             print(f"\n{label}, {mode} ({len(points[0].result.rebalances) - 1} rebalances after the first; "
                   f"{seconds:.0f} s for all settings)")
-            print(f"  {'setting':<16} {'copies/rebalance':>16} {'fewer':>7} {'next window':>12} {'vs fresh':>9}")
-            for name, (copies, following) in figures.items():
+            print(f"  {'setting':<16} {'copies/rebalance':>16} {'fewer':>7} {'next window':>12} {'vs fresh':>9} "
+                  f"{'window sum':>11} {'vs fresh':>9}")
+            for name, (copies, following, planned) in figures.items():
                 print(f"  {name:<16} {copies:>16,.0f} {fresh_copies / max(copies, 1e-9):>6.1f}x "
-                      f"{following:>12.4f} {100 * (following / fresh_next - 1):>+8.2f}%")
-            no_loss = figures["tolerance 0%"][0]
-            goals.append(f"{label}, {mode}: tolerance 0 (no loss on the planning window) moves "
-                         f"{fresh_copies / no_loss:.1f}x fewer copies than a fresh plan (goal >= 3x); "
+                      f"{following:>12.4f} {100 * (following / fresh_next - 1):>+8.2f}% "
+                      f"{planned:>11.4f} {100 * (planned / fresh_window - 1):>+8.2f}%")
+            no_loss, no_loss_next, _ = figures["tolerance 0%"]
+            goals.append(f"{label}, {mode}: tolerance 0 (no loss on the next-window estimate) moves "
+                         f"{fresh_copies / no_loss:.1f}x fewer copies than a fresh plan at "
+                         f"{100 * (no_loss_next / fresh_next - 1):+.2f}% next-window balancedness (goal >= 3x); "
                          f"relabelling alone {fresh_copies / figures['relabel only'][0]:.1f}x")
-            within = [(name, fresh_copies / copies) for name, (copies, following) in figures.items()
+            within = [(name, fresh_copies / copies) for name, (copies, following, _) in figures.items()
                       if following >= fresh_next * (1 - 0.005)]
             best = max(within, key=lambda item: item[1])
             goals.append(f"{label}, {mode}: within 0.5% of the fresh plan's next-window balancedness, the "

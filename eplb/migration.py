@@ -18,9 +18,11 @@ copy stays in the slot that already holds its expert).
 vllm-ascend's incremental SwiftBalancer: instead of the plan, a layer may keep the
 previous placement with a few copies swapped between GPUs or re-pointed to a hot
 expert, the hottest GPU first, when that sends fewer copies and its heaviest GPU on
-the planning load is at most ``1 / (1 - tolerance)`` times the plan's. So the whole
-placement's balancedness on the planning load is at least ``1 - tolerance`` times the
-plan's; tolerance 0 moves fewer copies at no loss of balance on the planning load.
+the next-window estimate (``next_window_estimate``: a 3-D window's steps weighted
+toward the latest; a 2-D weight itself) is at most ``1 / (1 - tolerance)`` times the
+plan's. So the whole placement's balancedness on that estimate is at least
+``1 - tolerance`` times the plan's; tolerance 0 moves fewer copies at no loss of
+balance on it.
 In global mode a second edited placement competes, previous first given the plan's
 copy counts (``conform``); of the two, a layer keeps the one that does better on the
 next-window scenarios of ``eplb.policies.hedge``, under the same bound.
@@ -332,17 +334,34 @@ def groups_on_nodes(phy2log: torch.Tensor, num_groups: int, num_nodes: int, num_
     return (held.sum(1) == 1).all(-1)
 
 
+RECENCY_DECAY = 0.7
+"""Weight of a window's step against the step after it in ``next_window_estimate`` (1: the plain sum)."""
+
+
+def next_window_estimate(window: torch.Tensor, decay: float = RECENCY_DECAY) -> torch.Tensor:
+    """The load the knob plans the next window on: window [S, L, E] -> [L, E] float64.
+
+    A recency-weighted sum, step k weighted decay^(S - 1 - k), scaled so that the weights
+    sum to S (the plain sum's scale): a drifting load's latest steps tell more of what
+    comes next than its oldest. One step (a 2-D weight): the load itself.
+    """
+    steps = window.shape[0]
+    weights = decay ** torch.arange(steps - 1, -1, -1, dtype=torch.float64, device=window.device)
+    return torch.einsum("s,sle->le", weights * (steps / weights.sum()), window.double())
+
+
 def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.Tensor, num_groups: int,
                   num_nodes: int, num_gpus: int, balance_tolerance: float | None = None) -> torch.Tensor:
     """The plan phy2log [L, P] moved as little as it can from previous [L, P], the placement on the GPUs.
 
-    weight: the planning load, [L, E] or a window of per-step loads [S, L, E] (summed to
-    plan on, its steps' swings kept for the next-window scenarios). num_groups, num_nodes:
-    1, 1 in global mode. balance_tolerance None: relabel only (the plan's GPU loads,
-    relabelled). A number t in [0, 1): a layer may instead take previous edited a copy or
-    two at a time (``repair``), when that sends fewer copies and its heaviest GPU on the
-    summed load is at most 1 / (1 - t) times the plan's (t = 0: no loss of balance on the
-    planning load). In global mode two edited placements compete: previous as it is, and
+    weight: the planning load, [L, E] or a window of per-step loads [S, L, E] (weighted
+    toward its latest steps by ``next_window_estimate`` to edit on, its steps' swings kept
+    for the next-window scenarios). num_groups, num_nodes: 1, 1 in global mode.
+    balance_tolerance None: relabel only (the plan's GPU loads, relabelled). A number t in
+    [0, 1): a layer may instead take previous edited a copy or two at a time (``repair``),
+    when that sends fewer copies and its heaviest GPU on the estimate is at most
+    1 / (1 - t) times the plan's (t = 0: no loss of balance on the estimate; with a 2-D
+    weight, on the load itself). In global mode two edited placements compete: previous as it is, and
     previous first given the plan's copy counts (``conform``); a layer takes, of those
     that reach the target and hold no more doubled (GPU, expert) pairs than the plan, the
     one whose heaviest GPU is lightest on average over the next-window scenarios of
@@ -353,7 +372,7 @@ def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.T
     if balance_tolerance is None:
         return kept
     window = weight.double() if weight.dim() == 3 else weight.double().unsqueeze(0)
-    weight = window.sum(0)
+    weight = next_window_estimate(window)
     target = heaviest_gpu(weight, phy2log, num_gpus) / (1 - balance_tolerance)
     budget = copies_sent(previous, kept, num_gpus, num_experts)
     if num_nodes > 1:  # a previous layer with a group split over nodes is no hierarchical placement to edit

@@ -12,7 +12,8 @@ from test_contract import check_contract, topologies
 
 import eplb
 from eplb.metrics import migration
-from eplb.migration import conform, copies_sent, groups_on_nodes, heaviest_gpu, match_slots
+from eplb.migration import (conform, copies_sent, groups_on_nodes, heaviest_gpu, match_slots,
+                            next_window_estimate)
 from eplb.policies.base import copy_counts, copy_loads
 
 TRACE = "sample_data/traces/deepseek-v3-drift.npz"
@@ -164,7 +165,7 @@ def test_deepseek_without_previous_is_unchanged_by_the_keywords():
 @pytest.mark.parametrize("mode", ["hierarchical", "global"])
 def test_on_the_deepseek_v3_trace_the_knob_moves_far_fewer_copies(mode):
     """Two consecutive plans of the sample trace at DeepSeek-V3 shape: relabelling keeps some copies,
-    tolerance 0 keeps many more at no loss on the planning load, 1% more still."""
+    tolerance 0 keeps many more at no loss on the next-window estimate, 1% more still."""
     trace = torch.from_numpy(np.load(TRACE)["trace"]).double()
     before, now = trace[0:8], trace[4:12]
     previous = eplb.rebalance_experts(before, 288, 8, 4, 32, mode=mode)[0]
@@ -174,7 +175,29 @@ def test_on_the_deepseek_v3_trace_the_knob_moves_far_fewer_copies(mode):
         kept = eplb.rebalance_experts(now, 288, 8, 4, 32, mode=mode, previous=previous,
                                       balance_tolerance=tolerance)[0]
         sent[name] = migration(previous, kept, 32, 256).total_copies_sent
-        limit = heaviest_gpu(now.sum(0), fresh, 32) / (1 - (tolerance or 0))
-        assert bool((heaviest_gpu(now.sum(0), kept, 32) <= limit * (1 + 1e-9)).all())
+        load = now.sum(0) if tolerance is None else next_window_estimate(now)  # relabelling: the plan's loads
+        limit = heaviest_gpu(load, fresh, 32) / (1 - (tolerance or 0))
+        assert bool((heaviest_gpu(load, kept, 32) <= limit * (1 + 1e-9)).all())
     assert sent["fresh"] > sent["relabel"] > 2 * sent["0"] > 0
     assert sent["0"] >= sent["1%"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.integers(1, 8), seed=st.integers(0, 2**16), decay=st.sampled_from([0.3, 0.7, 1.0]))
+def test_next_window_estimate_weights_the_latest_steps_most_on_the_sums_scale(steps, seed, decay):
+    window = torch.rand(steps, 3, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    estimate = next_window_estimate(window, decay)
+    weights = torch.linalg.lstsq(window.reshape(steps, -1).T, estimate.reshape(-1, 1)).solution.flatten()
+    assert torch.allclose(weights.sum(), torch.tensor(float(steps), dtype=torch.float64), atol=1e-6)
+    if steps == 1 or decay == 1.0:  # one step, or no decay: the plain sum
+        assert torch.allclose(estimate, window.sum(0))
+    else:  # each step weighs decay times the one after it
+        assert torch.allclose(weights[:-1], decay * weights[1:], atol=1e-6)
+
+
+def test_the_estimate_of_a_drifting_window_follows_its_latest_steps():
+    """Expert 0's load rises over the window while expert 1's falls: the estimate gives 0 more than the sum."""
+    rising = torch.tensor([[[1.0, 4.0, 4.0, 4.0]], [[2.0, 3.0, 4.0, 4.0]], [[4.0, 2.0, 4.0, 4.0]]])
+    estimate = next_window_estimate(rising)
+    summed = rising.sum(0)
+    assert estimate[0, 0] / estimate[0, 1] > summed[0, 0] / summed[0, 1]
