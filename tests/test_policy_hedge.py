@@ -141,6 +141,41 @@ def test_scenario_peaks_match_the_gpu_loads_of_each_scenario():
     assert hedge.scenario_peaks(scenarios, phy2log, 16, 8).mean(-1).tolist() == pytest.approx(direct.tolist(), rel=1e-5)
 
 
+def test_scenario_peaks_of_several_plans_at_once_are_each_plans_own():
+    weight = generate_load("lognormal", 4, 32, seed=6)
+    plans = torch.stack([eplb.rebalance_experts(weight * (1 + 0.3 * torch.rand(4, 32, generator=torch.Generator()
+                                                                                .manual_seed(c))), 48, 1, 1, 8)[0]
+                         for c in range(3)])
+    scenarios = hedge.next_window_scenarios(weight, torch.full_like(weight, 0.2, dtype=torch.float64), 7)
+    together = hedge.scenario_peaks(scenarios, plans, 32, 8)
+    assert together.shape == (3, 4, 7)
+    for c in range(3):
+        assert torch.allclose(together[c], hedge.scenario_peaks(scenarios, plans[c], 32, 8))
+
+
+def test_the_next_window_load_is_the_scenarios_mean_scaled_to_the_window():
+    """The load the hedged plans are counted and packed on: each layer sums to the window's
+    load, a uniform load's deviations shrink toward the layer's mean, a skewed load stays as
+    it is, and an idle expert stays idle."""
+    window = generate_drifting_trace("uniform", 1, 20, 4, 64, noise=0.05, seed=0)
+    total = window.sum(0)
+    expected = hedge.next_window_load(total, hedge.volatility(window))
+    assert torch.allclose(expected.sum(-1), total.double().sum(-1))
+    assert float(expected.log().std(-1).mean()) < 0.5 * float(total.log().std(-1).mean())
+    skewed = generate_drifting_trace("lognormal", 1, 20, 4, 64, noise=0.05, seed=0).sum(0)
+    swing = torch.zeros_like(skewed, dtype=torch.float64)
+    assert torch.allclose(hedge.next_window_load(skewed / 1000 + 0.5, swing), (skewed / 1000 + 0.5).double())
+    idle = generate_drifting_trace("zero", 1, 8, 3, 32, noise=0.3, seed=3)
+    served = hedge.next_window_load(idle.sum(0), hedge.volatility(idle))
+    assert bool((served[idle.sum(0) == 0] == 0).all()) and bool((served[idle.sum(0) > 0] > 0).all())
+    # With 30% swings: the scenarios' mean over many draws, rescaled the same way.
+    window = generate_drifting_trace("lognormal", 1, 20, 2, 64, noise=0.3, seed=1)
+    total, swing = window.sum(0), hedge.volatility(window)
+    scenarios = hedge.next_window_scenarios(total, swing, 4000).double().mean(1)
+    scenarios *= total.double().sum(-1, keepdim=True) / scenarios.sum(-1, keepdim=True)
+    assert float((scenarios / hedge.next_window_load(total, swing) - 1).abs().median()) < 0.01
+
+
 @pytest.mark.parametrize("family", ["uniform", "lognormal", "zero"])
 def test_planning_on_the_window_serves_the_next_window_better_than_its_sum(family):
     """Plan on window i, score on window i + 1 (the ADRS protocol), on swinging traces."""

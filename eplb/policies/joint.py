@@ -833,11 +833,13 @@ class JointSearch(Policy):
                      num_gpus: int) -> torch.Tensor:
         """Plan for the window after this one: window [S, L, E] -> phy2log [L, num_replicas].
 
-        The plan on the window's sum competes with plans whose copy counts lean toward the
-        experts whose load swings from step to step; each layer keeps the one whose heaviest
-        GPU is lightest on average over likely next windows, where it beats the plan on the
-        sum by more than the scenarios' own noise (``eplb.policies.hedge``). All of them share the sum's packing of expert groups onto nodes. Without swings (one step,
-        or steady loads) this is the plan on the sum.
+        The plan on the window's sum competes with plans counted and packed on the expected
+        next-window load (``hedge.next_window_load``), whose copy counts lean toward the experts
+        whose load swings from step to step; each layer keeps the one whose heaviest GPU is
+        lightest on average over likely next windows, where it beats the plan on the sum by more
+        than the scenarios' own noise (``eplb.policies.hedge``), all plans scored in one batched
+        product. All of them share the sum's packing of expert groups onto nodes. Without swings
+        (one step, or steady loads) this is the plan on the sum.
         """
         total = window.sum(0)
         steps = self.steps(total, num_replicas, num_groups, num_nodes, num_gpus)
@@ -847,12 +849,14 @@ class JointSearch(Policy):
         num_layers, num_experts = total.shape
         per_node = num_experts // num_nodes
         slots, bins = num_replicas // num_nodes, num_gpus // num_nodes
-        hedged = hedge.hedged_weights(total, swing)  # [H, L, E]
+        expected = hedge.next_window_load(total, swing)  # [L, E]
+        hedged = hedge.hedged_weights(expected, swing)  # [H, L, E]
         num_hedges = hedged.shape[0]
         node_hedged = hedged.gather(2, steps.mlog2log.expand(num_hedges, -1, -1)).view(-1, per_node)
         cap = bins if spread_copies(per_node, slots, bins) else None
         counts = min_max_counts(node_hedged, slots, cap)  # [H * L * N, E / N]
-        node_phy2mlog = self._pack_hedges(steps.node_weight.reshape(-1, per_node),
+        node_expected = expected.gather(1, steps.mlog2log).to(total.dtype).view(-1, per_node)
+        node_phy2mlog = self._pack_hedges(node_expected,
                                           counts.view(num_hedges, -1, per_node), bins, num_nodes,
                                           steps.node_phy2mlog.reshape(-1, slots))
         offset = torch.arange(num_nodes, device=total.device).view(1, 1, -1, 1) * per_node
@@ -860,19 +864,21 @@ class JointSearch(Policy):
         plans = torch.cat([steps.phy2log.unsqueeze(0),
                            steps.mlog2log.expand(num_hedges, -1, -1).gather(2, phy2mlog)])  # [1 + H, L, P]
         scenarios = hedge.next_window_scenarios(total, swing, hedge.scenario_count(num_layers, num_experts))
-        best = hedge.pick_plan(torch.stack([hedge.scenario_peaks(scenarios, plan, num_experts, num_gpus)
-                                            for plan in plans]))  # [L]
+        best = hedge.pick_plan(hedge.scenario_peaks(scenarios, plans, num_experts, num_gpus))  # [L]
         return plans.gather(0, best.view(1, -1, 1).expand(1, -1, num_replicas)).squeeze(0)
 
     def _pack_hedges(self, node_weight: torch.Tensor, counts: torch.Tensor, num_bins: int, num_nodes: int,
                      base: torch.Tensor) -> torch.Tensor:
-        """``pack_counts`` for every hedge level: node_weight [L * N, n], counts [H, L * N, n] -> [H * L * N, S].
+        """``pack_counts`` for every hedge level: node_weight [L * N, n] (the load to pack on),
+        counts [H, L * N, n] -> [H * L * N, S].
 
         base: [L * N, S] the plan on the window's sum. A layer whose counts at some level equal
-        those of the base plan (in every node) takes the base plan: its gain over the base is
-        nil, so ``hedge.pick_plan`` would not pick it whatever its packing. One whose counts
-        equal those of a lower level is packed once: packing is deterministic and each
-        layer's apart, so the plans are the same.
+        those of the base plan (in every node) takes the base plan and is not packed: the level
+        would differ from it by its packing alone, which packing such layers too left unchanged
+        on the case measured (DeepSeek-V3, uniform load, 5% noise, next window 0.9431 both ways),
+        and as the base plan it has no gain for ``hedge.pick_plan`` to weigh. One whose counts equal those of a
+        lower level is packed once: packing is deterministic and each layer's apart, so the
+        plans are the same.
         """
         num_hedges, num_rows, num_items = counts.shape
         device = counts.device
