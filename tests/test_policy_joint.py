@@ -9,8 +9,8 @@ import eplb
 from eplb.metrics import balancedness, gpu_loads
 from eplb.policies.base import copy_counts
 from eplb.policies.joint import (GOOD_ENOUGH, bin_loads, deal_hopeful, deal_in_rounds, dealt_bins, dealt_copies,
-                                 improve_by_swaps, min_max_counts, packing_floor, refine_counts, run_counts, sorted_rows,
-                                 two_slot_search)
+                                 improve_by_swaps, min_max_counts, packing_floor, refine_counts, run_counts,
+                                 sorted_rows, two_slot_search)
 from eplb.workloads import FAMILIES, generate_load
 
 
