@@ -304,7 +304,15 @@ def dealt_slots(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None =
     bins[:, 0] = np.arange(num_bins)
     for turn in range(1, per_bin):
         start = turn * num_bins
-        lightest_first = argsort_rows(torch.from_numpy(bin_load)).numpy()
+        if turn == 1:
+            # Round 0's bins hold the heaviest copies in order, so lightest first is last first;
+            # only rows with tied loads there are sorted, to break ties as the sort does.
+            lightest_first = np.repeat(np.arange(num_bins - 1, -1, -1)[None], num_rows, axis=0)
+            tied = np.flatnonzero((load[:, 1:num_bins] == load[:, : num_bins - 1]).any(1))
+            if tied.size:
+                lightest_first[tied] = argsort_rows(torch.from_numpy(bin_load[tied])).numpy()
+        else:
+            lightest_first = argsort_rows(torch.from_numpy(bin_load)).numpy()
         if held_items is not None:
             lightest_first = avoid_run_over(lightest_first, bins[:, turn - 1],
                                             held_items[:, start - num_bins : start + num_bins])
@@ -539,11 +547,13 @@ def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots:
     per_copy = weight / counts
     order = argsort_rows(per_copy, descending=True).cpu().numpy()  # [R, n]
     num_rows, num_items = order.shape
-    order += np.arange(num_rows)[:, None] * num_items  # flat indices (numpy's repeat and take: far quicker)
-    copies = order.reshape(-1).repeat(counts.cpu().numpy().reshape(-1).take(order.reshape(-1)))
-    phy2item = torch.from_numpy(copies.reshape(num_rows, num_slots) % num_items).to(weight.device)
-    loads = torch.from_numpy(per_copy.cpu().numpy().reshape(-1).take(copies).reshape(num_rows, num_slots))
-    return phy2item, loads.to(weight.device)
+    flat = (order + np.arange(num_rows)[:, None] * num_items).reshape(-1)  # numpy's repeat and take: far quicker
+    repeats = counts.cpu().numpy().reshape(-1).take(flat)
+    # Items and their loads per copy, sorted, then each repeated by its count (two repeats of
+    # [R * n] are cheaper than gathering [R * S] through the repeated indices).
+    phy2item = torch.from_numpy(order.reshape(-1).repeat(repeats).reshape(num_rows, num_slots))
+    loads = torch.from_numpy(per_copy.cpu().numpy().reshape(-1).take(flat).repeat(repeats).reshape(num_rows, num_slots))
+    return phy2item.to(weight.device), loads.to(weight.device)
 
 
 def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
@@ -632,6 +642,69 @@ def split_moves(weight: torch.Tensor, counts: torch.Tensor, items: torch.Tensor,
     return peak, giver.repeat_interleave(takers, dim=1), taker.repeat(1, per_bin)
 
 
+def deal_hopeful(weight: torch.Tensor, tried: torch.Tensor, allowed: torch.Tensor, limit: torch.Tensor,
+                 num_bins: int, spread: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Deal those tried counts of ``refine_counts`` that could be the best of their row.
+
+    weight: [A, n]; tried: [A * D, n], D tried count vectors per row; allowed: [A * D] bool,
+    the moves ``split_moves`` allows; limit: [A] the dealt peak a kept move must get below.
+    Only allowed moves are dealt. With two slots per bin, where ``packing_floor`` (a proven
+    bound on every packing of a move's copies, the dealt one included) is the best pairing
+    and the dealing mostly pairs so, in two rounds: first the move of lowest floor in each
+    row, if below the limit, then those whose floor is at most the peak that one dealt (any
+    other deals above that peak, so it is neither kept nor the first of a tie). With more
+    slots the floor rarely rules a move out and costs more than it saves. Every move left
+    out would lose to a dealt one or to the limit, so the best of each row is the one a deal
+    of every move finds. Returns (position of each tried vector among the dealt ones
+    [A * D], -1 where not dealt; the dealt peak [A * D], inf where not dealt; the dealt
+    ones' copies heaviest first and their slots, [K, S] each).
+    """
+    num_tried, device = tried.shape[0], tried.device
+    num_rows, num_slots = weight.shape[0], int(tried[0].sum())
+    tries = num_tried // num_rows
+    peak = torch.full((num_tried,), torch.inf, dtype=torch.float64, device=device)
+    position = torch.full((num_tried,), -1, dtype=torch.int64, device=device)
+    live = allowed.nonzero().squeeze(1)
+    if live.numel() == num_tried:
+        phy2item, loads = copies_heaviest_first(weight.repeat_interleave(tries, dim=0), tried, num_slots)
+    else:
+        phy2item, loads = copies_heaviest_first(weight.index_select(0, live // tries), tried.index_select(0, live),
+                                                num_slots)
+    rounds = [live]
+    if num_slots == 2 * num_bins and live.numel():
+        floor = torch.full((num_tried,), torch.inf, dtype=torch.float64, device=device)
+        floor.index_copy_(0, live, packing_floor(loads, num_bins))
+        floor = torch.where(floor < limit.repeat_interleave(tries), floor, torch.inf)
+        lowest = floor.view(-1, tries).argmin(dim=-1) + torch.arange(num_rows, device=device) * tries
+        rounds = [lowest[floor.index_select(0, lowest).isfinite()]]
+        sorted_at = torch.zeros(num_tried, dtype=torch.int64, device=device)  # into phy2item, loads
+        sorted_at.index_copy_(0, live, torch.arange(live.numel(), device=device))
+    dealt_items, dealt_slots_of, offset = [], [], 0
+    while rounds:
+        which = rounds.pop(0)
+        if which.numel() == 0:
+            continue
+        items, copy_loads = phy2item, loads  # every allowed move, without the floor's rounds
+        if num_slots == 2 * num_bins:
+            at = sorted_at.index_select(0, which)
+            items, copy_loads = phy2item.index_select(0, at), loads.index_select(0, at)
+        slot, bin_load = dealt_slots(copy_loads, num_bins, items if spread else None)
+        peak.index_copy_(0, which, bin_load.amax(dim=-1))
+        position.index_copy_(0, which, torch.arange(which.numel(), device=device) + offset)
+        dealt_items.append(items)
+        dealt_slots_of.append(slot)
+        if offset == 0 and num_slots == 2 * num_bins:
+            rest = (floor <= peak.view(-1, tries).amin(dim=-1).repeat_interleave(tries)) & floor.isfinite()
+            rounds.append(rest.index_fill_(0, which, False).nonzero().squeeze(1))
+        offset += which.numel()
+    if not dealt_items:
+        empty = torch.empty(0, num_slots, dtype=torch.int64, device=device)
+        return position, peak, empty, empty
+    if len(dealt_items) == 1:
+        return position, peak, dealt_items[0], dealt_slots_of[0]
+    return position, peak, torch.cat(dealt_items), torch.cat(dealt_slots_of)
+
+
 def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap: int | None = None) -> torch.Tensor:
     """Local search over copy counts, judged by the dealt packing: weight, counts [B, n] -> [B, n].
 
@@ -639,8 +712,9 @@ def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap
     copy with one partner, and the best counts often give a light expert several tiny
     copies to sit beside the heaviest ones, which no rule on loads per copy proposes.
     Each step, every row judges each move of ``split_moves`` on its dealt packing as it
-    stands (cheap), re-deals the counts of its best moves (``REFINE_DEALT_SLOTS``) and keeps the
-    one that lowers its heaviest dealt bin most. Rows stop when none does, when their
+    stands (cheap), re-deals the counts of its best moves (``REFINE_DEALT_SLOTS``; only those
+    that could win, ``deal_hopeful``) and keeps the one that lowers its heaviest dealt bin
+    most. Rows stop when none does, when their
     heaviest bin is within ``GOOD_ENOUGH`` of the mean bin load, or after
     ``REFINE_STEPS`` steps. With ``cap`` no count exceeds cap and no bin holds two
     copies of one item. Never deals worse than the counts it starts from.
@@ -666,17 +740,17 @@ def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap
         tried = c.repeat_interleave(tries, dim=0)
         tried.scatter_add_(1, g.view(-1, 1), torch.ones_like(g).view(-1, 1))
         tried.scatter_add_(1, t.view(-1, 1), torch.full_like(t, -1).view(-1, 1))
-        tried_load, tried_copies, tried_slots = dealt_copies(w.repeat_interleave(tries, dim=0), tried, num_bins,
-                                                             spread)
-        tried_peak = torch.where(guess.isfinite().view(-1), tried_load.amax(dim=-1), torch.inf).view(-1, tries)
-        best_peak, best = tried_peak.min(dim=-1)
-        better = best_peak < peak.index_select(0, rows) * (1 - 1e-9)
-        keep = better.nonzero().squeeze(1)
-        chosen = keep * tries + best.index_select(0, keep)
+        limit = peak.index_select(0, rows) * (1 - 1e-9)  # [A]: what a kept move must beat
+        dealt, tried_peak, tried_copies, tried_slots = deal_hopeful(w, tried, guess.isfinite().view(-1),
+                                                                    limit, num_bins, spread)
+        best_peak, best = tried_peak.view(-1, tries).min(dim=-1)
+        keep = (best_peak < limit).nonzero().squeeze(1)
+        chosen = keep * tries + best.index_select(0, keep)  # into tried
+        dealt_chosen = dealt.index_select(0, chosen)  # into the dealt moves
         rows = rows.index_select(0, keep)
         counts.index_copy_(0, rows, tried.index_select(0, chosen))
-        items.index_copy_(0, rows, slot_items(tried_copies.index_select(0, chosen),
-                                              tried_slots.index_select(0, chosen)))
+        items.index_copy_(0, rows, slot_items(tried_copies.index_select(0, dealt_chosen),
+                                              tried_slots.index_select(0, dealt_chosen)))
         peak.index_copy_(0, rows, best_peak.index_select(0, keep))
         rows = rows[peak.index_select(0, rows) > enough.index_select(0, rows)]
     return counts
