@@ -10,7 +10,9 @@ Explore draws the mode table and topology B last, into their places near the top
 bottom (each needs one more rebalance), so a topology change prints two figures: the CPU
 time until everything about A is drawn (the last element sent before the first one into
 those two sections; the browser shows each element as it arrives) and until the whole
-page, mode table and B included, is drawn (the end of the rerun). Run:
+page, mode table and B included, is drawn (the end of the rerun). After each unchanged rerun it also times
+the full garbage collection a server runs after every script run (``runner.postScriptGC``), which AppTest
+skips: printed apart, not counted in the rerun. Run:
 
     PYTHONPATH=. python benchmarks/bench_app_rerun.py
 """
