@@ -16,4 +16,9 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="EPLB Explorer", page_icon="⚖️", layout="wide")
-st.navigation(PAGES).run()
+try:
+    st.navigation(PAGES).run()
+finally:  # imported after the page, which imports ui first (ui.app_frame's other half)
+    from ui.app_frame import freeze_startup_objects
+
+    freeze_startup_objects()  # once per process, the page's modules loaded: see its docstring

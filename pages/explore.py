@@ -3,8 +3,7 @@
 import streamlit as st
 
 from ui import compute, figures, state
-from ui.explore import ab, downloads, maps, modes
-from ui.learn.page import teach_this_layer
+from ui.explore import ab, downloads, layer, maps, modes
 
 figures = compute.CachedFigures(figures)  # an unchanged rerun draws the figures it built before
 
@@ -29,19 +28,7 @@ st.subheader("The load: tokens per expert")
 st.plotly_chart(figures.load_heatmap(shown.weight), width="stretch")
 
 st.subheader("One layer up close")
-worst_layer = int(before.report.layer_balancedness.nan_to_num(2.0).argmin())
-layer = st.slider("Layer", 0, shown.num_layers - 1, worst_layer, key=f"explore_layer_{shown.digest}",
-                  help="Starts on the layer the initial map balances worst.") if shown.num_layers > 1 else 0
-teach_this_layer(shown, layer)  # opens Learn on this layer, reduced to a lesson when too big
-left, right = st.columns(2)
-left.plotly_chart(figures.gpu_load_bars(
-    {"before": before.report.gpu_loads[layer], "after": after.report.gpu_loads[layer]},
-    title=f"Layer {layer}: tokens per GPU",
-), width="stretch")
-right.plotly_chart(figures.placement_heatmap(
-    after.phy2log[layer], after.slot_loads[layer], topology.num_gpus,
-    title=f"Layer {layer}: expert in each slot, colored by the load of that copy",
-), width="stretch")
+layer.layer_view(shown, before, after)  # moving its slider reruns that section only
 
 st.subheader("Balancedness per layer")
 st.plotly_chart(figures.balancedness_lines(

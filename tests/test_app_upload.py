@@ -86,6 +86,25 @@ def test_samples_and_generated_loads_carry_their_model(open_page):
     assert _downloads(at)["download_sglang-pt"] and _downloads(at)["download_trtllm-yaml"]
 
 
+def test_the_sample_list_is_read_again_when_a_sample_is_added_or_samples_json_changes(tmp_path, monkeypatch):
+    import json
+    import os
+
+    from ui import data
+
+    monkeypatch.setattr(data, "SAMPLE_DIR", tmp_path)
+    (tmp_path / "b.csv").write_text("1,2\n")
+    assert list(data.samples()) == ["b"] and data.samples() == data.samples()
+    (tmp_path / "a.csv").write_text("3,4\n")
+    os.utime(tmp_path, ns=(1, 1))  # a folder mtime no earlier read saw
+    assert list(data.samples()) == ["a", "b"]
+    (tmp_path / "samples.json").write_text(json.dumps([{"file": "a.csv", "label": "Sample A"}]))
+    assert data.samples()["a"].label == "Sample A"
+    (tmp_path / "samples.json").write_text(json.dumps([{"file": "a.csv", "label": "Renamed"}]))
+    os.utime(tmp_path / "samples.json", ns=(2, 2))
+    assert data.samples()["a"].label == "Renamed"
+
+
 def test_a_wrapped_sglang_buffer_is_a_load_and_replay_refuses_it_as_a_trace(open_page):
     full = torch.randint(1, 9, (6, 5, 64), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
     dump = _torch(dict(rank=0, logical_count=full, average_utilization_rate_over_window=None))

@@ -236,3 +236,16 @@ def test_a_spec_figure_sends_what_the_validated_figure_sends(name):
     validated = fig.to_dict()
     assert validated is not sent
     assert json.loads(pio.to_json(sent, validate=False)) == json.loads(pio.to_json(validated, validate=False))
+
+
+def test_a_spec_figure_is_encoded_once_as_st_plotly_chart_encodes_it():
+    import plotly.io as pio
+
+    fig = every_spec_figure()["maps, relative, hover"]
+    sent = fig.to_dict()
+    encoded = pio.to_json(sent, validate=False)  # what st.plotly_chart sends, on every rerun
+    assert pio.to_json(sent, validate=False) is encoded  # the second rerun encodes nothing
+    assert encoded == figures._PLOTLY_TO_JSON(fig.to_dict(), validate=False)  # plotly's own encoding
+    plain = dict(sent)  # any other dict, and any other way of calling, goes to plotly unchanged
+    assert pio.to_json(plain, validate=False) == encoded and pio.to_json(plain, validate=False) is not encoded
+    assert pio.to_json(sent, validate=False, pretty=True) != encoded

@@ -11,6 +11,8 @@ same page (a legacy page and its ``st.Page`` share a URL path, hence a page hash
 
 from __future__ import annotations
 
+import gc
+
 import streamlit as st
 
 
@@ -21,3 +23,18 @@ def use_app_navigation() -> None:
     if getattr(PagesManager, "uses_pages_directory", None):
         PagesManager.uses_pages_directory = False  # what st.navigation sets, for every session
         st.rerun()
+
+
+def freeze_startup_objects() -> None:
+    """Exempt everything loaded so far from the cyclic garbage collector, once per process (``gc.freeze``).
+
+    A server runs ``gc.collect(2)`` after every script run (Streamlit's ``runner.postScriptGC``), which walks
+    every object the process holds: after Explore's first run, ~277,000 (torch, plotly, pandas, the app), 175
+    ms of CPU at load 4 on the 2-core machine for an unchanged rerun that itself takes ~20 ms, holding the GIL
+    from every other session. Frozen, those objects are skipped (the collection took 0.8 ms); they are still
+    freed when nothing refers to them, only a reference cycle among them is never collected. Garbage present
+    now is collected first, so none of it is kept.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()

@@ -8,6 +8,7 @@ No Streamlit widgets here; ``ui.state`` wires these to the sidebar.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from dataclasses import dataclass, field
@@ -76,12 +77,20 @@ class Sample:
 def samples() -> dict[str, Sample]:
     """Built-in samples by name: every load file in sample_data/, labelled from samples.json where listed.
 
-    The default sample comes first, then files in name order.
+    The default sample comes first, then files in name order. Read again only when a file is added, removed or
+    renamed (the folder's mtime) or samples.json changes: the sidebar asks on every rerun.
     """
     manifest_path = SAMPLE_DIR / "samples.json"
-    manifest = {e["file"]: e for e in json.loads(manifest_path.read_text())} if manifest_path.exists() else {}
+    manifest_mtime = manifest_path.stat().st_mtime_ns if manifest_path.exists() else None
+    return dict(_samples(SAMPLE_DIR, SAMPLE_DIR.stat().st_mtime_ns, manifest_mtime))
+
+
+@functools.lru_cache(maxsize=1)
+def _samples(folder: Path, folder_mtime: int, manifest_mtime: int | None) -> dict[str, Sample]:
+    manifest_path = folder / "samples.json"
+    manifest = {e["file"]: e for e in json.loads(manifest_path.read_text())} if manifest_mtime is not None else {}
     found = {}
-    for path in sorted(SAMPLE_DIR.iterdir()):
+    for path in sorted(folder.iterdir()):
         if path.suffix.lstrip(".") not in LOAD_EXTENSIONS or path.name == "samples.json":
             continue
         entry = manifest.get(path.name, {})

@@ -87,6 +87,7 @@ def _b_controls(shown: Inputs) -> eplb.Topology:
     return eplb.Topology(experts + redundant, a.num_groups, nodes, num_gpus)
 
 
+@st.fragment  # B's sliders rerun this section only: A's results do not depend on B
 def topology_b_view(shown: Inputs) -> None:
     """Draw B's controls, both after-maps (load / layer mean, node lines), and the table of differences."""
     a = shown.topology

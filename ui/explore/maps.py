@@ -13,6 +13,7 @@ from ui.state import Inputs
 figures = compute.CachedFigures(figures)  # a rerun on the same placements draws the maps built before
 
 
+@st.fragment  # the colour and view switches rerun the maps only
 def gpu_load_maps(shown: Inputs, before, after) -> None:
     """The colour and view switches, the two heatmaps (node lines, GPU hover listing experts), and their caption."""
     left, right = st.columns(2)
