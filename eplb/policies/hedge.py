@@ -127,7 +127,7 @@ def next_window_load(total: torch.Tensor, swing: torch.Tensor) -> torch.Tensor:
     that); on a near-uniform load it is pulled toward the layer's mean, so a plan packed on it
     does not balance deviations that will not come back."""
     log_median, sigma = next_window_level(total, swing)
-    level = (log_median + sigma.square() / 2).exp()  # exp(-inf) = 0 for an expert without load  # exp(-inf) = 0 for an expert without load
+    level = (log_median + sigma.square() / 2).exp()  # exp(-inf) = 0 for an expert without load
     return level * (total.double().sum(-1, keepdim=True) / level.sum(-1, keepdim=True).clamp(min=1e-300))
 
 
