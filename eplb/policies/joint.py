@@ -210,19 +210,55 @@ def compositions(total: int, parts: int) -> torch.Tensor | None:
     return torch.tensor(rows, dtype=torch.int64).view(-1, parts)
 
 
-def paired_peak(per_copy: torch.Tensor, items: torch.Tensor, num_bins: int, spread: bool = False) -> torch.Tensor:
-    """Largest bin of the optimal two-per-bin packing: copies sorted, largest paired with smallest.
+def paired_peak(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool = False) -> torch.Tensor:
+    """Largest bin of the optimal two-per-bin packing of these counts' copies: [...].
 
-    per_copy: [..., n] load per copy, items: [..., 2 * num_bins] item of each copy -> [...].
-    With ``spread``, a pairing that puts two copies of one item together counts as inf.
+    per_copy, counts: [..., n], counts summing to 2 * num_bins. Without ``spread``, the
+    copies sorted and paired largest with smallest; with it, the best pairing that puts
+    no two copies of one item in a bin (``spread_pairs``).
     """
-    loads, order = per_copy.gather(-1, items).sort(dim=-1, descending=True)
-    peak = (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).amax(dim=-1)
     if spread:
-        paired = items.gather(-1, order)
-        twice = (paired[..., :num_bins] == paired[..., num_bins:].flip(-1)).any(dim=-1)
-        peak = torch.where(twice, torch.inf, peak)
-    return peak
+        return spread_pairs(per_copy.flatten(0, -2), counts.flatten(0, -2), num_bins)[0].view(per_copy.shape[:-1])
+    loads = per_copy.gather(-1, copies_from_counts(counts.flatten(0, -2)).view(*counts.shape[:-1], -1))
+    loads = loads.sort(dim=-1, descending=True).values
+    return (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).amax(dim=-1)
+
+
+def spread_pairs(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lightest heaviest pair of two copies per bin with no item paired with itself.
+
+    per_copy, counts: [N, n], counts summing to 2 * num_bins. Returns (the heaviest pair
+    [N], inf where some item has more than num_bins copies and no such pairing exists;
+    the items of each bin's pair [N, num_bins, 2], heavier copy first).
+
+    A greedy on the items sorted by load per copy: the heaviest copy left pairs with the
+    lightest copy left, unless another item holds as many copies as there are pairs left
+    (it could not be paired otherwise: its copies need that many partners), in which case
+    with a copy of that item. The pairing is feasible as long as no item holds more than
+    half the copies left, which each step keeps. It matches an exhaustive search over all
+    pairings on hypothesis-drawn cases (``tests/test_policy_joint.py``); it is checked
+    there, not proven.
+    """
+    num_rows, num_items = per_copy.shape
+    order = per_copy.argsort(dim=-1, descending=True, stable=True)
+    load, left = per_copy.gather(-1, order), counts.gather(-1, order).clone()
+    position = torch.arange(num_items, device=per_copy.device)
+    rows = torch.arange(num_rows, device=per_copy.device)
+    peak = torch.zeros(num_rows, dtype=per_copy.dtype, device=per_copy.device)
+    pairs = torch.empty(num_rows, num_bins, 2, dtype=torch.int64, device=per_copy.device)
+    for pair in range(num_bins):
+        held = left > 0
+        heaviest = held.int().argmax(dim=-1)
+        lightest = num_items - 1 - held.flip(-1).int().argmax(dim=-1)
+        critical = (left == num_bins - pair) & (position != heaviest.unsqueeze(-1))
+        partner = torch.where(critical.any(dim=-1), critical.int().argmax(dim=-1), lightest)
+        peak = torch.maximum(peak, load[rows, heaviest] + load[rows, partner])
+        left[rows, heaviest] -= 1
+        left[rows, partner] -= 1
+        pairs[:, pair, 0], pairs[:, pair, 1] = order[rows, heaviest], order[rows, partner]
+    peak = torch.where(counts.amax(dim=-1) > num_bins, torch.inf, peak)
+    return peak, pairs
 
 
 def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
@@ -236,7 +272,9 @@ def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
     the optimum over all count vectors is a minimum over enumerated counts. Only count
     vectors whose largest plus smallest copy is within the min-max counts' peak U are
     paired (the largest copy shares a bin with a copy at least the smallest, so the
-    others cannot beat U). With ``cap``, only count vectors of at most cap copies an item.
+    others cannot beat U). With ``cap``, only count vectors of at most cap copies an item,
+    each scored (U included) by its best pairing with no item paired with itself
+    (``spread_pairs``), so the result is the best placement without doubled items.
     None when there are too many count vectors to enumerate.
     """
     num_rows, num_items = weight.shape
@@ -248,13 +286,13 @@ def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
     w = weight.double()
     counts = counts.to(weight.device)
     start = min_max_counts(w, 2 * num_bins, cap)
-    ceiling = paired_peak(w / start, copies_from_counts(start), num_bins)  # U: [B]
+    ceiling = paired_peak(w / start, start, num_bins, cap is not None)  # U: [B]
     per_copy = w.unsqueeze(1) / counts  # [B, K, n]
     spread = per_copy.amax(dim=-1) + per_copy.amin(dim=-1)
     row, which = (spread <= ceiling.unsqueeze(-1) * (1 + 1e-12)).nonzero(as_tuple=True)
     peak = torch.full((num_rows,), torch.inf, dtype=w.dtype, device=w.device)
     if row.numel():
-        found = paired_peak(per_copy[row, which], copies_from_counts(counts[which]), num_bins, cap is not None)
+        found = paired_peak(per_copy[row, which], counts[which], num_bins, cap is not None)
         peak.scatter_reduce_(0, row, found, reduce="amin")
     best = torch.minimum(peak, ceiling)
     chosen = start.clone()
