@@ -225,6 +225,19 @@ def test_mixtral_zipf_reaches_the_best_placement_without_doubles():
     assert bool((unspread <= best * (1 + 1e-12)).all()) and bool((unspread < best).any())
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(FAMILIES), st.integers(2, 6), st.data())
+def test_two_slot_placement_realises_the_capped_search(family, num_gpus, data):
+    """The placement the policy returns has the capped search's heaviest GPU in every layer and
+    no GPU holding two copies of one expert."""
+    num_experts = data.draw(st.integers(2, 2 * num_gpus))
+    weight = generate_load(family, 4, num_experts, seed=data.draw(st.integers(0, 999)))
+    best, _ = two_slot_search(weight.double(), num_gpus, num_gpus)
+    phy2log = eplb.rebalance_experts(weight, 2 * num_gpus, 1, 1, num_gpus, policy="joint", mode="global")[0]
+    assert duplicate_gpus(phy2log, num_gpus) == 0
+    assert torch.allclose(gpu_loads(weight, phy2log, num_gpus).amax(-1), best, rtol=1e-9)
+
+
 def test_swaps_keep_bins_full_and_never_raise_the_peak():
     loads = torch.rand(20, 48, generator=torch.Generator().manual_seed(0)).sort(dim=-1, descending=True).values
     table, dealt = deal_in_rounds(loads, 8)
