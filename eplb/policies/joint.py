@@ -210,18 +210,36 @@ def compositions(total: int, parts: int) -> torch.Tensor | None:
     return torch.tensor(rows, dtype=torch.int64).view(-1, parts)
 
 
-def paired_peak(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool = False) -> torch.Tensor:
-    """Largest bin of the optimal two-per-bin packing of these counts' copies: [...].
+def paired_peak(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Largest bin of the optimal two-per-bin packing of these counts' copies, the copies
+    sorted and paired largest with smallest: (that peak [N], whether the pairing puts two
+    copies of one item in a bin [N] bool).
 
-    per_copy, counts: [..., n], counts summing to 2 * num_bins. Without ``spread``, the
-    copies sorted and paired largest with smallest; with it, the best pairing that puts
-    no two copies of one item in a bin (``spread_pairs``).
+    per_copy, counts: [N, n], counts summing to 2 * num_bins.
     """
-    if spread:
-        return spread_pairs(per_copy.flatten(0, -2), counts.flatten(0, -2), num_bins)[0].view(per_copy.shape[:-1])
-    loads = per_copy.gather(-1, copies_from_counts(counts.flatten(0, -2)).view(*counts.shape[:-1], -1))
-    loads = loads.sort(dim=-1, descending=True).values
-    return (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).amax(dim=-1)
+    items = copies_from_counts(counts)
+    loads, order = per_copy.gather(-1, items).sort(dim=-1, descending=True)
+    peak = (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).amax(dim=-1)
+    paired = items.gather(-1, order)
+    return peak, (paired[..., :num_bins] == paired[..., num_bins:].flip(-1)).any(dim=-1)
+
+
+def spread_peak(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int, peak: torch.Tensor,
+                twice: torch.Tensor, below: torch.Tensor) -> torch.Tensor:
+    """``paired_peak``'s peaks [N] made those of the best pairings without doubled items.
+
+    per_copy, counts: [N, n]; peak, twice: ``paired_peak``'s; below: [N] a peak to beat.
+    A pairing without doubles is already the best without them. One with doubles is
+    re-paired (``spread_pairs``) only where its peak, a lower bound on every pairing of its
+    counts, is below ``below``; elsewhere it gets inf, as it could not beat ``below``.
+    """
+    redo = (twice & (peak < below)).nonzero().squeeze(1)
+    peak = torch.where(twice, torch.inf, peak)
+    if redo.numel():
+        peak.index_copy_(0, redo, spread_pairs(per_copy.index_select(0, redo), counts.index_select(0, redo),
+                                               num_bins)[0])
+    return peak
 
 
 def spread_pairs(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int
@@ -238,27 +256,31 @@ def spread_pairs(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int
     with a copy of that item. The pairing is feasible as long as no item holds more than
     half the copies left, which each step keeps. It matches an exhaustive search over all
     pairings on hypothesis-drawn cases (``tests/test_policy_joint.py``); it is checked
-    there, not proven.
+    there, not proven. In numpy on the host: a step is a handful of operations on [N, n] arrays, where torch's
+    cost per operation dominated.
     """
     num_rows, num_items = per_copy.shape
-    order = per_copy.argsort(dim=-1, descending=True, stable=True)
-    load, left = per_copy.gather(-1, order), counts.gather(-1, order).clone()
-    position = torch.arange(num_items, device=per_copy.device)
-    rows = torch.arange(num_rows, device=per_copy.device)
-    peak = torch.zeros(num_rows, dtype=per_copy.dtype, device=per_copy.device)
-    pairs = torch.empty(num_rows, num_bins, 2, dtype=torch.int64, device=per_copy.device)
+    device = per_copy.device
+    order = per_copy.argsort(dim=-1, descending=True, stable=True).cpu().numpy()
+    load = np.take_along_axis(per_copy.cpu().numpy(), order, -1)
+    left = np.take_along_axis(counts.cpu().numpy(), order, -1)
+    position = np.arange(num_items)
+    rows = np.arange(num_rows)
+    peak = np.zeros(num_rows, dtype=load.dtype)
+    pairs = np.empty((num_rows, num_bins, 2), dtype=np.int64)
     for pair in range(num_bins):
         held = left > 0
-        heaviest = held.int().argmax(dim=-1)
-        lightest = num_items - 1 - held.flip(-1).int().argmax(dim=-1)
-        critical = (left == num_bins - pair) & (position != heaviest.unsqueeze(-1))
-        partner = torch.where(critical.any(dim=-1), critical.int().argmax(dim=-1), lightest)
-        peak = torch.maximum(peak, load[rows, heaviest] + load[rows, partner])
+        heaviest = held.argmax(-1)
+        lightest = num_items - 1 - held[:, ::-1].argmax(-1)
+        critical = (left == num_bins - pair) & (position != heaviest[:, None])
+        partner = np.where(critical.any(-1), critical.argmax(-1), lightest)
+        np.maximum(peak, load[rows, heaviest] + load[rows, partner], out=peak)
         left[rows, heaviest] -= 1
         left[rows, partner] -= 1
         pairs[:, pair, 0], pairs[:, pair, 1] = order[rows, heaviest], order[rows, partner]
+    peak = torch.from_numpy(peak).to(device)
     peak = torch.where(counts.amax(dim=-1) > num_bins, torch.inf, peak)
-    return peak, pairs
+    return peak, torch.from_numpy(pairs).to(device)
 
 
 def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
@@ -286,13 +308,20 @@ def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
     w = weight.double()
     counts = counts.to(weight.device)
     start = min_max_counts(w, 2 * num_bins, cap)
-    ceiling = paired_peak(w / start, start, num_bins, cap is not None)  # U: [B]
+    ceiling, twice = paired_peak(w / start, start, num_bins)  # U: [B]
+    if cap is not None:
+        ceiling = spread_peak(w / start, start, num_bins, ceiling, twice, torch.full_like(ceiling, torch.inf))
     per_copy = w.unsqueeze(1) / counts  # [B, K, n]
     spread = per_copy.amax(dim=-1) + per_copy.amin(dim=-1)
     row, which = (spread <= ceiling.unsqueeze(-1) * (1 + 1e-12)).nonzero(as_tuple=True)
     peak = torch.full((num_rows,), torch.inf, dtype=w.dtype, device=w.device)
     if row.numel():
-        found = paired_peak(per_copy[row, which], counts[which], num_bins, cap is not None)
+        found, twice = paired_peak(per_copy[row, which], counts[which], num_bins)
+        if cap is not None:
+            # The best vector paired without doubles at once bounds those to re-pair.
+            clean = torch.where(twice, torch.inf, found)
+            below = torch.minimum(ceiling, peak.scatter_reduce(0, row, clean, reduce="amin"))
+            found = spread_peak(per_copy[row, which], counts[which], num_bins, found, twice, below[row])
         peak.scatter_reduce_(0, row, found, reduce="amin")
     best = torch.minimum(peak, ceiling)
     chosen = start.clone()
