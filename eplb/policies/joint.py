@@ -253,11 +253,19 @@ def spread_pairs(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int
     A greedy on the items sorted by load per copy: the heaviest copy left pairs with the
     lightest copy left, unless another item holds as many copies as there are pairs left
     (it could not be paired otherwise: its copies need that many partners), in which case
-    with a copy of that item. The pairing is feasible as long as no item holds more than
-    half the copies left, which each step keeps. It matches an exhaustive search over all
-    pairings on hypothesis-drawn cases (``tests/test_policy_joint.py``); it is checked
-    there, not proven. In numpy on the host: a step is a handful of operations on [N, n] arrays, where torch's
-    cost per operation dominated.
+    with a copy of that item. Feasible: with m pairs left and no item above m copies, the
+    step leaves none above m - 1. Optimal, by induction on m, with x the heaviest copy (of
+    item e) and OPT any valid pairing: if an item f != e has m copies, every pair holds
+    one of them, so OPT pairs x with f too. Otherwise the greedy pairs x with the lightest
+    copy z (of g != e). If OPT pairs x with a copy of g, swap it for z (copies of one item
+    are alike). Else OPT has (x, y) and (z, u), y of f != g; if u is not of f, (x, z) and
+    (y, u) are no heavier than x + y (z <= y, u <= x). If u is of f too (y = u), f has
+    at most m - 1 copies, so some pair (a, b) of OPT holds none; (x, z), (y, a), (u, b)
+    are valid and no heavier than x + y (a, b <= x). Either way a pairing as good as OPT
+    starts with the greedy's pair, and the greedy is optimal on the rest.
+    ``tests/test_policy_joint.py`` checks it against an exhaustive search. In numpy on the
+    host: a step is a handful of operations on [N, n] arrays, where torch's cost per
+    operation dominated.
     """
     num_rows, num_items = per_copy.shape
     device = per_copy.device
