@@ -6,11 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eplb
-from eplb.metrics import balancedness, gpu_loads
+from eplb.metrics import balancedness, duplicate_gpus, gpu_loads
 from eplb.policies.base import copy_counts
 from eplb.policies.joint import (GOOD_ENOUGH, bin_loads, deal_hopeful, deal_in_rounds, dealt_bins, dealt_copies,
                                  improve_by_swaps, min_max_counts, packing_floor, refine_counts, run_counts,
-                                 sorted_rows, two_slot_search)
+                                 sorted_rows, spread_pairs, two_slot_search)
 from eplb.workloads import FAMILIES, generate_load
 
 
@@ -138,6 +138,104 @@ def test_two_slot_search_matches_full_enumeration():
             copies = sorted((float(weight[row, e]) / c[e] for e in range(5) for _ in range(c[e])), reverse=True)
             values.append(max(copies[k] + copies[7 - k] for k in range(4)))
         assert float(best[row]) == pytest.approx(min(values))
+
+
+def best_spread_pairing(per_copy, counts):
+    """Exhaustive: the lightest heaviest pair over every pairing of the copies with no item
+    paired with itself (copies of one item are alike, so pairings differ by the items paired)."""
+    from functools import lru_cache
+
+    @lru_cache(maxsize=None)
+    def best(left):
+        if not any(left):
+            return 0.0
+        first = next(i for i, c in enumerate(left) if c)
+        found = float("inf")
+        for other in range(first + 1, len(left)):
+            if left[other]:
+                rest = list(left)
+                rest[first] -= 1
+                rest[other] -= 1
+                found = min(found, max(per_copy[first] + per_copy[other], best(tuple(rest))))
+        return found
+    return best(tuple(counts))
+
+
+@st.composite
+def spread_count_vectors(draw, max_bins=6):
+    """(loads per copy [n], counts [n] summing to 2 * bins, none above bins, bins): some
+    loads tied (small integers), so items of equal load per copy meet."""
+    num_bins = draw(st.integers(1, max_bins))
+    num_items = draw(st.integers(2, 2 * num_bins))
+    cuts = draw(st.lists(st.integers(1, 2 * num_bins - 1), min_size=num_items - 1, max_size=num_items - 1,
+                         unique=True)) if num_items > 1 else []
+    bounds = [0] + sorted(cuts) + [2 * num_bins]
+    counts = [b - a for a, b in zip(bounds, bounds[1:])]
+    if max(counts) > num_bins:  # no pairing without doubles: move copies to the smallest count
+        for item in range(num_items):
+            while counts[item] > num_bins:
+                counts[item] -= 1
+                counts[counts.index(min(counts))] += 1
+    loads = draw(st.one_of(st.lists(st.integers(1, 4).map(float), min_size=num_items, max_size=num_items),
+                           st.lists(st.floats(0.01, 1.0), min_size=num_items, max_size=num_items)))
+    return loads, counts, num_bins
+
+
+@settings(max_examples=300, deadline=None)
+@given(spread_count_vectors())
+def test_spread_pairs_is_the_best_pairing_without_doubles(case):
+    loads, counts, num_bins = case
+    per_copy = torch.tensor([loads], dtype=torch.float64)
+    peak, pairs = spread_pairs(per_copy, torch.tensor([counts]), num_bins)
+    assert float(peak[0]) == pytest.approx(best_spread_pairing(loads, counts), abs=1e-12)
+    assert bool((pairs[0, :, 0] != pairs[0, :, 1]).all())  # no item paired with itself
+    assert torch.equal(torch.bincount(pairs[0].flatten(), minlength=len(counts)), torch.tensor(counts))
+    assert float(per_copy[0, pairs[0]].sum(-1).max()) == float(peak[0])  # the pairs give that peak
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 4), st.integers(2, 5), st.integers(0, 2**31 - 1))
+def test_capped_two_slot_search_is_the_best_placement_without_doubles(num_bins, num_items, seed):
+    """Every count vector of at most num_bins copies an item, each with its best pairing."""
+    from itertools import product
+    if num_items > 2 * num_bins:
+        num_items = 2 * num_bins
+    weight = torch.rand(3, num_items, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    best, counts = two_slot_search(weight, num_bins, num_bins)
+    assert bool((counts.sum(-1) == 2 * num_bins).all()) and bool((counts.amax(-1) <= num_bins).all())
+    for row in range(3):
+        values = [best_spread_pairing([float(weight[row, e]) / c[e] for e in range(num_items)], c)
+                  for c in product(range(1, num_bins + 1), repeat=num_items) if sum(c) == 2 * num_bins]
+        assert float(best[row]) == pytest.approx(min(values))
+        chosen = counts[row].tolist()
+        assert best_spread_pairing([float(weight[row, e]) / chosen[e] for e in range(num_items)],
+                                   chosen) == pytest.approx(float(best[row]))
+
+
+def test_mixtral_zipf_reaches_the_best_placement_without_doubles():
+    """8 experts on 8 GPUs of two slots: every layer's heaviest GPU is the capped search's optimum
+    (checked exhaustively on small cases above), no GPU holding two copies of one expert; with
+    doubles allowed some layer would be lighter, so the rule has a price here."""
+    weight = generate_load("zipf", 32, 8, seed=0)
+    best, _ = two_slot_search(weight.double(), 8, 8)
+    phy2log = eplb.rebalance_experts(weight, 16, 1, 1, 8, policy="joint", mode="global")[0]
+    assert duplicate_gpus(phy2log, 8) == 0
+    assert torch.allclose(gpu_loads(weight, phy2log, 8).amax(-1), best, rtol=1e-9)
+    unspread, _ = two_slot_search(weight.double(), 8)  # doubles allowed: a lower bound
+    assert bool((unspread <= best * (1 + 1e-12)).all()) and bool((unspread < best).any())
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(FAMILIES), st.integers(2, 6), st.data())
+def test_two_slot_placement_realises_the_capped_search(family, num_gpus, data):
+    """The placement the policy returns has the capped search's heaviest GPU in every layer and
+    no GPU holding two copies of one expert."""
+    num_experts = data.draw(st.integers(2, 2 * num_gpus))
+    weight = generate_load(family, 4, num_experts, seed=data.draw(st.integers(0, 999)))
+    best, _ = two_slot_search(weight.double(), num_gpus, num_gpus)
+    phy2log = eplb.rebalance_experts(weight, 2 * num_gpus, 1, 1, num_gpus, policy="joint", mode="global")[0]
+    assert duplicate_gpus(phy2log, num_gpus) == 0
+    assert torch.allclose(gpu_loads(weight, phy2log, num_gpus).amax(-1), best, rtol=1e-9)
 
 
 def test_swaps_keep_bins_full_and_never_raise_the_peak():

@@ -210,19 +210,85 @@ def compositions(total: int, parts: int) -> torch.Tensor | None:
     return torch.tensor(rows, dtype=torch.int64).view(-1, parts)
 
 
-def paired_peak(per_copy: torch.Tensor, items: torch.Tensor, num_bins: int, spread: bool = False) -> torch.Tensor:
-    """Largest bin of the optimal two-per-bin packing: copies sorted, largest paired with smallest.
+def paired_peak(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Largest bin of the optimal two-per-bin packing of these counts' copies, the copies
+    sorted and paired largest with smallest: (that peak [N], whether the pairing puts two
+    copies of one item in a bin [N] bool).
 
-    per_copy: [..., n] load per copy, items: [..., 2 * num_bins] item of each copy -> [...].
-    With ``spread``, a pairing that puts two copies of one item together counts as inf.
+    per_copy, counts: [N, n], counts summing to 2 * num_bins.
     """
+    items = copies_from_counts(counts)
     loads, order = per_copy.gather(-1, items).sort(dim=-1, descending=True)
     peak = (loads[..., :num_bins] + loads[..., num_bins:].flip(-1)).amax(dim=-1)
-    if spread:
-        paired = items.gather(-1, order)
-        twice = (paired[..., :num_bins] == paired[..., num_bins:].flip(-1)).any(dim=-1)
-        peak = torch.where(twice, torch.inf, peak)
+    paired = items.gather(-1, order)
+    return peak, (paired[..., :num_bins] == paired[..., num_bins:].flip(-1)).any(dim=-1)
+
+
+def spread_peak(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int, peak: torch.Tensor,
+                twice: torch.Tensor, below: torch.Tensor) -> torch.Tensor:
+    """``paired_peak``'s peaks [N] made those of the best pairings without doubled items.
+
+    per_copy, counts: [N, n]; peak, twice: ``paired_peak``'s; below: [N] a peak to beat.
+    A pairing without doubles is already the best without them. One with doubles is
+    re-paired (``spread_pairs``) only where its peak, a lower bound on every pairing of its
+    counts, is below ``below``; elsewhere it gets inf, as it could not beat ``below``.
+    """
+    redo = (twice & (peak < below)).nonzero().squeeze(1)
+    peak = torch.where(twice, torch.inf, peak)
+    if redo.numel():
+        peak.index_copy_(0, redo, spread_pairs(per_copy.index_select(0, redo), counts.index_select(0, redo),
+                                               num_bins)[0])
     return peak
+
+
+def spread_pairs(per_copy: torch.Tensor, counts: torch.Tensor, num_bins: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lightest heaviest pair of two copies per bin with no item paired with itself.
+
+    per_copy, counts: [N, n], counts summing to 2 * num_bins. Returns (the heaviest pair
+    [N], inf where some item has more than num_bins copies and no such pairing exists;
+    the items of each bin's pair [N, num_bins, 2], heavier copy first).
+
+    A greedy on the items sorted by load per copy: the heaviest copy left pairs with the
+    lightest copy left, unless another item holds as many copies as there are pairs left
+    (it could not be paired otherwise: its copies need that many partners), in which case
+    with a copy of that item. Feasible: with m pairs left and no item above m copies, the
+    step leaves none above m - 1. Optimal, by induction on m, with x the heaviest copy (of
+    item e) and OPT any valid pairing: if an item f != e has m copies, every pair holds
+    one of them, so OPT pairs x with f too. Otherwise the greedy pairs x with the lightest
+    copy z (of g != e). If OPT pairs x with a copy of g, swap it for z (copies of one item
+    are alike). Else OPT has (x, y) and (z, u), y of f != g; if u is not of f, (x, z) and
+    (y, u) are no heavier than x + y (z <= y, u <= x). If u is of f too (y = u), f has
+    at most m - 1 copies, so some pair (a, b) of OPT holds none; (x, z), (y, a), (u, b)
+    are valid and no heavier than x + y (a, b <= x). Either way a pairing as good as OPT
+    starts with the greedy's pair, and the greedy is optimal on the rest.
+    ``tests/test_policy_joint.py`` checks it against an exhaustive search. In numpy on the
+    host: a step is a handful of operations on [N, n] arrays, where torch's cost per
+    operation dominated.
+    """
+    num_rows, num_items = per_copy.shape
+    device = per_copy.device
+    order = per_copy.argsort(dim=-1, descending=True, stable=True).cpu().numpy()
+    load = np.take_along_axis(per_copy.cpu().numpy(), order, -1)
+    left = np.take_along_axis(counts.cpu().numpy(), order, -1)
+    position = np.arange(num_items)
+    rows = np.arange(num_rows)
+    peak = np.zeros(num_rows, dtype=load.dtype)
+    pairs = np.empty((num_rows, num_bins, 2), dtype=np.int64)
+    for pair in range(num_bins):
+        held = left > 0
+        heaviest = held.argmax(-1)
+        lightest = num_items - 1 - held[:, ::-1].argmax(-1)
+        critical = (left == num_bins - pair) & (position != heaviest[:, None])
+        partner = np.where(critical.any(-1), critical.argmax(-1), lightest)
+        np.maximum(peak, load[rows, heaviest] + load[rows, partner], out=peak)
+        left[rows, heaviest] -= 1
+        left[rows, partner] -= 1
+        pairs[:, pair, 0], pairs[:, pair, 1] = order[rows, heaviest], order[rows, partner]
+    peak = torch.from_numpy(peak).to(device)
+    peak = torch.where(counts.amax(dim=-1) > num_bins, torch.inf, peak)
+    return peak, torch.from_numpy(pairs).to(device)
 
 
 def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
@@ -236,7 +302,9 @@ def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
     the optimum over all count vectors is a minimum over enumerated counts. Only count
     vectors whose largest plus smallest copy is within the min-max counts' peak U are
     paired (the largest copy shares a bin with a copy at least the smallest, so the
-    others cannot beat U). With ``cap``, only count vectors of at most cap copies an item.
+    others cannot beat U). With ``cap``, only count vectors of at most cap copies an item,
+    each scored (U included) by its best pairing with no item paired with itself
+    (``spread_pairs``), so the result is the best placement without doubled items.
     None when there are too many count vectors to enumerate.
     """
     num_rows, num_items = weight.shape
@@ -248,13 +316,20 @@ def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
     w = weight.double()
     counts = counts.to(weight.device)
     start = min_max_counts(w, 2 * num_bins, cap)
-    ceiling = paired_peak(w / start, copies_from_counts(start), num_bins)  # U: [B]
+    ceiling, twice = paired_peak(w / start, start, num_bins)  # U: [B]
+    if cap is not None:
+        ceiling = spread_peak(w / start, start, num_bins, ceiling, twice, torch.full_like(ceiling, torch.inf))
     per_copy = w.unsqueeze(1) / counts  # [B, K, n]
     spread = per_copy.amax(dim=-1) + per_copy.amin(dim=-1)
     row, which = (spread <= ceiling.unsqueeze(-1) * (1 + 1e-12)).nonzero(as_tuple=True)
     peak = torch.full((num_rows,), torch.inf, dtype=w.dtype, device=w.device)
     if row.numel():
-        found = paired_peak(per_copy[row, which], copies_from_counts(counts[which]), num_bins, cap is not None)
+        found, twice = paired_peak(per_copy[row, which], counts[which], num_bins)
+        if cap is not None:
+            # The best vector paired without doubles at once bounds those to re-pair.
+            clean = torch.where(twice, torch.inf, found)
+            below = torch.minimum(ceiling, peak.scatter_reduce(0, row, clean, reduce="amin"))
+            found = spread_peak(per_copy[row, which], counts[which], num_bins, found, twice, below[row])
         peak.scatter_reduce_(0, row, found, reduce="amin")
     best = torch.minimum(peak, ceiling)
     chosen = start.clone()
