@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import eplb
-from eplb.replay import TRADEOFF_SETTINGS, tradeoff
+from eplb.replay import tradeoff
 from eplb.workloads import generate_drifting_trace
 
 ROOT = Path(__file__).resolve().parent.parent

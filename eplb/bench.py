@@ -34,7 +34,7 @@ import torch
 from .bounds import bound_balancedness, exact_two_slot_optimum, lower_bound
 from .metrics import balancedness, duplicate_gpus, gpu_loads
 from .policies import DEFAULT_POLICY, POLICIES
-from .presets import DEEPSEEK_README_WEIGHT, PRESETS
+from .presets import PRESETS
 from .rebalance import Topology, log2phy_from_phy2log, rebalance_experts
 from .workloads import FAMILIES, generate_drifting_trace, generate_load
 

@@ -76,7 +76,6 @@ import torch
 
 from .policies.joint import two_slot_search
 from .rebalance import Topology
-from .sorting import sort_rows
 
 EXACT_SPLITS = 5
 """Heaviest experts whose big / not-big split the big-copy bound enumerates (2**h splits)."""

@@ -216,8 +216,9 @@ def rebalance_experts(
         balance_tolerance: None (relabel only), or with ``previous`` a fraction t in
             [0, 1): a layer may instead keep the previous placement with a few copies
             swapped or re-pointed, when that moves fewer copies and its heaviest GPU
-            on the planning load (for a 3-D weight its next-window estimate, the steps
-            weighted toward the latest) is at most 1 / (1 - t) times the plan's; 0
+            on the planning load (for a 3-D weight its next-window estimate: the steps
+            weighted toward the latest, averaged with the hedge's trend) is at most
+            1 / (1 - t) times the plan's; 0
             means no loss of balance on that load.
             See ``eplb.migration``.
 

@@ -203,8 +203,8 @@ class TradeoffPoint:
 
 
 TRADEOFF_SETTINGS = (("fresh plan", False, None), ("relabel only", True, None), ("tolerance 0%", True, 0.0),
-                     ("tolerance 0.5%", True, 0.005), ("tolerance 1%", True, 0.01), ("tolerance 2%", True, 0.02),
-                     ("tolerance 5%", True, 0.05))
+                     ("tolerance 0.5%", True, 0.005), ("tolerance 0.75%", True, 0.0075), ("tolerance 1%", True, 0.01),
+                     ("tolerance 2%", True, 0.02), ("tolerance 5%", True, 0.05))
 """The knob settings a trade-off curve samples: (label, keep_copies, balance_tolerance)."""
 
 

@@ -13,7 +13,8 @@ from test_contract import check_contract, topologies
 import eplb
 from eplb.metrics import migration
 from eplb.migration import (conform, copies_sent, groups_on_nodes, heaviest_gpu, match_slots,
-                            next_window_estimate)
+                            next_window_estimate, recency_weighted_sum)
+from eplb.policies.hedge import next_window_load, volatility
 from eplb.policies.base import copy_counts, copy_loads
 
 TRACE = "sample_data/traces/deepseek-v3-drift.npz"
@@ -184,9 +185,9 @@ def test_on_the_deepseek_v3_trace_the_knob_moves_far_fewer_copies(mode):
 
 @settings(max_examples=40, deadline=None)
 @given(steps=st.integers(1, 8), seed=st.integers(0, 2**16), decay=st.sampled_from([0.3, 0.7, 1.0]))
-def test_next_window_estimate_weights_the_latest_steps_most_on_the_sums_scale(steps, seed, decay):
+def test_the_recency_weighted_sum_weights_the_latest_steps_most_on_the_sums_scale(steps, seed, decay):
     window = torch.rand(steps, 3, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    estimate = next_window_estimate(window, decay)
+    estimate = recency_weighted_sum(window, decay)
     weights = torch.linalg.lstsq(window.reshape(steps, -1).T, estimate.reshape(-1, 1)).solution.flatten()
     assert torch.allclose(weights.sum(), torch.tensor(float(steps), dtype=torch.float64), atol=1e-6)
     if steps == 1 or decay == 1.0:  # one step, or no decay: the plain sum
@@ -198,6 +199,23 @@ def test_next_window_estimate_weights_the_latest_steps_most_on_the_sums_scale(st
 def test_the_estimate_of_a_drifting_window_follows_its_latest_steps():
     """Expert 0's load rises over the window while expert 1's falls: the estimate gives 0 more than the sum."""
     rising = torch.tensor([[[1.0, 4.0, 4.0, 4.0]], [[2.0, 3.0, 4.0, 4.0]], [[4.0, 2.0, 4.0, 4.0]]])
-    estimate = next_window_estimate(rising)
+    estimate = recency_weighted_sum(rising)
     summed = rising.sum(0)
     assert estimate[0, 0] / estimate[0, 1] > summed[0, 0] / summed[0, 1]
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_the_knobs_estimate_is_the_mean_of_the_recency_sum_and_the_plans_trend(steps, seed):
+    """A 3-D window: halfway between its recency-weighted sum and the hedge's trend (the load the fresh plan is
+    packed on), on the sum's scale; one step: the load itself."""
+    window = torch.rand(steps, 3, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 100
+    estimate = next_window_estimate(window)
+    if steps == 1:
+        assert torch.equal(estimate, window[0])
+        return
+    trend = next_window_load(window.sum(0), volatility(window))
+    assert torch.allclose(2 * estimate - recency_weighted_sum(window), trend)
+    per_step = window.sum(-1)  # [S, L]: each layer's total per step; the estimate is on S steps' scale
+    assert bool((estimate.sum(-1) >= steps * per_step.amin(0) * (1 - 1e-9)).all())
+    assert bool((estimate.sum(-1) <= steps * per_step.amax(0) * (1 + 1e-9)).all())

@@ -90,8 +90,8 @@ def migration_knob() -> tuple[bool, float | None]:
         help="Fresh plan: every plan packed from scratch. Relabel only: the same plan, its GPUs, nodes and slots "
              "renamed to keep the copies already in place (same balance). Tolerance t: a layer may instead keep "
              "its placement with a few copies swapped or re-pointed, when that moves fewer copies and its heaviest "
-             "GPU on the planning window, its latest steps weighted most, is at most 1 / (1 - t) times the "
-             "plan's (0%: no loss there).",
+             "GPU on a next-window estimate (the window's latest steps weighted most, averaged with the "
+             "plan's own trend estimate) is at most 1 / (1 - t) times the plan's (0%: no loss there).",
     )
     _, keep_copies, balance_tolerance = TRADEOFF_SETTINGS[labels.index(chosen)]
     return keep_copies, balance_tolerance
