@@ -48,7 +48,7 @@ except ValueError as exc:
              f"(the trace has {num_experts} experts per layer) or pick another trace.", icon="⚠️")
     st.stop()
 
-cards = st.columns(5)
+cards = [*st.columns(3), *st.columns(3)[:2]]  # two rows: five cards in one cut "Bytes moved" at 1024 px
 cards[0].metric("Static map", figures.format_ratio(result.mean_static),
                 help="Mean balancedness per step on vLLM's initial map (slot i holds expert i % experts) for the "
                      "whole trace; steps without load are left out.")

@@ -21,8 +21,10 @@ def weight():
     return generate_load("zipf", 3, 16, seed=7)
 
 
-@pytest.mark.parametrize("count, text", [(0, "0 B"), (512, "512 B"), (3 * 2**20, "3.0 MiB"),
-                                         (int(1.5 * 2**30), "1.50 GiB"), (None, "unknown")])
+@pytest.mark.parametrize("count, text", [(0, "0 B"), (512, "512 B"), (3 * 2**20, "3.00 MiB"), (42 * 2**20, "42.0 MiB"),
+                                         (int(1.5 * 2**30), "1.50 GiB"), (int(789.82 * 2**30), "790 GiB"),
+                                         (int(9.999 * 2**30), "10.0 GiB"), (1023 * 2**40, "1023 TiB"),
+                                         (None, "unknown")])
 def test_format_bytes(count, text):
     assert af.format_bytes(count) == text
 

@@ -33,12 +33,14 @@ METRIC_COLUMNS = {
 
 
 def format_bytes(count: float | None) -> str:
-    """Bytes in binary units: "0 B", "42.0 MiB", "1.31 GiB"; None reads "unknown"."""
+    """Bytes in binary units to three significant digits: "0 B", "42.0 MiB", "1.31 GiB", "790 GiB" (short
+    enough for a metric card on a 1024 px screen); None reads "unknown"."""
     if count is None:
         return "unknown"
     for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if abs(count) >= size:
-            return f"{count / size:.{2 if unit in ('GiB', 'TiB') else 1}f} {unit}"
+            value = count / size
+            return f"{value:.{0 if abs(value) >= 99.95 else 1 if abs(value) >= 9.995 else 2}f} {unit}"
     return f"{count:.0f} B"
 
 

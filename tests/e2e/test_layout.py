@@ -1,4 +1,4 @@
-"""Every page's option buttons whole at 1024x768: no segmented control or pill cut by its column.
+"""Every page's option buttons and metric values whole at 1024x768: nothing cut by its column.
 
 A segmented control does not wrap; in a column too narrow for its options the last ones run
 past the column's edge and are cut (the Sweep page's "expert groups" and "redundant slots per
@@ -25,6 +25,12 @@ CUT_OPTIONS_JS = """() => [...document.querySelectorAll('[data-testid="stButtonG
 })"""
 """The labels of option buttons (segmented controls, pills) drawn past the edge of their element's box."""
 
+CUT_METRICS_JS = """() => [...document.querySelectorAll('[data-testid="stMetricValue"]')]
+    .filter(value => [value, ...value.querySelectorAll('*')].some(part => part.scrollWidth > part.clientWidth + 1))
+    .map(value => value.innerText.trim())"""
+"""The metric values drawn shortened (a metric card cuts a value too wide for its column with an ellipsis:
+the Replay page's "Bytes moved" was "789.…" at 1024 px)."""
+
 SWEEP_AXES = ["redundant slots", "GPUs", "nodes", "expert groups"]
 
 
@@ -38,6 +44,7 @@ def test_option_buttons_fit_on_every_page(browser, server, run):
                 await wait_rendered(page)
                 await assert_no_exception(page)
                 assert await page.evaluate(CUT_OPTIONS_JS) == [], app_page.title
+                assert await page.evaluate(CUT_METRICS_JS) == [], app_page.title
             sweep = next(p for p in app_pages() if p.slug == "sweep")
             await page.locator(NAV_LINK).filter(has_text=sweep.title).click()
             await wait_rendered(page)
