@@ -19,10 +19,10 @@ vllm-ascend's incremental SwiftBalancer: instead of the plan, a layer may keep t
 previous placement with a few copies swapped between GPUs or re-pointed to a hot
 expert, the hottest GPU first, when that sends fewer copies and its heaviest GPU on
 the next-window estimate (``next_window_estimate``: for a 3-D window the mean of its
-steps weighted toward the latest and the hedge's trend estimate; a 2-D weight itself) is at most ``1 / (1 - tolerance)`` times the
-plan's. So the whole placement's balancedness on that estimate is at least
-``1 - tolerance`` times the plan's; tolerance 0 moves fewer copies at no loss of
-balance on it.
+steps weighted toward the latest and the hedge's trend estimate; a 2-D weight itself)
+is at most ``1 / (1 - tolerance)`` times the plan's. So the whole placement's
+balancedness on that estimate is at least ``1 - tolerance`` times the plan's; tolerance 0
+moves fewer copies at no loss of balance on it.
 In global mode a second edited placement competes, previous first given the plan's
 copy counts (``conform``); of the two, a layer keeps the one that does better on the
 next-window scenarios of ``eplb.policies.hedge``, under the same bound.
@@ -349,8 +349,10 @@ def recency_weighted_sum(window: torch.Tensor, decay: float = RECENCY_DECAY) -> 
     return torch.einsum("s,sle->le", weights * (steps / weights.sum()), window.double())
 
 
-def next_window_estimate(window: torch.Tensor) -> torch.Tensor:
+def next_window_estimate(window: torch.Tensor, swing: torch.Tensor | None = None) -> torch.Tensor:
     """The load the knob edits toward: window [S, L, E] -> [L, E] float64, on the sum's scale.
+
+    swing: ``volatility(window)`` [L, E] where the caller has it already (computed when None).
 
     The mean of two guesses of the next window: ``recency_weighted_sum`` (the latest steps
     count most) and the hedge's trend estimate, the load the fresh plan is packed on
@@ -362,8 +364,8 @@ def next_window_estimate(window: torch.Tensor) -> torch.Tensor:
     """
     if window.shape[0] == 1:
         return window[0].double()
-    total = window.double().sum(0)
-    return (recency_weighted_sum(window) + next_window_load(total, volatility(window))) / 2
+    swing = volatility(window) if swing is None else swing
+    return (recency_weighted_sum(window) + next_window_load(window.double().sum(0), swing)) / 2
 
 
 def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.Tensor, num_groups: int,
@@ -388,7 +390,8 @@ def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.T
     if balance_tolerance is None:
         return kept
     window = weight.double() if weight.dim() == 3 else weight.double().unsqueeze(0)
-    weight = next_window_estimate(window)
+    swing = volatility(window)  # [L, E]: for the estimate and the next-window scenarios
+    weight = next_window_estimate(window, swing)
     target = heaviest_gpu(weight, phy2log, num_gpus) / (1 - balance_tolerance)
     budget = copies_sent(previous, kept, num_gpus, num_experts)
     if num_nodes > 1:  # a previous layer with a group split over nodes is no hierarchical placement to edit
@@ -404,7 +407,7 @@ def keep_in_place(phy2log: torch.Tensor, previous: torch.Tensor, weight: torch.T
         reached[1] &= doubled(edited[1], num_gpus, num_experts) <= doubled(phy2log, num_gpus, num_experts)
     if len(edited) == 1:
         return torch.where(reached[0].unsqueeze(-1), edited[0], kept)
-    scenarios = next_window_scenarios(weight, volatility(window), scenario_count(*weight.shape))
+    scenarios = next_window_scenarios(weight, swing, scenario_count(*weight.shape))
     score = torch.stack([scenario_peaks(scenarios, e, num_experts, num_gpus).double().mean(-1) for e in edited])
     best = torch.where(reached, score, torch.inf).argmin(0)  # [L]
     chosen = torch.stack(edited).gather(0, best.view(1, -1, 1).expand(1, -1, edited[0].shape[-1]))[0]

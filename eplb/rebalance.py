@@ -218,8 +218,7 @@ def rebalance_experts(
             swapped or re-pointed, when that moves fewer copies and its heaviest GPU
             on the planning load (for a 3-D weight its next-window estimate: the steps
             weighted toward the latest, averaged with the hedge's trend) is at most
-            1 / (1 - t) times the plan's; 0
-            means no loss of balance on that load.
+            1 / (1 - t) times the plan's; 0 means no loss of balance on that load.
             See ``eplb.migration``.
 
     Returns (all int64, on weight's device):
