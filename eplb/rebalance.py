@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
+from . import kernels
 from .migration import keep_in_place, validate_previous
 from .policies import DEFAULT_POLICY, POLICIES
-from .policies.base import copy_counts
-from .sorting import sort_rows
 
 MODES = ("auto", "hierarchical", "global")
 
@@ -126,27 +125,6 @@ def validate_weight(weight, *, history: bool = False) -> torch.Tensor:
     return weight
 
 
-def ranked_copies(phy2log: torch.Tensor, logcnt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every slot with its expert and copy rank, expert by expert: (experts, slots, ranks), each [L, P] int64.
-
-    phy2log: [L, P] int64, logcnt: [L, E] its copy counts. The rank of a slot is the
-    number of lower slots holding the same expert. Sorting the keys expert * 2**b + slot
-    (2**b > P; distinct keys, so any sort is stable) lists the slots expert by expert,
-    in slot order. Shifts decode the keys, and they usually fit 32-bit integers, which
-    sort fastest.
-    """
-    num_layers, num_replicas = phy2log.shape
-    slots = torch.arange(num_replicas, device=phy2log.device)
-    bits = max(num_replicas - 1, 1).bit_length()
-    key = (phy2log << bits) | slots
-    if logcnt.shape[1] << bits < 2**31:
-        key = key.int()
-    key = sort_rows(key).long()
-    experts, slots_sorted = key >> bits, key & ((1 << bits) - 1)
-    first_position = logcnt.cumsum(dim=-1) - logcnt  # [L, E]
-    return experts, slots_sorted, slots - first_position.gather(-1, experts)
-
-
 HUGE_PAGE_BYTES = 32 * 2**20
 """Tensors from this size on come from memory advised to use transparent huge pages (see ``filled_int64``)."""
 
@@ -172,15 +150,15 @@ def log2phy_from_phy2log(phy2log: torch.Tensor, num_experts: int) -> tuple[torch
     """Derive the reverse map from a placement.
 
     phy2log: [L, P] int64. Returns (log2phy [L, E, P - E + 1], logcnt [L, E]); copy k
-    of an expert is its k-th lowest slot, unused columns hold -1.
+    of an expert is its k-th lowest slot, unused columns hold -1. Built on the host in
+    one compiled pass over the slots (``kernels.fill_log2phy``), then moved to phy2log's device.
     """
     num_layers, num_replicas = phy2log.shape
     width = num_replicas - num_experts + 1
-    logcnt = copy_counts(phy2log, num_experts)
-    experts, slots, rank = ranked_copies(phy2log, logcnt)
-    log2phy = filled_int64((num_layers, num_experts * width), -1, phy2log.device)
-    log2phy.scatter_(-1, experts * width + rank, slots)
-    return log2phy.view(num_layers, num_experts, width), logcnt
+    log2phy = filled_int64((num_layers, num_experts, width), -1, torch.device("cpu"))
+    logcnt = torch.zeros(num_layers, num_experts, dtype=torch.int64)
+    kernels.fill_log2phy(phy2log.cpu().long().contiguous().numpy(), log2phy.numpy(), logcnt.numpy())
+    return log2phy.to(phy2log.device), logcnt.to(phy2log.device)
 
 
 def rebalance_experts(

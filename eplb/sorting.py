@@ -35,13 +35,6 @@ def argsort_rows(x: torch.Tensor, descending: bool = False) -> torch.Tensor:
     return torch.from_numpy(np.argsort(-values if descending else values, axis=-1)).long()
 
 
-def sort_rows(x: torch.Tensor) -> torch.Tensor:
-    """Each row's values in ascending order: x [..., n] -> [..., n], x's dtype."""
-    if not _on_numpy(x):
-        return x.sort(dim=-1).values
-    return torch.from_numpy(np.sort(x.detach().numpy(), axis=-1))
-
-
 def topk_rows(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest of each row, largest first: x [..., n] -> (values, indices), both [..., k].
 

@@ -1,8 +1,8 @@
 """The package: a wheel built from this tree installs into a fresh virtual environment and works there.
 
 The environment has no system site-packages and no Streamlit or pandas: only the wheel
-and what it requires (torch, numpy, scipy). So that the test does not download and unpack
-torch (about two minutes), the environment sees this interpreter's torch, numpy and scipy,
+and what it requires (torch, numpy, scipy, numba). So that the test does not download and unpack
+torch (about two minutes), the environment sees this interpreter's torch, numpy, scipy and numba,
 with their own requirements, through a folder of links added by a ``.pth`` file; the
 wheel is then installed with ``--no-index``, so a requirement beyond them would fail
 the install instead of being fetched.
@@ -97,7 +97,7 @@ def installed(tmp_path_factory):
                                capture_output=True, text=True, check=True).stdout.strip())
     shim = work / "torch-and-numpy"
     shim.mkdir()
-    linked = _link_distributions(["torch", "numpy", "scipy"], shim)
+    linked = _link_distributions(["torch", "numpy", "scipy", "numba"], shim)
     assert "streamlit" not in linked and "pandas" not in linked, linked
     (site / "torch_and_numpy.pth").write_text(str(shim) + "\n")
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "-q",

@@ -39,12 +39,12 @@ competes with plans whose copy counts lean toward the experts whose load swings,
 each layer keeps the one with the lightest expected heaviest GPU over likely next
 windows.
 
-Everything is batched over rows (layers, or layers x nodes) and candidates; the
-only Python loops run over packing rounds, improvement passes and refinement
-steps. On a CPU most of the time is the dispatch of small tensor operations, so
-the code keeps their number down (one batch for every candidate's counts,
-``take`` / ``index_select`` rather than advanced indexing), and sorts rows with
-``eplb.sorting``.
+Everything is batched over rows (layers, or layers x nodes) and candidates. Dealing and
+swapping, sequential within a row, run row by row in compiled loops (``eplb.kernels``);
+the rest is tensor code whose only Python loops run over refinement steps. On a CPU much
+of its time is the dispatch of small tensor operations, so the code keeps their number
+down (one batch for every candidate's counts, ``take`` / ``index_select`` rather than
+advanced indexing), and sorts rows with ``eplb.sorting``.
 """
 
 from __future__ import annotations
@@ -56,11 +56,12 @@ from itertools import combinations
 import numpy as np
 import torch
 
+from .. import kernels
 from ..sorting import argsort_rows, topk_rows
 from . import hedge
 from .base import Policy, copies_from_counts, copy_counts
 
-PASSES_PER_TURN = 4
+PASSES_PER_TURN = 8
 """Swap passes per turn: a pass pairs 2 * min(M / 2, MAX_PAIRS) of the M bins, so every bin
 takes part about once in M / (2 * pairs) passes, a turn; rows get 1 + that many turns."""
 
@@ -70,7 +71,10 @@ MAX_ENUMERATED = 20_000
 MAX_PAIRS = 8
 """Heaviest bins a swap pass pairs with light partners."""
 
-GOOD_ENOUGH = 1e-3
+PATIENCE = 4
+"""A row stops swapping after this many passes in a row that improve nothing."""
+
+GOOD_ENOUGH = 5e-4
 """A row stops swapping once its heaviest bin is within this fraction of its ``packing_floor``."""
 
 HEAVY_LEVELS = (1, 2)
@@ -364,92 +368,18 @@ def deal_in_rounds(loads: torch.Tensor, num_bins: int, items: torch.Tensor | Non
 
 def dealt_slots(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``deal_in_rounds``' dealing: (the slot, bin * s + round, of every copy [R, S], bin loads [R, M]).
-
-    In numpy on the host, as the swap passes (``improve_by_swaps``): a round is a handful of
-    operations on [R, M] arrays, where torch's cost per operation dominated.
-    """
-    num_rows, num_slots = loads.shape
-    per_bin = num_slots // num_bins
-    load = loads.cpu().numpy()
-    held_items = None if items is None else items.cpu().numpy()
-    bin_load = load[:, :num_bins].copy()  # round 0: copy k to bin k
-    row_start = np.arange(num_rows)[:, None] * num_bins  # flat indices: far quicker than [rows, bins]
-    bins = np.empty((num_rows, per_bin, num_bins), dtype=np.int64)  # [R, round, k]: the bin of copy k of a round
-    bins[:, 0] = np.arange(num_bins)
-    for turn in range(1, per_bin):
-        start = turn * num_bins
-        if turn == 1:
-            # Round 0's bins hold the heaviest copies in order, so lightest first is last first;
-            # only rows with tied loads there are sorted, to break ties as the sort does.
-            lightest_first = np.repeat(np.arange(num_bins - 1, -1, -1)[None], num_rows, axis=0)
-            tied = np.flatnonzero((load[:, 1:num_bins] == load[:, : num_bins - 1]).any(1))
-            if tied.size:
-                lightest_first[tied] = argsort_rows(torch.from_numpy(bin_load[tied])).numpy()
-        else:
-            lightest_first = argsort_rows(torch.from_numpy(bin_load)).numpy()
-        if held_items is not None:
-            lightest_first = avoid_run_over(lightest_first, bins[:, turn - 1],
-                                            held_items[:, start - num_bins : start + num_bins])
-        bins[:, turn] = lightest_first
-        bin_load.reshape(-1)[lightest_first + row_start] += load[:, start : start + num_bins]
-    # Copy k of round t lands in bin bins[t][k], column t of the table.
-    slot = bins.reshape(num_rows, -1) * per_bin + np.repeat(np.arange(per_bin), num_bins)
-    return torch.from_numpy(slot).to(loads.device), torch.from_numpy(bin_load).to(loads.device)
-
-
-def avoid_run_over(lightest_first: np.ndarray, last_bins: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """A round's bins for ``deal_in_rounds`` that keep the item running over from the last round
-    off the bins already holding it: [R, M] bins, round position k -> bin.
-
-    lightest_first: [R, M] the bins lightest first; last_bins: [R, M] the last round's bin of
-    each position; items: [R, 2M] the items of the last round and of this one.
-    """
-    num_rows, num_bins = last_bins.shape
-    first = items[:, num_bins : num_bins + 1]  # [R, 1] the item running over, if any
-    held_last = items[:, :num_bins] == first  # by the last round's positions
-    rows = np.flatnonzero(held_last.any(1))  # the others keep their order
-    if rows.size == 0:
-        return lightest_first
-    row_start = np.arange(rows.size)[:, None] * num_bins
-    held = np.zeros(rows.size * num_bins, dtype=bool)
-    held[last_bins[rows] + row_start] = held_last[rows]  # [r * M], by bin
-    order = lightest_first[rows]
-    copies = (items[rows, num_bins:] == first[rows]).sum(1, keepdims=True)  # its copies in this round
-    # Its copies take the lightest bins without it; the other copies the remaining bins,
-    # lightest first (a stable partition, by the ranks it gives each position).
-    free = ~held[order + row_start]  # [r, M], in load order
-    taken = free & (free.cumsum(1) <= copies)
-    ahead = taken.cumsum(1)
-    rank = np.where(taken, ahead, (~taken).cumsum(1) + ahead[:, -1:]) - 1
-    partitioned = np.empty_like(order)
-    partitioned.reshape(-1)[rank + row_start] = order
-    chosen = lightest_first.copy()
-    chosen[rows] = partitioned
-    return chosen
-
-
-@lru_cache(maxsize=64)
-def pair_columns(num_bins: int, pairs: int, step: int) -> np.ndarray:
-    """Ranks of the bins a swap pass looks at: [2 * pairs + u] int64, the ``pairs`` heaviest
-    (ranks 0..pairs-1), their partners (the lightest ranks in reverse, shifted by ``step``),
-    and, when some bin is in no pair (u = 1), the heaviest such bin (rank ``pairs``)."""
-    heavy = np.arange(pairs)
-    light = num_bins - 1 - (heavy + step) % pairs
-    unpaired = np.arange(pairs, pairs + (num_bins > 2 * pairs))
-    return np.concatenate([heavy, light, unpaired])
+    """``deal_in_rounds``' dealing: (the slot, bin * s + round, of every copy [R, S], bin loads
+    [R, M] in loads' dtype, summed in float64), by the compiled ``kernels.deal_rows`` on the host."""
+    load = np.ascontiguousarray(loads.cpu().numpy(), dtype=np.float64)
+    held = np.zeros((0, 0), dtype=np.int64) if items is None else np.ascontiguousarray(items.cpu().numpy())
+    slot, bin_load = kernels.deal_rows(load, held, num_bins, items is not None)
+    return torch.from_numpy(slot).to(loads.device), torch.from_numpy(bin_load).to(loads.device, loads.dtype)
 
 
 def swap_passes(num_bins: int) -> int:
     """Most swap passes for M bins: ``PASSES_PER_TURN`` for each turn (see there), and one more turn."""
     pairs = max(min(num_bins // 2, MAX_PAIRS), 1)
     return PASSES_PER_TURN * (1 + -(-num_bins // (2 * pairs)))
-
-
-def bin_sums(slot_load: np.ndarray, num_bins: int) -> np.ndarray:
-    """Load of every bin: slot loads [R, S], bin by bin -> [R, M]. Summed by torch, so in the
-    order (and to the last bit) of ``bin_loads``."""
-    return torch.from_numpy(slot_load).view(slot_load.shape[0], num_bins, -1).sum(-1).numpy()
 
 
 def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | None = None,
@@ -461,101 +391,29 @@ def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | Non
     pair meets new ones). Swapping copies of loads a (heavy bin) and b (light bin)
     moves d = a - b, and the pair's larger load becomes (H + L) / 2 + |d - (H - L) / 2|;
     every pair takes the swap that minimises it, if that is below H. Every bin keeps
-    its number of copies and no pair gets worse. A row leaves once two passes in a row
-    find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
+    its number of copies and no pair gets worse. A row leaves once ``PATIENCE`` passes in a
+    row find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
     (checked before the first pass and after each), or after ``passes`` passes (default
     ``swap_passes(M)``). With ``items`` [R, S] (the item of each copy) no swap brings a
     copy into a bin that already holds a copy of its item.
 
-    The passes run in numpy on the host: a pass is some 25 operations on arrays of a few
-    thousand to a few hundred thousand entries, where torch's cost per operation on a CPU
-    (several microseconds, several times numpy's) was most of the time. They work on the
-    remaining rows only, on copies laid out slot by slot (copy index, load and item of
-    every slot), so a swap moves two entries of each and a pass gathers nothing per slot.
+    The passes run row by row in the compiled ``kernels.swap_rows`` on the host, on copies
+    laid out slot by slot (copy index, load and item of every slot).
     """
     num_rows, num_bins, per_bin = table.shape
     pairs = min(num_bins // 2, MAX_PAIRS)
     if pairs == 0 or per_bin == 0 or num_rows == 0:
         return table
-    host = table.cpu().contiguous()
-    flat_table = host.numpy().reshape(num_rows, -1)  # shares memory with host
-    slot_load = np.take_along_axis(loads.cpu().numpy(), flat_table, 1)  # [R, S], bin by bin
-    rows = np.arange(num_rows)
-    limit = None
-    if stop_at is not None:
-        limit = stop_at.cpu().numpy()
-        rows = np.flatnonzero(bin_sums(slot_load, num_bins).max(-1) > limit)
-        if rows.size == 0:
-            return table
-        limit = limit[rows]
-    work_table, work_load = flat_table[rows], slot_load[rows]
-    work_items = None if items is None else np.take_along_axis(items.cpu().numpy()[rows], work_table, 1)
-    improved_before = np.ones(rows.size, dtype=bool)
-    position = np.arange(per_bin).reshape(-1, 1, 1)  # [s, 1, 1]: each copy's offset in its bin
-    # The passes' largest array, [s * s, A * pairs], lives in one buffer: a fresh one each pass
-    # (beyond malloc's mmap threshold) costs more in page faults than the arithmetic.
-    scratch = np.empty(per_bin * per_bin * rows.size * pairs, dtype=slot_load.dtype)
-    for step in range(swap_passes(num_bins) if passes is None else passes):
-        active = rows.size
-        bin_load = bin_sums(work_load, num_bins)  # [A, M]
-        picked = argsort_rows(torch.from_numpy(bin_load), descending=True).numpy()
-        picked = picked[:, pair_columns(num_bins, pairs, step)]  # heavy bins, partners[, heaviest unpaired]
-        picked_load = bin_load.reshape(-1).take(picked + np.arange(active)[:, None] * num_bins)
-        half_gap = (picked_load[:, :pairs] - picked_load[:, pairs : 2 * pairs]) / 2  # [A, pairs]: (H - L) / 2
-        # Flat index of each paired bin's first copy in work_load, [A, pairs] each, and of all
-        # its copies, copy position first, [s, A, pairs].
-        row_start = np.arange(active)[:, None] * (num_bins * per_bin)
-        heavy_bin = picked[:, :pairs] * per_bin + row_start
-        light_bin = picked[:, pairs : 2 * pairs] * per_bin + row_start
-        heavy_copies, light_copies = heavy_bin + position, light_bin + position
-        flat_load = work_load.reshape(-1)
-        # Distance of each swap q = a * s + b (copy a of the heavy bin, b of its partner) from
-        # the ideal move d = (H - L) / 2: [s * s, A * pairs], reduced over its first axis.
-        distance = scratch[: per_bin * per_bin * active * pairs].reshape(per_bin, per_bin, -1)
-        np.subtract(flat_load.take(heavy_copies).reshape(per_bin, 1, -1),
-                    flat_load.take(light_copies).reshape(1, per_bin, -1), out=distance)
-        np.subtract(distance, half_gap.reshape(-1), out=distance)
-        distance = np.abs(distance, out=distance).reshape(per_bin * per_bin, -1)
-        where = distance.argmin(0)
-        miss = distance.reshape(-1).take(where * distance.shape[1] + np.arange(distance.shape[1]))
-        miss, where = miss.reshape(active, pairs), where.reshape(active, pairs)
-        # Swapping helps when the new larger load (H + L) / 2 + miss is below H.
-        better = miss < half_gap * (1 - 1e-9)
-        first, second = heavy_bin + where // per_bin, light_bin + where % per_bin
-        if work_items is not None:
-            # A swap that would bring a copy into a bin holding its item is dropped this pass
-            # (checking only the chosen swap is far cheaper than checking all s * s of them).
-            flat_items = work_items.reshape(-1)
-            better &= ~((flat_items.take(heavy_copies) == flat_items.take(second)).any(0)
-                        | (flat_items.take(light_copies) == flat_items.take(first)).any(0))
-        first, second = first.ravel(), np.where(better, second, first).ravel()  # a slot with itself: no swap
-        for slots in (work_table, work_load, work_items):
-            if slots is not None:
-                flat = slots.reshape(-1)
-                flat[first], flat[second] = flat[second], flat[first]
-        improved = better.any(-1)
-        keep = improved | improved_before
-        improved_before = improved
-        if limit is not None:  # the row's heaviest bin after the swaps
-            peak = (picked_load[:, :pairs] - np.where(better, half_gap - miss, 0)).max(-1)
-            if picked.shape[1] > 2 * pairs:
-                peak = np.maximum(peak, picked_load[:, -1])
-            keep &= peak > limit
-        if not keep.all():
-            flat_table[rows] = work_table
-            rows, work_table, work_load, improved_before = (
-                a[keep] for a in (rows, work_table, work_load, improved_before))
-            work_items = None if work_items is None else work_items[keep]
-            limit = None if limit is None else limit[keep]
-            if rows.size == 0:
-                break
-    else:
-        flat_table[rows] = work_table
-    if host is not table:
-        table.copy_(host)
+    slot_copy = np.ascontiguousarray(table.cpu().numpy().reshape(num_rows, -1), dtype=np.int64).copy()
+    slot_load = np.take_along_axis(loads.cpu().numpy().astype(np.float64), slot_copy, 1)
+    slot_item = (np.zeros((0, 0), dtype=np.int64) if items is None
+                 else np.ascontiguousarray(np.take_along_axis(items.cpu().numpy(), slot_copy, 1), dtype=np.int64))
+    limit = np.zeros(0) if stop_at is None else np.ascontiguousarray(stop_at.cpu().numpy(), dtype=np.float64)
+    kernels.swap_rows(slot_copy, slot_load, slot_item, limit, num_bins, pairs,
+                      swap_passes(num_bins) if passes is None else passes, PATIENCE, items is not None,
+                      stop_at is not None)
+    table.copy_(torch.from_numpy(slot_copy).view(table.shape))
     return table
-
-
 
 
 FLOOR_LEVELS = 16
@@ -609,26 +467,45 @@ def pack_copies(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch
 
     A row stops swapping once its heaviest bin is within ``GOOD_ENOUGH`` of its ``packing_floor``.
     """
-    stop_at = packing_floor(loads, num_bins) * (1 + GOOD_ENOUGH)
-    table = improve_by_swaps(deal_in_rounds(loads, num_bins)[0], loads, stop_at=stop_at.to(loads.dtype))
+    floor = packing_floor(loads, num_bins)
+    table, _ = packed(loads, num_bins, floor * (1 + GOOD_ENOUGH), floor)
     return table, bin_loads(loads, table)
+
+
+def packed(loads: torch.Tensor, num_bins: int, stop_at: torch.Tensor, floor: torch.Tensor,
+           row: torch.Tensor | None = None, num_rows: int | None = None, items: torch.Tensor | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every packing dealt then swapped (``kernels.pack_rows``): loads [K, S] copy loads sorted
+    heaviest first, stop_at and floor [K] (when to stop swapping, a proven floor), row [K] the
+    row of num_rows each is a candidate of (default: each its own), items [K, S] the item of
+    each copy where no bin may hold two copies of one item. Returns (table [K, M, S/M] of copy
+    indices, heaviest bin [K] float64)."""
+    num_packings, num_slots = loads.shape
+    if row is None:
+        row, num_rows = torch.arange(num_packings), num_packings
+    slot_copy, peak = kernels.pack_rows(
+        np.ascontiguousarray(loads.cpu().numpy(), dtype=np.float64),
+        np.zeros((0, 0), dtype=np.int64) if items is None else np.ascontiguousarray(items.cpu().numpy()),
+        num_bins, min(num_bins // 2, MAX_PAIRS), swap_passes(num_bins), PATIENCE, items is not None,
+        np.ascontiguousarray(stop_at.cpu().numpy(), dtype=np.float64),
+        np.ascontiguousarray(floor.cpu().numpy(), dtype=np.float64),
+        np.ascontiguousarray(row.cpu().numpy(), dtype=np.int64), num_rows)
+    device = loads.device
+    return (torch.from_numpy(slot_copy).view(num_packings, num_bins, -1).to(device),
+            torch.from_numpy(peak).to(device))
 
 
 def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots: int
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every copy, heaviest first: weight, counts [R, n] (rows summing to num_slots) ->
-    (item of each copy, load of each copy), both [R, num_slots]. Sorts the items once by
-    load per copy, then repeats each by its count."""
+    (item of each copy, load of each copy in weight's dtype), both [R, num_slots]. Sorts the
+    items once by load per copy, then repeats each by its count (``kernels.expand_copies``)."""
     per_copy = weight / counts
     order = argsort_rows(per_copy, descending=True).cpu().numpy()  # [R, n]
-    num_rows, num_items = order.shape
-    flat = (order + np.arange(num_rows)[:, None] * num_items).reshape(-1)  # numpy's repeat and take: far quicker
-    repeats = counts.cpu().numpy().reshape(-1).take(flat)
-    # Items and their loads per copy, sorted, then each repeated by its count (two repeats of
-    # [R * n] are cheaper than gathering [R * S] through the repeated indices).
-    phy2item = torch.from_numpy(order.reshape(-1).repeat(repeats).reshape(num_rows, num_slots))
-    loads = torch.from_numpy(per_copy.cpu().numpy().reshape(-1).take(flat).repeat(repeats).reshape(num_rows, num_slots))
-    return phy2item.to(weight.device), loads.to(weight.device)
+    phy2item, loads = kernels.expand_copies(np.ascontiguousarray(order, dtype=np.int64),
+                                            np.ascontiguousarray(per_copy.cpu().numpy()),
+                                            np.ascontiguousarray(counts.cpu().numpy(), dtype=np.int64), num_slots)
+    return torch.from_numpy(phy2item).to(weight.device), torch.from_numpy(loads).to(weight.device)
 
 
 def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
@@ -950,33 +827,28 @@ class JointSearch(Policy):
         return phy2item.clone()
 
     @staticmethod
-    def _stop_at(floor: torch.Tensor, peak: torch.Tensor, row: torch.Tensor | None, num_rows: int,
-                 rows_per_layer: int) -> torch.Tensor:
+    def _stop_at(floor: torch.Tensor, row: torch.Tensor | None, num_rows: int, rows_per_layer: int) -> torch.Tensor:
         """When each packed (row, candidate) may stop swapping: [K] load thresholds.
 
-        floor, peak: [K] ``packing_floor`` and dealt heaviest bin of each packed count
-        vector; row: [K] the row (of num_rows) each belongs to, None when K = num_rows.
-        A packing stops once its heaviest bin is within ``GOOD_ENOUGH`` of the larger of
+        floor: [K] ``packing_floor`` of each packed count vector; row: [K] the row (of
+        num_rows) each belongs to, None when K = num_rows. A packing stops once its heaviest
+        bin is within ``GOOD_ENOUGH`` of the larger of
         * its own floor: it cannot get much better;
         * the layer's floor, the largest over the layer's rows of the row's smallest
           candidate floor: every placement of the layer has a bin that heavy, so this
           row no longer decides (much of) the layer's heaviest bin.
-        A packing whose floor is at least the dealt peak of another candidate of its row
-        takes no pass at all: it can at best tie with that one.
+        (``kernels.pack_rows`` also skips the passes of a packing whose floor is at least the
+        dealt peak of another candidate of its row.)
         """
-        row_floor = floor
-        if row is not None:
-            row_floor = torch.full((num_rows,), torch.inf, dtype=floor.dtype, device=floor.device)
-            row_floor.scatter_reduce_(0, row, floor, reduce="amin")
         stop_at = floor
         if rows_per_layer > 1:
+            row_floor = floor
+            if row is not None:
+                row_floor = torch.full((num_rows,), torch.inf, dtype=floor.dtype, device=floor.device)
+                row_floor.scatter_reduce_(0, row, floor, reduce="amin")
             layer_floor = row_floor.view(-1, rows_per_layer).amax(dim=-1).repeat_interleave(rows_per_layer)
             stop_at = torch.maximum(stop_at, layer_floor if row is None else layer_floor.index_select(0, row))
-        stop_at = stop_at * (1 + GOOD_ENOUGH)
-        if row is not None:
-            best_peak = torch.full_like(row_floor, torch.inf).scatter_reduce_(0, row, peak.to(floor.dtype), "amin")
-            stop_at = torch.where(floor >= best_peak.index_select(0, row), torch.inf, stop_at)
-        return stop_at
+        return stop_at * (1 + GOOD_ENOUGH)
 
     def place_window(self, window: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
                      num_gpus: int) -> torch.Tensor:
@@ -1086,13 +958,12 @@ class JointSearch(Policy):
         phy2item, loads = copies_heaviest_first(row_weight, flat_counts, num_slots)  # [K, S] each
         spread = phy2item if spread_copies(num_items, num_slots, num_bins) else None
         floor = packing_floor(loads, num_bins)
-        table, dealt = deal_in_rounds(loads, num_bins, spread)
-        stop_at = self._stop_at(floor, dealt.amax(dim=-1), row, num_rows, rows_per_layer)
-        table = improve_by_swaps(table, loads, stop_at=stop_at.to(loads.dtype), items=spread)
+        table, peak_of = packed(loads, num_bins, self._stop_at(floor, row, num_rows, rows_per_layer), floor,
+                                row, num_rows, spread)
         if row is None:
             return phy2item.gather(-1, table.flatten(1))
-        peak = torch.full((num_rows * num_candidates,), torch.inf, dtype=loads.dtype, device=weight.device)
-        peak.index_copy_(0, which, bin_loads(loads, table).amax(dim=-1))
+        peak = torch.full((num_rows * num_candidates,), torch.inf, dtype=torch.float64, device=weight.device)
+        peak.index_copy_(0, which, peak_of)
         best = peak.view(num_rows, num_candidates).argmin(dim=-1)  # the first candidate among ties
         packed_row = torch.zeros(num_rows * num_candidates, dtype=torch.int64, device=weight.device)
         packed_row.index_copy_(0, which, torch.arange(which.numel(), device=weight.device))

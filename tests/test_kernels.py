@@ -1,0 +1,112 @@
+"""The compiled loops of eplb/kernels.py against plain descriptions of what they compute."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eplb import kernels
+
+
+def deal_by_description(loads, items, num_bins, spread):
+    """Round-robin dealing as the docstring puts it, one row: (slot of every copy, bin loads)."""
+    per_bin = len(loads) // num_bins
+    bin_load = list(loads[:num_bins])
+    slot = [k * per_bin for k in range(num_bins)]
+    last = list(range(num_bins))
+    for turn in range(1, per_bin):
+        start = turn * num_bins
+        order = sorted(range(num_bins), key=lambda b: (bin_load[b], b))
+        first = items[start]
+        held = {last[k] for k in range(num_bins) if spread and items[start - num_bins + k] == first}
+        if held:
+            copies = sum(items[start + k] == first for k in range(num_bins))
+            taken = [b for b in order if b not in held][:copies]
+            order = taken + [b for b in order if b not in taken]
+        for k, b in enumerate(order):
+            bin_load[b] += loads[start + k]
+            slot.append(b * per_bin + turn)
+            last[k] = b
+    return slot, bin_load
+
+
+@st.composite
+def dealing_cases(draw):
+    num_bins = draw(st.integers(1, 7))
+    per_bin = draw(st.integers(1, 5))
+    num_items = draw(st.integers(per_bin, per_bin + 6))
+    counts = draw(st.lists(st.integers(1, num_bins), min_size=num_items, max_size=num_items))
+    num_slots = num_bins * per_bin
+    # Trim or pad the counts to fill every slot, at most num_bins copies an item.
+    while sum(counts) > num_slots:
+        counts[counts.index(max(counts))] -= 1
+        counts = [c for c in counts if c > 0]
+    while sum(counts) < num_slots:
+        counts.append(min(num_bins, num_slots - sum(counts)))
+    weight = draw(st.lists(st.sampled_from([0.0, 1.0, 2.0, 3.5, 7.0, 11.0]), min_size=len(counts),
+                           max_size=len(counts)))
+    per_copy = [w / c for w, c in zip(weight, counts)]
+    order = sorted(range(len(counts)), key=lambda i: -per_copy[i])
+    items = [i for i in order for _ in range(counts[i])]
+    return np.array([per_copy[i] for i in items]), np.array(items, dtype=np.int64), num_bins
+
+
+@settings(max_examples=150, deadline=None)
+@given(dealing_cases(), st.booleans())
+def test_deal_rows_deals_as_described_and_keeps_items_apart(case, spread):
+    loads, items, num_bins = case
+    slot, bin_load = kernels.deal_rows(loads[None], items[None], num_bins, spread)
+    expected_slot, expected_load = deal_by_description(loads.tolist(), items.tolist(), num_bins, spread)
+    assert slot[0].tolist() == expected_slot
+    assert np.allclose(bin_load[0], expected_load)
+    assert sorted(slot[0].tolist()) == list(range(len(loads)))  # every slot filled once
+    if spread:
+        per_bin = len(loads) // num_bins
+        by_bin = [[items[c] for c in range(len(loads)) if slot[0][c] // per_bin == b] for b in range(num_bins)]
+        assert all(len(set(held)) == len(held) for held in by_bin)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 9), st.data())
+def test_best_swap_finds_the_move_closest_to_half_the_gap(per_bin, data):
+    values = st.floats(0, 100, allow_nan=False)
+    heavy = sorted(data.draw(st.lists(values, min_size=per_bin, max_size=per_bin)), reverse=True)
+    light = sorted(data.draw(st.lists(values, min_size=per_bin, max_size=per_bin)), reverse=True)
+    half_gap = data.draw(st.floats(0, 100, allow_nan=False))
+    slot_load = np.array(heavy + light)
+    miss, a, b = kernels._best_swap(slot_load, 0, per_bin, per_bin, half_gap)
+    brute = min(abs(x - y - half_gap) for x in heavy for y in light)
+    assert 0 <= a < per_bin <= b < 2 * per_bin
+    assert np.isclose(miss, brute) and np.isclose(abs(slot_load[a] - slot_load[b] - half_gap), brute)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 8), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_swap_rows_keeps_bins_sorted_and_never_raises_the_peak(num_bins, per_bin, seed):
+    rng = np.random.default_rng(seed)
+    loads = np.sort(rng.pareto(1.5, (4, num_bins * per_bin)), axis=1)[:, ::-1].copy()
+    items = np.tile(np.arange(num_bins * per_bin), (4, 1))
+    slot, before = kernels.deal_rows(loads, items, num_bins, False)
+    slot_copy = np.empty_like(slot)
+    slot_load = np.empty_like(loads)
+    for r in range(4):
+        slot_copy[r, slot[r]] = np.arange(num_bins * per_bin)
+        slot_load[r, slot[r]] = loads[r]
+    kernels.swap_rows(slot_copy, slot_load, np.zeros((0, 0), dtype=np.int64), np.zeros(0), num_bins,
+                      num_bins // 2, 12, 4, False, False)
+    assert np.array_equal(np.sort(slot_copy, axis=1), np.tile(np.arange(num_bins * per_bin), (4, 1)))
+    assert np.array_equal(slot_load, np.take_along_axis(loads, slot_copy, 1))
+    by_bin = slot_load.reshape(4, num_bins, per_bin)
+    assert np.all(np.diff(by_bin, axis=-1) <= 0)  # every bin heaviest first
+    assert np.all(by_bin.sum(-1).max(-1) <= before.max(-1) + 1e-9)
+
+
+def test_expand_copies_repeats_each_item_by_its_count_in_order():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 4, (3, 7))
+    per_copy = rng.random((3, 7))
+    order = np.argsort(-per_copy, axis=1)
+    counts[:, 0] += counts.sum(1).max() - counts.sum(1)  # equal row sums
+    items, loads = kernels.expand_copies(order, per_copy, counts, int(counts[0].sum()))
+    for r in range(3):
+        assert items[r].tolist() == np.repeat(order[r], counts[r][order[r]]).tolist()
+        assert np.array_equal(loads[r], per_copy[r][items[r]])
