@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 import eplb
 from eplb.metrics import balancedness, duplicate_gpus, gpu_loads
 from eplb.policies.base import copy_counts
-from eplb.policies.joint import (GOOD_ENOUGH, bin_loads, deal_hopeful, deal_in_rounds, dealt_bins, dealt_copies,
-                                 improve_by_swaps, min_max_counts, packing_floor, refine_counts, run_counts,
-                                 sorted_rows, spread_pairs, two_slot_search)
+from eplb.policies.joint import (GOOD_ENOUGH, bin_loads, deal_hopeful, dealt_bins, dealt_copies, dealt_slots,
+                                 min_max_counts, packed, packing_floor, refine_counts, run_counts, sorted_rows,
+                                 spread_pairs, two_slot_search)
 from eplb.workloads import FAMILIES, generate_load
 
 
@@ -238,13 +238,22 @@ def test_two_slot_placement_realises_the_capped_search(family, num_gpus, data):
     assert torch.allclose(gpu_loads(weight, phy2log, num_gpus).amax(-1), best, rtol=1e-9)
 
 
+def dealt_table(loads, num_bins):
+    """The dealt packing as a table [R, M, s] of copy indices, and its bin loads [R, M]."""
+    slot, dealt = dealt_slots(loads, num_bins)
+    table = torch.empty_like(slot).scatter_(1, slot, torch.arange(loads.shape[1]).expand(loads.shape[0], -1))
+    return table.view(loads.shape[0], num_bins, -1), dealt
+
+
 def test_swaps_keep_bins_full_and_never_raise_the_peak():
     loads = torch.rand(20, 48, generator=torch.Generator().manual_seed(0)).sort(dim=-1, descending=True).values
-    table, dealt = deal_in_rounds(loads, 8)
+    table, dealt = dealt_table(loads, 8)
     assert torch.allclose(bin_loads(loads, table), dealt)
-    table = improve_by_swaps(table.clone(), loads)
+    zero = torch.zeros(20)
+    table, peak = packed(loads, 8, stop_at=zero, floor=zero)
     assert torch.equal(table.flatten(1).sort(-1).values, torch.arange(48).expand(20, -1))
-    assert bool((bin_loads(loads, table).amax(-1) <= dealt.amax(-1) + 1e-6).all())
+    assert torch.allclose(bin_loads(loads, table).amax(-1).double(), peak)
+    assert bool((peak <= dealt.amax(-1) + 1e-6).all()) and bool((peak < dealt.amax(-1) - 1e-6).any())
 
 
 @settings(max_examples=40, deadline=None)
@@ -329,11 +338,20 @@ def test_packing_floor_sees_two_heavy_copies_forced_onto_one_bin():
 
 def test_rows_at_their_stop_load_are_not_swapped():
     loads = torch.rand(6, 48, generator=torch.Generator().manual_seed(1)).sort(dim=-1, descending=True).values
-    table, _ = deal_in_rounds(loads, 8)
+    table, _ = dealt_table(loads, 8)
     stop_at = torch.tensor([0.0, 1e9, 0.0, 1e9, 0.0, 1e9])
-    new_table = improve_by_swaps(table.clone(), loads, stop_at=stop_at)
+    new_table, _ = packed(loads, 8, stop_at=stop_at, floor=torch.zeros(6))
     assert torch.equal(new_table[1::2], table[1::2])
     assert not torch.equal(new_table[::2], table[::2])
+
+
+def test_a_candidate_that_can_at_best_tie_takes_no_pass():
+    """Two candidates of one row: the one whose floor reaches the other's dealt peak keeps its deal."""
+    loads = torch.rand(2, 48, generator=torch.Generator().manual_seed(2)).sort(dim=-1, descending=True).values
+    table, dealt = dealt_table(loads, 8)
+    floor = torch.tensor([0.0, float(dealt[0].amax())])
+    new_table, _ = packed(loads, 8, stop_at=torch.zeros(2), floor=floor, row=torch.tensor([0, 0]), num_rows=1)
+    assert torch.equal(new_table[1], table[1]) and not torch.equal(new_table[0], table[0])
 
 
 @pytest.mark.parametrize("mode", ["global", "auto"])

@@ -346,30 +346,18 @@ def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
     return best, chosen
 
 
-def deal_in_rounds(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pack copies heaviest first, one per bin per round, each round's heaviest to the lightest bin.
-
-    loads: [R, S] copy loads sorted heaviest first, S divisible by num_bins. Returns
-    (table [R, num_bins, S/num_bins] of copy indices into loads, bin loads [R, num_bins]).
-
-    items: [R, S] the item of each copy, when no bin may hold two copies of one item. The
-    copies of an item must then be adjacent and at most num_bins: a round deals to
-    distinct bins, so only the item whose copies run over from the previous round (the
-    first of the round) can meet itself; its copies go to the lightest bins without it,
-    the round's other copies to the remaining bins, lightest first.
-    """
-    num_rows, num_slots = loads.shape
-    position, bin_load = dealt_slots(loads, num_bins, items)
-    copy_index = torch.arange(num_slots, device=loads.device).expand(num_rows, -1)
-    table = torch.empty_like(position).scatter_(1, position, copy_index)
-    return table.view(num_rows, num_bins, -1), bin_load
-
-
 def dealt_slots(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``deal_in_rounds``' dealing: (the slot, bin * s + round, of every copy [R, S], bin loads
-    [R, M] in loads' dtype, summed in float64), by the compiled ``kernels.deal_rows`` on the host."""
+    """Deal copies heaviest first, one per bin per round, each round's heaviest to the lightest bin
+    (``kernels.deal_rows``, on the host): loads [R, S] copy loads sorted heaviest first, S
+    divisible by num_bins -> (the slot, bin * s + round, of every copy [R, S]; bin loads [R, M]
+    in loads' dtype, summed in float64).
+
+    items: [R, S] the item of each copy, when no bin may hold two copies of one item. The
+    copies of an item must then be adjacent and at most num_bins: a round deals to distinct
+    bins, so only the item whose copies run over from the previous round (the first of the
+    round) can meet itself; its copies go to the lightest bins without it, the round's other
+    copies to the remaining bins, lightest first."""
     load = np.ascontiguousarray(loads.cpu().numpy(), dtype=np.float64)
     held = np.zeros((0, 0), dtype=np.int64) if items is None else np.ascontiguousarray(items.cpu().numpy())
     slot, bin_load = kernels.deal_rows(load, held, num_bins, items is not None)
@@ -380,40 +368,6 @@ def swap_passes(num_bins: int) -> int:
     """Most swap passes for M bins: ``PASSES_PER_TURN`` for each turn (see there), and one more turn."""
     pairs = max(min(num_bins // 2, MAX_PAIRS), 1)
     return PASSES_PER_TURN * (1 + -(-num_bins // (2 * pairs)))
-
-
-def improve_by_swaps(table: torch.Tensor, loads: torch.Tensor, passes: int | None = None,
-                     stop_at: torch.Tensor | None = None, items: torch.Tensor | None = None) -> torch.Tensor:
-    """Even out bins by swapping copies: table [R, M, s] of indices into loads [R, S] -> table, improved in place.
-
-    Each pass sorts the bins by load and pairs the k-th heaviest with the k-th lightest,
-    for the ``MAX_PAIRS`` heaviest bins (partners shifted by the pass number, so a stuck
-    pair meets new ones). Swapping copies of loads a (heavy bin) and b (light bin)
-    moves d = a - b, and the pair's larger load becomes (H + L) / 2 + |d - (H - L) / 2|;
-    every pair takes the swap that minimises it, if that is below H. Every bin keeps
-    its number of copies and no pair gets worse. A row leaves once ``PATIENCE`` passes in a
-    row find nothing to improve in it, or once its heaviest bin is at most ``stop_at`` [R]
-    (checked before the first pass and after each), or after ``passes`` passes (default
-    ``swap_passes(M)``). With ``items`` [R, S] (the item of each copy) no swap brings a
-    copy into a bin that already holds a copy of its item.
-
-    The passes run row by row in the compiled ``kernels.swap_rows`` on the host, on copies
-    laid out slot by slot (copy index, load and item of every slot).
-    """
-    num_rows, num_bins, per_bin = table.shape
-    pairs = min(num_bins // 2, MAX_PAIRS)
-    if pairs == 0 or per_bin == 0 or num_rows == 0:
-        return table
-    slot_copy = np.ascontiguousarray(table.cpu().numpy().reshape(num_rows, -1), dtype=np.int64).copy()
-    slot_load = np.take_along_axis(loads.cpu().numpy().astype(np.float64), slot_copy, 1)
-    slot_item = (np.zeros((0, 0), dtype=np.int64) if items is None
-                 else np.ascontiguousarray(np.take_along_axis(items.cpu().numpy(), slot_copy, 1), dtype=np.int64))
-    limit = np.zeros(0) if stop_at is None else np.ascontiguousarray(stop_at.cpu().numpy(), dtype=np.float64)
-    kernels.swap_rows(slot_copy, slot_load, slot_item, limit, num_bins, pairs,
-                      swap_passes(num_bins) if passes is None else passes, PATIENCE, items is not None,
-                      stop_at is not None)
-    table.copy_(torch.from_numpy(slot_copy).view(table.shape))
-    return table
 
 
 FLOOR_LEVELS = 16
@@ -475,11 +429,23 @@ def pack_copies(loads: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch
 def packed(loads: torch.Tensor, num_bins: int, stop_at: torch.Tensor, floor: torch.Tensor,
            row: torch.Tensor | None = None, num_rows: int | None = None, items: torch.Tensor | None = None
            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every packing dealt then swapped (``kernels.pack_rows``): loads [K, S] copy loads sorted
-    heaviest first, stop_at and floor [K] (when to stop swapping, a proven floor), row [K] the
-    row of num_rows each is a candidate of (default: each its own), items [K, S] the item of
-    each copy where no bin may hold two copies of one item. Returns (table [K, M, S/M] of copy
-    indices, heaviest bin [K] float64)."""
+    """Every packing dealt (``dealt_slots``) then swapped, by the compiled ``kernels.pack_rows`` on
+    the host: loads [K, S] copy loads sorted heaviest first, stop_at and floor [K] (when to stop
+    swapping, a proven floor), row [K] the row of num_rows each is a candidate of (default: each
+    its own), items [K, S] the item of each copy where no bin may hold two copies of one item.
+    Returns (table [K, M, S/M] of copy indices, each bin's heaviest first; heaviest bin [K]
+    float64).
+
+    Each swap pass sorts the bins by load and pairs the k-th heaviest with the k-th lightest,
+    for the ``MAX_PAIRS`` heaviest bins (partners shifted by the pass number, so a stuck pair
+    meets new ones). Swapping copies of loads a (heavy bin) and b (light bin) moves d = a - b,
+    and the pair's larger load becomes (H + L) / 2 + |d - (H - L) / 2|; every pair takes the
+    swap that minimises it, if that is below H. Every bin keeps its number of copies and no
+    pair gets worse. A packing leaves once ``PATIENCE`` passes in a row find nothing to improve
+    in it, once its heaviest bin is at most its stop_at (checked before the first pass and
+    after each), or after ``swap_passes(M)`` passes; one whose floor is at least the dealt peak
+    of another candidate of its row takes no pass (it could at best tie). With ``items`` no
+    swap brings a copy into a bin that already holds a copy of its item."""
     num_packings, num_slots = loads.shape
     if row is None:
         row, num_rows = torch.arange(num_packings), num_packings
@@ -510,7 +476,7 @@ def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots:
 
 def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deal every row's copies (``deal_in_rounds``, no bin holding two copies of an item when
+    """Deal every row's copies (``dealt_slots``, no bin holding two copies of an item when
     ``spread``): (bin loads [R, M], the item in every slot [R, S], bin by bin).
 
     weight, counts: [R, n]. With two slots per bin the dealing pairs the sorted copies
