@@ -110,3 +110,22 @@ def test_expand_copies_repeats_each_item_by_its_count_in_order():
     for r in range(3):
         assert items[r].tolist() == np.repeat(order[r], counts[r][order[r]]).tolist()
         assert np.array_equal(loads[r], per_copy[r][items[r]])
+
+
+def test_warm_up_compiles_every_signature_the_library_calls():
+    """After ``warm_up`` no call compiles again: the app's first page never waits for numba."""
+    import torch
+
+    import eplb
+
+    kernels.warm_up()
+    loops = [kernels.deal_rows, kernels.swap_rows, kernels.pack_rows, kernels.expand_copies, kernels.fill_log2phy]
+    before = [len(loop.signatures) for loop in loops]
+    for dtype in (torch.float32, torch.float64, torch.int64):
+        weight = (torch.rand(3, 16, generator=torch.Generator().manual_seed(0)) * 100).to(dtype)
+        for topology in ((24, 4, 2, 8), (20, 1, 1, 4), (32, 4, 2, 16), (64, 2, 1, 8)):
+            for mode in ("global", "hierarchical"):
+                eplb.rebalance_experts(weight, *topology, policy="joint", mode=mode)
+        window = torch.rand(4, 3, 16, generator=torch.Generator().manual_seed(1)).to(dtype) * 50
+        eplb.rebalance_experts(window, 24, 4, 2, 8, policy="joint")
+    assert [len(loop.signatures) for loop in loops] == before

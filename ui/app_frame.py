@@ -1,4 +1,5 @@
-"""Keeps every page inside app.py's navigation, however the app is first opened.
+"""Keeps every page inside app.py's navigation, however the app is first opened, and compiles the
+balancer's loops before a page needs them (``compiled_loops``).
 
 Streamlit treats a ``pages/`` folder beside the entry script as a legacy multipage app until
 some session has called ``st.navigation``. So on a freshly started server, the first browser
@@ -14,6 +15,8 @@ from __future__ import annotations
 import gc
 
 import streamlit as st
+
+from eplb import kernels
 
 
 def use_app_navigation() -> None:
@@ -38,3 +41,20 @@ def freeze_startup_objects() -> None:
     if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
+
+
+def compiled_loops() -> None:
+    """``eplb.kernels.warm_up`` once per server process, under a spinner: on a fresh install the
+    first rebalance would otherwise leave the page blank while numba compiles (later processes
+    load the compiled loops from the cache in a fraction of a second). Outside a script run
+    (``ui`` imported by a test or a script) there is no page to keep informed: nothing to do."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is not None:
+        _warm_up()
+
+
+@st.cache_resource(show_spinner="Compiling the balancer's loops: once per machine, a few seconds...")
+def _warm_up() -> bool:
+    kernels.warm_up()
+    return True
