@@ -182,10 +182,10 @@ def _swap_slots(slot_copy: np.ndarray, slot_load: np.ndarray, slot_item: np.ndar
 
 @_jit
 def swap_rows(slot_copy: np.ndarray, slot_load: np.ndarray, slot_item: np.ndarray, limit: np.ndarray,
-              num_bins: int, pairs: int, passes: int, patience: int, spread: bool, use_limit: bool) -> None:
+              num_bins: int, pairs: int, passes: int, patience: int, spread: bool) -> None:
     """Swap passes, in place: slot_copy [R, S] int64 (the copy in each slot, bin by bin),
     slot_load [R, S] float64 and slot_item [R, S] int64 (its load and item; items read
-    only with ``spread``) change together; limit [R] float64 (read with ``use_limit``).
+    only with ``spread``) change together; limit [R] float64 (-inf: no limit).
     Every bin holds its copies heaviest first (as dealt), and keeps them so.
 
     Each pass sorts the bins by load and pairs the k-th heaviest with a light partner
@@ -210,7 +210,7 @@ def swap_rows(slot_copy: np.ndarray, slot_load: np.ndarray, slot_item: np.ndarra
             for k in range(per_bin):
                 total += load[b * per_bin + k]
             bin_load[b] = total
-        if use_limit and bin_load.max() <= limit[r]:
+        if bin_load.max() <= limit[r]:
             continue
         for b in range(num_bins):
             order[b] = b
@@ -246,7 +246,7 @@ def swap_rows(slot_copy: np.ndarray, slot_load: np.ndarray, slot_item: np.ndarra
                 peak = max(peak, bin_load[heavy], bin_load[light])
             idle = 0 if improved else idle + 1
             keep = idle < patience
-            if use_limit and peak <= limit[r]:
+            if peak <= limit[r]:
                 keep = False
             if not keep:
                 break
@@ -267,11 +267,9 @@ def pack_rows(loads: np.ndarray, items: np.ndarray, num_bins: int, pairs: int, p
     """
     num_packings, num_slots = loads.shape
     slot, bin_load = deal_rows(loads, items, num_bins, spread)
-    dealt = np.empty(num_packings, dtype=np.float64)
-    best = np.full(num_rows, np.inf)
+    best = np.full(num_rows, np.inf)  # each row's lightest dealt heaviest bin
     for k in range(num_packings):
-        dealt[k] = bin_load[k].max()
-        best[row[k]] = min(best[row[k]], dealt[k])
+        best[row[k]] = min(best[row[k]], bin_load[k].max())
     limit = stop_at.copy()
     slot_copy = np.empty((num_packings, num_slots), dtype=np.int64)
     slot_load = np.empty((num_packings, num_slots), dtype=np.float64)
@@ -285,7 +283,7 @@ def pack_rows(loads: np.ndarray, items: np.ndarray, num_bins: int, pairs: int, p
             slot_load[k, at] = loads[k, c]
             if spread:
                 slot_item[k, at] = items[k, c]
-    swap_rows(slot_copy, slot_load, slot_item, limit, num_bins, pairs, passes, patience, spread, True)
+    swap_rows(slot_copy, slot_load, slot_item, limit, num_bins, pairs, passes, patience, spread)
     per_bin = num_slots // num_bins
     peak = np.empty(num_packings, dtype=np.float64)
     for k in range(num_packings):

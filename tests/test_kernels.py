@@ -91,8 +91,8 @@ def test_swap_rows_keeps_bins_sorted_and_never_raises_the_peak(num_bins, per_bin
     for r in range(4):
         slot_copy[r, slot[r]] = np.arange(num_bins * per_bin)
         slot_load[r, slot[r]] = loads[r]
-    kernels.swap_rows(slot_copy, slot_load, np.zeros((0, 0), dtype=np.int64), np.zeros(0), num_bins,
-                      num_bins // 2, 12, 4, False, False)
+    kernels.swap_rows(slot_copy, slot_load, np.zeros((0, 0), dtype=np.int64), np.full(4, -np.inf), num_bins,
+                      num_bins // 2, 12, 4, False)
     assert np.array_equal(np.sort(slot_copy, axis=1), np.tile(np.arange(num_bins * per_bin), (4, 1)))
     assert np.array_equal(slot_load, np.take_along_axis(loads, slot_copy, 1))
     by_bin = slot_load.reshape(4, num_bins, per_bin)

@@ -346,6 +346,14 @@ def two_slot_search(weight: torch.Tensor, num_bins: int, cap: int | None = None
     return best, chosen
 
 
+def on_host(tensor: torch.Tensor | None, dtype) -> np.ndarray:
+    """A tensor as the contiguous host array the compiled loops take (``dtype``: None keeps the
+    tensor's); None, an absent argument, as an empty [0, 0] array."""
+    if tensor is None:
+        return np.zeros((0, 0), dtype=dtype)
+    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=dtype)
+
+
 def dealt_slots(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Deal copies heaviest first, one per bin per round, each round's heaviest to the lightest bin
@@ -358,9 +366,8 @@ def dealt_slots(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None =
     bins, so only the item whose copies run over from the previous round (the first of the
     round) can meet itself; its copies go to the lightest bins without it, the round's other
     copies to the remaining bins, lightest first."""
-    load = np.ascontiguousarray(loads.cpu().numpy(), dtype=np.float64)
-    held = np.zeros((0, 0), dtype=np.int64) if items is None else np.ascontiguousarray(items.cpu().numpy())
-    slot, bin_load = kernels.deal_rows(load, held, num_bins, items is not None)
+    slot, bin_load = kernels.deal_rows(on_host(loads, np.float64), on_host(items, np.int64), num_bins,
+                                       items is not None)
     return torch.from_numpy(slot).to(loads.device), torch.from_numpy(bin_load).to(loads.device, loads.dtype)
 
 
@@ -450,12 +457,9 @@ def packed(loads: torch.Tensor, num_bins: int, stop_at: torch.Tensor, floor: tor
     if row is None:
         row, num_rows = torch.arange(num_packings), num_packings
     slot_copy, peak = kernels.pack_rows(
-        np.ascontiguousarray(loads.cpu().numpy(), dtype=np.float64),
-        np.zeros((0, 0), dtype=np.int64) if items is None else np.ascontiguousarray(items.cpu().numpy()),
-        num_bins, min(num_bins // 2, MAX_PAIRS), swap_passes(num_bins), PATIENCE, items is not None,
-        np.ascontiguousarray(stop_at.cpu().numpy(), dtype=np.float64),
-        np.ascontiguousarray(floor.cpu().numpy(), dtype=np.float64),
-        np.ascontiguousarray(row.cpu().numpy(), dtype=np.int64), num_rows)
+        on_host(loads, np.float64), on_host(items, np.int64), num_bins, min(num_bins // 2, MAX_PAIRS),
+        swap_passes(num_bins), PATIENCE, items is not None, on_host(stop_at, np.float64), on_host(floor, np.float64),
+        on_host(row, np.int64), num_rows)
     device = loads.device
     return (torch.from_numpy(slot_copy).view(num_packings, num_bins, -1).to(device),
             torch.from_numpy(peak).to(device))
@@ -467,10 +471,9 @@ def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots:
     (item of each copy, load of each copy in weight's dtype), both [R, num_slots]. Sorts the
     items once by load per copy, then repeats each by its count (``kernels.expand_copies``)."""
     per_copy = weight / counts
-    order = argsort_rows(per_copy, descending=True).cpu().numpy()  # [R, n]
-    phy2item, loads = kernels.expand_copies(np.ascontiguousarray(order, dtype=np.int64),
-                                            np.ascontiguousarray(per_copy.cpu().numpy()),
-                                            np.ascontiguousarray(counts.cpu().numpy(), dtype=np.int64), num_slots)
+    order = argsort_rows(per_copy, descending=True)  # [R, n]
+    phy2item, loads = kernels.expand_copies(on_host(order, np.int64), on_host(per_copy, None),
+                                            on_host(counts, np.int64), num_slots)
     return torch.from_numpy(phy2item).to(weight.device), torch.from_numpy(loads).to(weight.device)
 
 
