@@ -1,5 +1,5 @@
-"""Loops compiled to machine code (numba): ``joint``'s round-robin dealing and swap passes, the
-expansion of copy counts into copies, and the reverse map log2phy.
+"""Loops compiled to machine code (numba): ``joint``'s round-robin dealing, swap passes and
+refinement of copy counts, the expansion of copy counts into copies, and the reverse map log2phy.
 
 The packing loops are inherently sequential within a row (a round deals to the bins the last
 round left lightest; a pass swaps on the bins the last pass left) and short across it (a
@@ -25,13 +25,35 @@ import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True)
 
+SHORT_SORT = 48
+"""Up to this many bins an insertion sort beats numba's merge sort, which allocates (measured)."""
+
 
 @_jit
 def _ascending(load: np.ndarray, order: np.ndarray) -> None:
-    """order[:] = the indices of load, lightest first, ties by index (insertion sort: M is small)."""
-    for i in range(load.shape[0]):
-        order[i] = i
-    _resort(load, order, 1.0)
+    """order[:] = the indices of load, lightest first, ties by index. Loads that do not rise
+    (as round 0 of a deal leaves the bins) are read backwards, a run of ties at a time, in
+    O(M); others take an insertion sort up to ``SHORT_SORT`` bins, a stable merge sort above
+    (an insertion sort from scratch is quadratic)."""
+    size = load.shape[0]
+    for k in range(1, size):
+        if load[k] > load[k - 1]:
+            if size <= SHORT_SORT:
+                for i in range(size):
+                    order[i] = i
+                _resort(load, order, 1.0)
+            else:
+                order[:] = np.argsort(load, kind="mergesort")
+            return
+    at, end = 0, size - 1
+    while end >= 0:
+        begin = end
+        while begin > 0 and load[begin - 1] == load[end]:
+            begin -= 1
+        for k in range(begin, end + 1):
+            order[at] = k
+            at += 1
+        end = begin - 1
 
 
 @_jit
@@ -84,54 +106,114 @@ def deal_rows(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool
     lightest first.
     """
     num_rows, num_slots = loads.shape
-    per_bin = num_slots // num_bins
     slot = np.empty((num_rows, num_slots), dtype=np.int64)
     bin_load = np.empty((num_rows, num_bins), dtype=np.float64)
-    order = np.empty(num_bins, dtype=np.int64)
-    chosen = np.empty(num_bins, dtype=np.int64)
-    last = np.empty(num_bins, dtype=np.int64)  # the bin of each position of the last round
-    held = np.zeros(num_bins, dtype=np.bool_)  # by bin: holds the item running over
-    used = np.zeros(num_bins, dtype=np.bool_)  # by bin: taken by its copies
+    scratch, flags = _deal_scratch(num_bins)
+    no_items, no_rounds = np.zeros(0, dtype=np.int64), np.zeros((0, 0))
     for r in range(num_rows):
-        for k in range(num_bins):
-            bin_load[r, k] = loads[r, k]
-            slot[r, k] = k * per_bin
-            last[k] = k
-        for turn in range(1, per_bin):
-            start = turn * num_bins
-            _ascending(bin_load[r], order)  # lightest first, ties by bin index
-            runs_over, first = False, -1
-            if spread:
-                first = items[r, start]
-                for k in range(num_bins):
-                    held[last[k]] = items[r, start - num_bins + k] == first
-                    runs_over = runs_over or held[last[k]]
-            if runs_over:
-                copies = 0
-                for k in range(num_bins):
-                    if items[r, start + k] == first:
-                        copies += 1
-                # Its copies take the first bins in load order not holding it, the rest
-                # of the round the remaining bins, still in load order.
-                taken = 0
-                for k in range(num_bins):
-                    used[order[k]] = taken < copies and not held[order[k]]
-                    if used[order[k]]:
-                        chosen[taken] = order[k]
-                        taken += 1
-                for k in range(num_bins):
-                    if not used[order[k]]:
-                        chosen[taken] = order[k]
-                        taken += 1
-            else:
-                for k in range(num_bins):
-                    chosen[k] = order[k]
-            for k in range(num_bins):
-                b = chosen[k]
-                bin_load[r, b] += loads[r, start + k]
-                slot[r, start + k] = b * per_bin + turn
-                last[k] = b
+        _deal_row(loads[r], items[r] if spread else no_items, num_bins, spread, slot[r], bin_load[r], scratch, flags,
+                  np.inf, 0, no_rounds)
     return slot, bin_load
+
+
+@_jit
+def _deal_scratch(num_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Work arrays of ``_deal_row``, allocated once per call rather than once per row:
+    int64 [3, M] (the bins in load order, the bins chosen this round, the bin of each
+    position of the last round) and bool [2, M] (by bin: holds the item running over,
+    taken by its copies)."""
+    return np.empty((3, num_bins), dtype=np.int64), np.zeros((2, num_bins), dtype=np.bool_)
+
+
+@_jit
+def _deal_row(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool, slot: np.ndarray,
+              bin_load: np.ndarray, scratch: np.ndarray, flags: np.ndarray, give_up_at: float, first_turn: int,
+              rounds: np.ndarray) -> bool:
+    """One row of ``deal_rows``: loads, items [S] -> slot [S] and bin_load [M], written in place
+    (scratch, flags: ``_deal_scratch``). Bins only grow as copies are dealt, so once one
+    reaches give_up_at (inf: never) the dealing stops (slot and bin_load then incomplete) and returns
+    False; True when every copy was dealt.
+
+    rounds: float64 [s, M + M] or [0, 0]; when given, row r receives the bin loads and then
+    the bins of the round's positions (``scratch[2]``) as round r leaves them. first_turn > 0
+    resumes a deal whose first first_turn rounds (slots, bin_load and scratch[2] as they left
+    them) the caller has filled in, from such a record of copies equal up to there.
+    """
+    per_bin = loads.shape[0] // num_bins
+    order, chosen, last = scratch[0], scratch[1], scratch[2]
+    held, used = flags[0], flags[1]
+    record = rounds.shape[0] > 0
+    if first_turn == 0:
+        if loads[0] >= give_up_at:
+            return False
+        for k in range(num_bins):
+            bin_load[k] = loads[k]
+            slot[k] = k * per_bin
+            last[k] = k
+        if record:
+            _record_round(rounds[0], bin_load, last)
+        first_turn = 1
+    elif bin_load.max() >= give_up_at:
+        return False
+    for turn in range(first_turn, per_bin):
+        start = turn * num_bins
+        _ascending(bin_load, order)  # lightest first, ties by bin index
+        runs_over, first = False, -1
+        if spread:
+            first = items[start]
+            for k in range(num_bins):
+                held[last[k]] = items[start - num_bins + k] == first
+                runs_over = runs_over or held[last[k]]
+        if runs_over:
+            copies = 0
+            for k in range(num_bins):
+                if items[start + k] == first:
+                    copies += 1
+            # Its copies take the first bins in load order not holding it, the rest
+            # of the round the remaining bins, still in load order.
+            taken = 0
+            for k in range(num_bins):
+                used[order[k]] = taken < copies and not held[order[k]]
+                if used[order[k]]:
+                    chosen[taken] = order[k]
+                    taken += 1
+            for k in range(num_bins):
+                if not used[order[k]]:
+                    chosen[taken] = order[k]
+                    taken += 1
+        else:
+            for k in range(num_bins):
+                chosen[k] = order[k]
+        over = False
+        for k in range(num_bins):
+            b = chosen[k]
+            bin_load[b] += loads[start + k]
+            slot[start + k] = b * per_bin + turn
+            last[k] = b
+            over = over or bin_load[b] >= give_up_at
+        if over:
+            return False
+        if record:
+            _record_round(rounds[turn], bin_load, last)
+    return True
+
+
+@_jit
+def _record_round(row: np.ndarray, bin_load: np.ndarray, last: np.ndarray) -> None:
+    """row [M + M] = the bin loads, then the bins of the round's positions (as float64)."""
+    num_bins = bin_load.shape[0]
+    for k in range(num_bins):
+        row[k] = bin_load[k]
+        row[num_bins + k] = last[k]
+
+
+@_jit
+def _resume_from(rounds: np.ndarray, turn: int, bin_load: np.ndarray, last: np.ndarray) -> None:
+    """bin_load and last as round turn - 1 left them (``_record_round``)."""
+    num_bins = bin_load.shape[0]
+    for k in range(num_bins):
+        bin_load[k] = rounds[turn - 1, k]
+        last[k] = np.int64(rounds[turn - 1, num_bins + k])
 
 
 @_jit
@@ -298,6 +380,265 @@ def pack_rows(loads: np.ndarray, items: np.ndarray, num_bins: int, pairs: int, p
 
 
 @_jit
+def _sorted_copies(per_copy: np.ndarray, counts: np.ndarray, item: np.ndarray, load: np.ndarray) -> None:
+    """Every copy heaviest first, ties by item (the order ``_moved_copies`` keeps): per_copy,
+    counts [n] -> item, load [S], written in place."""
+    at = 0
+    for x in np.argsort(-per_copy, kind="mergesort"):
+        for _ in range(counts[x]):
+            item[at] = x
+            load[at] = per_copy[x]
+            at += 1
+
+
+@_jit
+def _moved_copies(item: np.ndarray, load: np.ndarray, moved: np.ndarray, moved_load: np.ndarray,
+                  moved_count: np.ndarray, out_item: np.ndarray, out_load: np.ndarray) -> None:
+    """The sorted copies (``_sorted_copies``) after the two items ``moved`` [2] change their
+    load per copy and count to moved_load, moved_count [2]: one merge, O(S)."""
+    first = 0 if moved_load[0] > moved_load[1] or (moved_load[0] == moved_load[1] and moved[0] < moved[1]) else 1
+    at, block = 0, 0
+    for k in range(item.shape[0]):
+        x = item[k]
+        if x == moved[0] or x == moved[1]:
+            continue
+        while block < 2:
+            b = first if block == 0 else 1 - first
+            if moved_load[b] > load[k] or (moved_load[b] == load[k] and moved[b] < x):
+                for _ in range(moved_count[b]):
+                    out_item[at] = moved[b]
+                    out_load[at] = moved_load[b]
+                    at += 1
+                block += 1
+            else:
+                break
+        out_item[at] = x
+        out_load[at] = load[k]
+        at += 1
+    while block < 2:
+        b = first if block == 0 else 1 - first
+        for _ in range(moved_count[b]):
+            out_item[at] = moved[b]
+            out_load[at] = moved_load[b]
+            at += 1
+        block += 1
+
+
+@_jit
+def packing_floor_row(load: np.ndarray, num_bins: int, levels: int) -> float:
+    """A proven floor on the heaviest bin of any packing of these copies (load [S] heaviest
+    first, s = S / M copies per bin): the mean bin load; for j < min(s, levels), the j + 1
+    lightest of the j * M + 1 heaviest copies (some bin holds j + 1 of them, pigeonhole) plus
+    the s - j - 1 lightest copies of all; with two copies per bin, the best pairing, largest
+    with smallest. ``eplb.policies.joint.packing_floor`` batched."""
+    num_slots = load.shape[0]
+    per_bin = num_slots // num_bins
+    floor = load.sum() / num_bins
+    for j in range(min(per_bin, levels)):
+        total = 0.0
+        for k in range(j * num_bins - j, j * num_bins + 1):
+            total += load[k]
+        for k in range(num_slots - (per_bin - 1 - j), num_slots):
+            total += load[k]
+        floor = max(floor, total)
+    if per_bin == 2:
+        for k in range(num_bins):
+            floor = max(floor, load[k] + load[num_slots - 1 - k])
+    return floor
+
+
+@_jit
+def _judge_moves(weight: np.ndarray, counts: np.ndarray, slot_item: np.ndarray, bin_load: np.ndarray,
+                 num_bins: int, cap: int, giver: np.ndarray, taker: np.ndarray, present: np.ndarray,
+                 after: np.ndarray, who: np.ndarray, judged: np.ndarray) -> None:
+    """``refine_rows``'s guide to which moves to deal. A move gives one more copy to an expert
+    g of the heaviest bin and takes one from an expert t among the len(taker) whose load per
+    copy would stay lowest. Left in place, every bin holding g or t changes by their new loads
+    per copy, and g's new copy takes the place of t's copy in t's lightest bin (not allowed
+    if that bin holds g, under ``cap``). The heaviest bin after the move is bounded from
+    above in O(bins) per g and per t: judged [s * K] (move gi * K + ti; inf where not
+    allowed). giver [s], taker [K] (-1: none) and present [s + K, M] (copies per bin) are
+    written here; after [max(n, s)] and who [n] are work arrays."""
+    num_slots = slot_item.shape[0]
+    per_bin = num_slots // num_bins
+    takers = taker.shape[0]
+    heavy = np.argmax(bin_load)
+    for k in range(per_bin):
+        giver[k] = slot_item[heavy * per_bin + k]
+    # The takers: lowest load per copy after giving one up, among counts above 1, ties by item.
+    for x in range(weight.shape[0]):
+        after[x] = weight[x] / (counts[x] - 1) if counts[x] > 1 else np.inf
+    for k in range(takers):
+        pick = np.argmin(after[: weight.shape[0]])
+        taker[k] = pick if after[pick] < np.inf else -1
+        after[pick] = np.inf
+    # Copies of each g and t per bin: one pass over the slots, through each item's place in who.
+    who[:] = -1
+    for i in range(per_bin + takers):
+        x = giver[i] if i < per_bin else taker[i - per_bin]
+        if x >= 0 and who[x] < 0:
+            who[x] = i
+    present[:] = 0
+    for k in range(num_slots):
+        i = who[slot_item[k]]
+        if i >= 0:
+            present[i, k // per_bin] += 1
+    for i in range(per_bin + takers):  # an item both giver and taker, or twice a giver
+        x = giver[i] if i < per_bin else taker[i - per_bin]
+        if x >= 0 and who[x] != i:
+            present[i] = present[who[x]]
+    judged[:] = np.inf
+    for gi in range(per_bin):  # the heaviest bin once g's copies shrink, kept in after[:s]
+        g = giver[gi]
+        shrink = weight[g] / (counts[g] + 1) - weight[g] / counts[g]
+        with_g = -np.inf
+        for b in range(num_bins):
+            with_g = max(with_g, bin_load[b] + shrink * present[gi, b])
+        after[gi] = with_g
+    for ti in range(takers):
+        t = taker[ti]
+        if t < 0:
+            continue
+        in_t = present[per_bin + ti]
+        new_t = weight[t] / (counts[t] - 1)
+        grow = new_t - weight[t] / counts[t]
+        into_bin, into_t, rest_t = -1, np.inf, -np.inf
+        for b in range(num_bins):
+            if in_t[b] > 0:
+                with_t = bin_load[b] + grow * in_t[b]
+                if with_t < into_t:
+                    if into_bin >= 0:
+                        rest_t = max(rest_t, into_t)
+                    into_bin, into_t = b, with_t
+                else:
+                    rest_t = max(rest_t, with_t)
+        for gi in range(per_bin):
+            g = giver[gi]
+            repeated = False
+            for j in range(gi):
+                repeated = repeated or giver[j] == g
+            if repeated or g == t or (cap > 0 and counts[g] >= cap):
+                continue
+            in_g = present[gi]
+            if cap > 0 and in_g[into_bin] > 0:
+                continue
+            new_g = weight[g] / (counts[g] + 1)
+            shrink = new_g - weight[g] / counts[g]
+            into_load = into_t + shrink * in_g[into_bin] + (new_g - new_t)
+            judged[gi * takers + ti] = max(after[gi], rest_t, into_load)
+
+
+@_jit
+def _move(weight: np.ndarray, counts: np.ndarray, giver: np.ndarray, taker: np.ndarray, move: int,
+          item: np.ndarray, load: np.ndarray, moved: np.ndarray, moved_load: np.ndarray, moved_count: np.ndarray,
+          out_item: np.ndarray, out_load: np.ndarray) -> None:
+    """The sorted copies after move gi * K + ti of ``_judge_moves`` (one more copy for giver[gi],
+    one fewer for taker[ti]) into out_item, out_load [S]; moved* [2] are work arrays."""
+    moved[0], moved[1] = giver[move // taker.shape[0]], taker[move % taker.shape[0]]
+    moved_count[0], moved_count[1] = counts[moved[0]] + 1, counts[moved[1]] - 1
+    moved_load[0], moved_load[1] = weight[moved[0]] / moved_count[0], weight[moved[1]] / moved_count[1]
+    _moved_copies(item, load, moved, moved_load, moved_count, out_item, out_load)
+
+
+@_jit
+def refine_rows(weight: np.ndarray, counts: np.ndarray, num_bins: int, cap: int, steps: int, takers: int,
+                tries: int, good_enough: float, levels: int) -> np.ndarray:
+    """Local search over copy counts, judged by the dealt packing: weight [R, n] float64,
+    counts [R, n] int64 (rows summing to S = num_bins * s) -> refined counts [R, n].
+
+    Each step a row judges every move of ``_judge_moves`` on its dealt packing as it stands,
+    takes the ``tries`` judged best, deals them lowest ``packing_floor_row`` first (none
+    whose floor shows it cannot beat the best dealt so far) and keeps the one that lowers
+    its heaviest dealt bin most (of a tie, the first dealt). A row stops when no move does,
+    when its heaviest bin is within ``good_enough`` of the mean bin load, or after ``steps``
+    steps. With
+    cap > 0 no count exceeds cap and no bin holds two copies of one item (``deal_rows``
+    with ``spread``); cap 0: no cap. A move changes two counts, so its sorted copies are
+    the row's merged with the two items' new ones (``_moved_copies``), not sorted anew.
+    """
+    num_rows, num_items = weight.shape
+    out = counts.copy()
+    if num_rows == 0:
+        return out
+    num_slots = out[0].sum()
+    per_bin = num_slots // num_bins
+    spread = cap > 0
+    scratch, flags = _deal_scratch(num_bins)
+    item, load, slot = np.empty(num_slots, np.int64), np.empty(num_slots), np.empty(num_slots, np.int64)
+    bin_load = np.empty(num_bins)
+    try_slot, try_bin = np.empty(num_slots, np.int64), np.empty(num_bins)
+    best_slot, best_bin = np.empty(num_slots, np.int64), np.empty(num_bins)
+    record = np.empty((3, per_bin, 2 * num_bins))  # _deal_row's record of the row, a move, the best move
+    rounds, try_rounds, best_rounds = record[0], record[1], record[2]
+    slot_item = np.empty(num_slots, np.int64)
+    giver, taker = np.empty(per_bin, np.int64), np.empty(min(takers, num_items), np.int64)
+    present = np.zeros((per_bin + taker.shape[0], num_bins), np.int64)
+    judged = np.empty(per_bin * taker.shape[0])
+    after, who = np.empty(max(num_items, per_bin)), np.empty(num_items, np.int64)
+    moved, moved_load, moved_count = np.empty(2, np.int64), np.empty(2), np.empty(2, np.int64)
+    most = min(tries, judged.shape[0])  # moves dealt per step, at most
+    tried, tried_floor, by_floor = np.empty(most, np.int64), np.empty(most), np.empty(most, np.int64)
+    tried_item, tried_load = np.empty((most, num_slots), np.int64), np.empty((most, num_slots))
+    for r in range(num_rows):
+        w, c = weight[r], out[r]
+        _sorted_copies(w / c, c, item, load)
+        _deal_row(load, item, num_bins, spread, slot, bin_load, scratch, flags, np.inf, 0, rounds)
+        peak = bin_load.max()
+        enough = w.sum() / num_bins * (1 + good_enough)
+        for _ in range(steps):
+            if peak <= enough:
+                break
+            for k in range(num_slots):
+                slot_item[slot[k]] = item[k]
+            _judge_moves(w, c, slot_item, bin_load, num_bins, cap, giver, taker, present, after, who, judged)
+            limit = peak * (1 - 1e-9)  # what a kept move must beat
+            # The judged best moves, each with its floor; dealt lowest floor first, so that
+            # once a floor reaches the best dealt peak (or the limit) no later move can win.
+            num_tried = 0
+            for _ in range(most):
+                move = np.argmin(judged)  # the next judged best, ties by move
+                if judged[move] == np.inf:
+                    break
+                judged[move] = np.inf
+                _move(w, c, giver, taker, move, item, load, moved, moved_load, moved_count, tried_item[num_tried],
+                      tried_load[num_tried])
+                tried[num_tried] = move
+                tried_floor[num_tried] = packing_floor_row(tried_load[num_tried], num_bins, levels)
+                num_tried += 1
+            for k in range(num_tried):
+                by_floor[k] = k
+            _resort(tried_floor[:num_tried], by_floor[:num_tried], 1.0)
+            best, found = np.inf, -1
+            for k in by_floor[:num_tried]:
+                if tried_floor[k] * (1 - 1e-12) >= min(limit, best):
+                    break  # this one and every later one at best tie with the limit or the best so far
+                # The rounds before the first copy the move changes deal as the row's own did.
+                same = 0
+                while same < num_slots and tried_item[k, same] == item[same] and tried_load[k, same] == load[same]:
+                    same += 1
+                turn = same // num_bins
+                if turn > 0:
+                    _resume_from(rounds, turn, try_bin, scratch[2])
+                    try_slot[: turn * num_bins] = slot[: turn * num_bins]
+                    try_rounds[:turn] = rounds[:turn]
+                if not _deal_row(tried_load[k], tried_item[k], num_bins, spread, try_slot, try_bin, scratch, flags,
+                                 min(limit, best), turn, try_rounds):
+                    continue  # some bin reached the limit or the best so far
+                dealt = try_bin.max()
+                if dealt < limit and dealt < best:
+                    best, found = dealt, k
+                    best_slot[:], best_bin[:], best_rounds[:] = try_slot, try_bin, try_rounds
+            if found < 0:
+                break
+            c[giver[tried[found] // taker.shape[0]]] += 1
+            c[taker[tried[found] % taker.shape[0]]] -= 1
+            item[:], load[:], slot[:], bin_load[:] = tried_item[found], tried_load[found], best_slot, best_bin
+            rounds[:] = best_rounds
+            peak = best
+    return out
+
+
+@_jit
 def fill_log2phy(phy2log: np.ndarray, log2phy: np.ndarray, logcnt: np.ndarray) -> None:
     """The reverse map of a placement, in place: phy2log [L, P] int64 -> log2phy [L, E, W] int64
     (filled with -1 by the caller) and logcnt [L, E] int64 (zeros); copy k of an expert is its
@@ -321,4 +662,5 @@ def warm_up() -> None:
     pack_rows(loads, items, 2, 1, 1, 1, True, floor, floor, np.zeros(1, dtype=np.int64), 1)
     for dtype in (np.float32, np.float64):
         expand_copies(np.array([[0, 1]], dtype=np.int64), loads.astype(dtype), np.ones((1, 2), dtype=np.int64), 2)
+    refine_rows(loads, np.ones((1, 2), dtype=np.int64), 1, 1, 1, 1, 1, 0.0, 1)
     fill_log2phy(items, np.full((1, 2, 1), -1, dtype=np.int64), np.zeros((1, 2), dtype=np.int64))

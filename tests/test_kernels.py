@@ -112,6 +112,88 @@ def test_expand_copies_repeats_each_item_by_its_count_in_order():
         assert np.array_equal(loads[r], per_copy[r][items[r]])
 
 
+def sorted_copies(per_copy, counts):
+    """Every copy heaviest first, ties by item: (items, loads)."""
+    order = sorted(range(len(counts)), key=lambda i: (-per_copy[i], i))
+    items = np.array([i for i in order for _ in range(counts[i])], dtype=np.int64)
+    return items, np.array([per_copy[i] for i in items])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=2, max_size=9), st.integers(0, 2**31 - 1), st.data())
+def test_moved_copies_are_the_copies_sorted_anew(counts, seed, data):
+    """Merging the two moved items' new copies into the sorted copies equals sorting anew, ties included."""
+    counts = np.array(counts)
+    weight = np.random.default_rng(seed).integers(0, 4, len(counts)).astype(np.float64)  # many ties
+    giver = data.draw(st.integers(0, len(counts) - 1))
+    taker = data.draw(st.sampled_from([i for i in range(len(counts)) if i != giver]))
+    if counts[taker] < 2:
+        counts[taker] += 1
+    items, loads = sorted_copies((weight / counts).tolist(), counts.tolist())
+    after = counts.copy()
+    after[giver] += 1
+    after[taker] -= 1
+    moved = np.array([giver, taker])
+    out_items, out_loads = np.empty(len(items) + 0, np.int64), np.empty(len(items))
+    kernels._moved_copies(items, loads, moved, weight[moved] / after[moved], after[moved], out_items, out_loads)
+    want_items, want_loads = sorted_copies((weight / after).tolist(), after.tolist())
+    assert out_items.tolist() == want_items.tolist()
+    assert np.array_equal(out_loads, want_loads)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_packing_floor_row_is_the_batched_floor(num_bins, per_bin, seed):
+    import torch
+
+    from eplb.policies.joint import FLOOR_LEVELS, packing_floor
+
+    loads = np.sort(np.random.default_rng(seed).pareto(1.2, (3, num_bins * per_bin)), axis=1)[:, ::-1].copy()
+    batched = packing_floor(torch.from_numpy(loads), num_bins).numpy()
+    for r in range(3):
+        assert np.isclose(kernels.packing_floor_row(loads[r], num_bins, FLOOR_LEVELS), batched[r], rtol=1e-12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(3, 10), st.integers(2, 6), st.integers(2, 4), st.integers(0, 2**31 - 1))
+def test_a_refine_step_dealing_every_move_keeps_the_best_of_them(num_items, num_bins, per_bin, seed):
+    """One step of ``refine_rows`` with every taker and every move dealt: the counts it keeps deal
+    the lowest heaviest bin of all moves (more copies for an item of the heaviest dealt bin, fewer
+    for another with two or more), the floor's skipping included; none below the start: no move."""
+    num_slots = num_bins * per_bin
+    if num_slots <= num_items:
+        return
+    rng = np.random.default_rng(seed)
+    weight = rng.pareto(1.0, num_items) * 100
+    counts = np.ones(num_items, dtype=np.int64)
+    for extra in rng.integers(0, num_items, num_slots - num_items):
+        counts[extra] += 1
+
+    def dealt(c):
+        items, loads = sorted_copies((weight / c).tolist(), c.tolist())
+        slot, bin_load = kernels.deal_rows(loads[None], items[None], num_bins, False)
+        slot_item = np.empty(num_slots, np.int64)
+        slot_item[slot[0]] = items
+        return bin_load[0], slot_item.reshape(num_bins, per_bin)
+
+    bin_load, by_bin = dealt(counts)
+    best = bin_load.max() * (1 - 1e-9)
+    for giver in set(by_bin[np.argmax(bin_load)].tolist()):
+        for taker in range(num_items):
+            if taker != giver and counts[taker] > 1:
+                moved = counts.copy()
+                moved[giver] += 1
+                moved[taker] -= 1
+                best = min(best, dealt(moved)[0].max())
+    refined = kernels.refine_rows(weight[None], counts[None], num_bins, 0, 1, num_items, per_bin * num_items, 0.0,
+                                  16)[0]
+    if best < bin_load.max() * (1 - 1e-9):
+        assert abs(int(refined.sum()) - num_slots) == 0 and np.abs(refined - counts).sum() == 2
+        assert dealt(refined)[0].max() == best
+    else:
+        assert np.array_equal(refined, counts)
+
+
 def test_warm_up_compiles_every_signature_the_library_calls():
     """After ``warm_up`` no call compiles again: the app's first page never waits for numba."""
     import torch
@@ -119,7 +201,8 @@ def test_warm_up_compiles_every_signature_the_library_calls():
     import eplb
 
     kernels.warm_up()
-    loops = [kernels.deal_rows, kernels.swap_rows, kernels.pack_rows, kernels.expand_copies, kernels.fill_log2phy]
+    loops = [kernels.deal_rows, kernels.swap_rows, kernels.pack_rows, kernels.expand_copies, kernels.refine_rows,
+             kernels.fill_log2phy]
     before = [len(loop.signatures) for loop in loops]
     for dtype in (torch.float32, torch.float64, torch.int64):
         weight = (torch.rand(3, 16, generator=torch.Generator().manual_seed(0)) * 100).to(dtype)

@@ -39,9 +39,9 @@ competes with plans whose copy counts lean toward the experts whose load swings,
 each layer keeps the one with the lightest expected heaviest GPU over likely next
 windows.
 
-Everything is batched over rows (layers, or layers x nodes) and candidates. Dealing and
-swapping, sequential within a row, run row by row in compiled loops (``eplb.kernels``);
-the rest is tensor code whose only Python loops run over refinement steps. On a CPU much
+Everything is batched over rows (layers, or layers x nodes) and candidates. Dealing,
+swapping and the refinement, sequential within a row, run row by row in compiled loops
+(``eplb.kernels``); the rest is tensor code without Python loops over rows. On a CPU much
 of its time is the dispatch of small tensor operations, so the code keeps their number
 down (one batch for every candidate's counts, ``take`` / ``index_select`` rather than
 advanced indexing), and sorts rows with ``eplb.sorting``.
@@ -85,16 +85,21 @@ REFINE_SLOTS = 4
 
 REFINE_STEPS = 8
 """Most copies ``refine_counts`` moves per row: the first steps bring nearly all of the gain
-(48 steps gain at most 0.0004 more on the benchmark shapes), and each costs about one swap
-pass over the row's re-dealt copies."""
+(48 steps gain at most 0.0004 more on the benchmark shapes), and each re-deals the row's
+copies once per move it tries."""
 
 REFINE_TAKERS = 8
 """Experts each step of ``refine_counts`` considers taking a copy from."""
 
 REFINE_DEALT_SLOTS = 2048
 REFINE_DEALT_MIN = 2
-"""Slots ``refine_counts`` re-deals per row and step: the moves judged best on the packing as it
-stands, at least REFINE_DEALT_MIN and at most all of them (all with 64 slots, two with 1024)."""
+"""Slots ``refine_counts`` may re-deal per row and step: the moves judged best on the packing as it
+stands, at least REFINE_DEALT_MIN and at most all of them (all with 64 slots, two with 1024),
+less those a proven floor shows cannot beat the best move dealt so far."""
+
+REFINE_TWO_STARTS = 256
+"""Rows of at most this many slots refine the min-max counts too, besides the candidate that
+deals best: the two searches often end in different places, and with few slots both are cheap."""
 
 
 @lru_cache(maxsize=32)
@@ -503,178 +508,28 @@ def slot_items(phy2item: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(phy2item).scatter_(1, slot, phy2item)
 
 
-def split_moves(weight: torch.Tensor, counts: torch.Tensor, items: torch.Tensor, num_bins: int,
-                cap: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The moves ``refine_counts`` tries, each judged on the packing as it stands.
-
-    weight, counts: [A, n]; items: [A, S] the item in every slot, bin by bin. A move gives
-    one more copy to an expert g of the heaviest bin and takes one from an expert t among
-    the ``REFINE_TAKERS`` whose load per copy would stay lowest. Left in place, every bin
-    holding g or t changes by their new loads per copy, and g's new copy takes the place
-    of t's copy in t's lightest bin (not allowed if that bin holds g, under ``cap``). The
-    heaviest bin after the move is bounded from above in O(bins) per g and per t: a guide
-    for choosing the moves to re-deal, not their value. Returns (that heaviest bin [A, s * K], inf for
-    a move that is not allowed, and g and t of each move, both [A, s * K]).
-    """
-    active, num_slots = items.shape
-    per_bin = num_slots // num_bins
-    takers = min(REFINE_TAKERS, weight.shape[1])
-    # In numpy (torch's per-operation cost dominated), but for the takers' ``topk``.
-    device = weight.device
-    after = torch.where(counts > 1, weight / (counts - 1).clamp(min=1), torch.inf)
-    taker = topk_rows(-after, takers)[1].cpu().numpy()  # [A, K]
-    weight, counts = weight.cpu().numpy(), counts.cpu().numpy()
-    by_bin = items.cpu().numpy().reshape(active, num_bins, per_bin)
-    row_start = np.arange(active).reshape(-1, 1, 1) * weight.shape[1]
-    slot_load = (weight / counts).reshape(-1).take(by_bin + row_start)  # [A, M, s]
-    load = slot_load[..., 0].copy()  # [A, M]: bin loads, summed in slot order
-    for k in range(1, per_bin):
-        load += slot_load[..., k]
-    giver = by_bin[np.arange(active), load.argmax(-1)]  # [A, s]: the heaviest bin's experts
-    # Copies of each g and t per bin, [A, s + K, M]: compared slot position first, summed over it.
-    who = np.concatenate([giver, taker], 1)[:, :, None]
-    present = np.zeros((active, per_bin + takers, num_bins), dtype=np.uint8)  # s <= REFINE_SLOTS copies
-    for k in range(per_bin):
-        present += by_bin[:, None, :, k] == who
-    in_g, in_t = present[:, :per_bin], present[:, per_bin:]
-    w_g, c_g = np.take_along_axis(weight, giver, 1), np.take_along_axis(counts, giver, 1)
-    w_t, c_t = np.take_along_axis(weight, taker, 1), np.take_along_axis(counts, taker, 1)
-    new_g, new_t = w_g / (c_g + 1), w_t / np.maximum(c_t - 1, 1)
-    # Bins after the move, judged per g and per t apart (O((s + K) * M), an upper bound on
-    # each bin): with g's smaller copies [A, s, M]; with t's larger ones, t's bins only [A, K, M].
-    g_change = (new_g - w_g / c_g)[..., None]
-    with_g = load[:, None] + g_change * in_g
-    holds_t = in_t > 0
-    with_t = np.where(holds_t, load[:, None] + (new_t - w_t / c_t)[..., None] * in_t, -np.inf)
-    into_bin = np.where(holds_t, with_t, np.inf).argmin(-1)  # [A, K]: the t copy g replaces
-    into_t = np.take_along_axis(with_t, into_bin[..., None], -1)[..., 0]
-    np.put_along_axis(with_t, into_bin[..., None], -np.inf, -1)
-    rest_t = with_t.max(-1)  # t's other bins
-    g_at_into = np.take_along_axis(in_g, into_bin[:, None, :], 2)  # [A, s, K]
-    into_load = into_t[:, None] + g_change * g_at_into + (new_g[:, :, None] - new_t[:, None])
-    if cap is not None:
-        into_load = np.where(g_at_into > 0, np.inf, into_load)
-    rest = np.maximum(with_g.max(-1)[:, :, None], rest_t[:, None])
-    valid = (c_t > 1)[:, None] & (giver[:, :, None] != taker[:, None])
-    if cap is not None:
-        valid &= (c_g < cap)[:, :, None]
-    peak = torch.from_numpy(np.where(valid, np.maximum(rest, into_load), np.inf).reshape(active, -1)).to(device)
-    giver, taker = torch.from_numpy(giver).to(device), torch.from_numpy(taker).to(device)
-    return peak, giver.repeat_interleave(takers, dim=1), taker.repeat(1, per_bin)
-
-
-def deal_hopeful(weight: torch.Tensor, tried: torch.Tensor, allowed: torch.Tensor, limit: torch.Tensor,
-                 num_bins: int, spread: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Deal those tried counts of ``refine_counts`` that could be the best of their row.
-
-    weight: [A, n]; tried: [A * D, n], D tried count vectors per row; allowed: [A * D] bool,
-    the moves ``split_moves`` allows; limit: [A] the dealt peak a kept move must get below.
-    Only allowed moves are dealt. With two slots per bin, where ``packing_floor`` (a proven
-    bound on every packing of a move's copies, the dealt one included) is the best pairing
-    and the dealing mostly pairs so, in two rounds: first the move of lowest floor in each
-    row, if below the limit, then those whose floor is at most the peak that one dealt (any
-    other deals above that peak, so it is neither kept nor the first of a tie). With more
-    slots the floor rarely rules a move out and costs more than it saves. Every move left
-    out would lose to a dealt one or to the limit, so the best of each row is the one a deal
-    of every move finds. Returns (position of each tried vector among the dealt ones
-    [A * D], -1 where not dealt; the dealt peak [A * D], inf where not dealt; the dealt
-    ones' copies heaviest first and their slots, [K, S] each).
-    """
-    num_tried, device = tried.shape[0], tried.device
-    num_rows, num_slots = weight.shape[0], int(tried[0].sum())
-    tries = num_tried // num_rows
-    peak = torch.full((num_tried,), torch.inf, dtype=torch.float64, device=device)
-    position = torch.full((num_tried,), -1, dtype=torch.int64, device=device)
-    live = allowed.nonzero().squeeze(1)
-    if live.numel() == num_tried:
-        phy2item, loads = copies_heaviest_first(weight.repeat_interleave(tries, dim=0), tried, num_slots)
-    else:
-        phy2item, loads = copies_heaviest_first(weight.index_select(0, live // tries), tried.index_select(0, live),
-                                                num_slots)
-    rounds = [live]
-    if num_slots == 2 * num_bins and live.numel():
-        floor = torch.full((num_tried,), torch.inf, dtype=torch.float64, device=device)
-        floor.index_copy_(0, live, packing_floor(loads, num_bins))
-        floor = torch.where(floor < limit.repeat_interleave(tries), floor, torch.inf)
-        lowest = floor.view(-1, tries).argmin(dim=-1) + torch.arange(num_rows, device=device) * tries
-        rounds = [lowest[floor.index_select(0, lowest).isfinite()]]
-        sorted_at = torch.zeros(num_tried, dtype=torch.int64, device=device)  # into phy2item, loads
-        sorted_at.index_copy_(0, live, torch.arange(live.numel(), device=device))
-    dealt_items, dealt_slots_of, offset = [], [], 0
-    while rounds:
-        which = rounds.pop(0)
-        if which.numel() == 0:
-            continue
-        items, copy_loads = phy2item, loads  # every allowed move, without the floor's rounds
-        if num_slots == 2 * num_bins:
-            at = sorted_at.index_select(0, which)
-            items, copy_loads = phy2item.index_select(0, at), loads.index_select(0, at)
-        slot, bin_load = dealt_slots(copy_loads, num_bins, items if spread else None)
-        peak.index_copy_(0, which, bin_load.amax(dim=-1))
-        position.index_copy_(0, which, torch.arange(which.numel(), device=device) + offset)
-        dealt_items.append(items)
-        dealt_slots_of.append(slot)
-        if offset == 0 and num_slots == 2 * num_bins:
-            rest = (floor <= peak.view(-1, tries).amin(dim=-1).repeat_interleave(tries)) & floor.isfinite()
-            rounds.append(rest.index_fill_(0, which, False).nonzero().squeeze(1))
-        offset += which.numel()
-    if not dealt_items:
-        empty = torch.empty(0, num_slots, dtype=torch.int64, device=device)
-        return position, peak, empty, empty
-    if len(dealt_items) == 1:
-        return position, peak, dealt_items[0], dealt_slots_of[0]
-    return position, peak, torch.cat(dealt_items), torch.cat(dealt_slots_of)
-
-
 def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap: int | None = None) -> torch.Tensor:
     """Local search over copy counts, judged by the dealt packing: weight, counts [B, n] -> [B, n].
 
     With few slots per bin the counts decide the packing: two slots per bin pair every
     copy with one partner, and the best counts often give a light expert several tiny
     copies to sit beside the heaviest ones, which no rule on loads per copy proposes.
-    Each step, every row judges each move of ``split_moves`` on its dealt packing as it
-    stands (cheap), re-deals the counts of its best moves (``REFINE_DEALT_SLOTS``; only those
-    that could win, ``deal_hopeful``) and keeps the one that lowers its heaviest dealt bin
-    most. Rows stop when none does, when their
-    heaviest bin is within ``GOOD_ENOUGH`` of the mean bin load, or after
-    ``REFINE_STEPS`` steps. With ``cap`` no count exceeds cap and no bin holds two
-    copies of one item. Never deals worse than the counts it starts from.
+    Each step, every row judges each move (one more copy for an expert of its heaviest
+    bin, one fewer for one of the ``REFINE_TAKERS`` experts whose load per copy would stay
+    lowest) on its dealt packing as it stands, re-deals the best of them
+    (``REFINE_DEALT_SLOTS``, skipping those a proven floor rules out) and keeps the one that
+    lowers its heaviest dealt bin most. Rows stop when none does, when their heaviest bin
+    is within ``GOOD_ENOUGH`` of the mean bin load, or after ``REFINE_STEPS`` steps. With
+    ``cap`` no count exceeds cap and no bin holds two copies of one item. Never deals worse
+    than the counts it starts from. Runs row by row in ``kernels.refine_rows``, on the host.
     """
-    num_rows, num_items = weight.shape
-    if num_bins < 2:
+    if num_bins < 2 or counts.shape[0] == 0:
         return counts
-    weight = weight.double()
-    counts = counts.clone()
-    spread = cap is not None
-    bin_load, items = dealt_bins(weight, counts, num_bins, spread)
-    peak = bin_load.amax(dim=-1)
-    enough = weight.sum(-1) / num_bins * (1 + GOOD_ENOUGH)
-    rows = (peak > enough).nonzero().squeeze(1)
-    for _ in range(REFINE_STEPS):
-        if rows.numel() == 0:
-            break
-        w, c = weight.index_select(0, rows), counts.index_select(0, rows)
-        judged, giver, taker = split_moves(w, c, items.index_select(0, rows), num_bins, cap)
-        tries = min(max(REFINE_DEALT_MIN, REFINE_DEALT_SLOTS // items.shape[1]), judged.shape[1])
-        guess, pick = judged.topk(tries, dim=-1, largest=False)  # [A, D]
-        g, t = giver.gather(1, pick), taker.gather(1, pick)
-        tried = c.repeat_interleave(tries, dim=0)
-        tried.scatter_add_(1, g.view(-1, 1), torch.ones_like(g).view(-1, 1))
-        tried.scatter_add_(1, t.view(-1, 1), torch.full_like(t, -1).view(-1, 1))
-        limit = peak.index_select(0, rows) * (1 - 1e-9)  # [A]: what a kept move must beat
-        dealt, tried_peak, tried_copies, tried_slots = deal_hopeful(w, tried, guess.isfinite().view(-1),
-                                                                    limit, num_bins, spread)
-        best_peak, best = tried_peak.view(-1, tries).min(dim=-1)
-        keep = (best_peak < limit).nonzero().squeeze(1)
-        chosen = keep * tries + best.index_select(0, keep)  # into tried
-        dealt_chosen = dealt.index_select(0, chosen)  # into the dealt moves
-        rows = rows.index_select(0, keep)
-        counts.index_copy_(0, rows, tried.index_select(0, chosen))
-        items.index_copy_(0, rows, slot_items(tried_copies.index_select(0, dealt_chosen),
-                                              tried_slots.index_select(0, dealt_chosen)))
-        peak.index_copy_(0, rows, best_peak.index_select(0, keep))
-        rows = rows[peak.index_select(0, rows) > enough.index_select(0, rows)]
-    return counts
+    num_slots = int(counts[0].sum())
+    tries = max(REFINE_DEALT_MIN, REFINE_DEALT_SLOTS // num_slots)
+    refined = kernels.refine_rows(on_host(weight, np.float64), on_host(counts, np.int64), num_bins, cap or 0,
+                                  REFINE_STEPS, REFINE_TAKERS, tries, GOOD_ENOUGH, FLOOR_LEVELS)
+    return torch.from_numpy(refined).to(counts.device)
 
 
 def refine_starts(weight: torch.Tensor, start: torch.Tensor, num_bins: int, cap: int | None) -> torch.Tensor:
@@ -777,12 +632,11 @@ class JointSearch(Policy):
         if exact is not None:
             counts = torch.cat([counts, exact[1].unsqueeze(1)], dim=1)
         elif num_slots <= REFINE_SLOTS * num_bins and num_slots > num_items:
-            # Refine the candidate that deals best and, with few slots (at most 256),
-            # the min-max counts too (often the same): the search ends in different places.
+            # Refine the candidate that deals best and, with few slots, the min-max counts too.
             dealt = dealt_bins(weight.double().repeat_interleave(counts.shape[1], dim=0), counts.flatten(0, 1),
                                num_bins, cap is not None)[0].amax(dim=-1).view(num_rows, -1)
             start = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items))
-            if num_slots * REFINE_TAKERS <= REFINE_DEALT_SLOTS:
+            if num_slots <= REFINE_TWO_STARTS:
                 start = torch.cat([counts[:, :1], start], dim=1)  # [B, 2, n]
             counts = torch.cat([counts, refine_starts(weight, start, num_bins, cap)], dim=1)
         return counts
