@@ -88,7 +88,7 @@ REFINE_STEPS = 8
 (48 steps gain at most 0.0004 more on the benchmark shapes), and each re-deals the row's
 copies once per move it tries."""
 
-REFINE_TAKERS = 8
+REFINE_TAKERS = 12
 """Experts each step of ``refine_counts`` considers taking a copy from."""
 
 REFINE_DEALT_SLOTS = 2048
