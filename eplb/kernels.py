@@ -639,6 +639,62 @@ def refine_rows(weight: np.ndarray, counts: np.ndarray, num_bins: int, cap: int,
 
 
 @_jit
+def min_max_runs(value: np.ndarray, item: np.ndarray, src: np.ndarray, start: np.ndarray, stop: np.ndarray,
+                 extra: np.ndarray, target: np.ndarray, num_targets: int, cap: int) -> np.ndarray:
+    """DeepSeek's min-max replication of runs of sorted items, one request at a time.
+
+    value: [B, n] float64 loads sorted heaviest first, item: [B, n] int64 the item of each.
+    Request q (src, start, stop, extra, target: [Q] int64) gives extra[q] extra copies to the
+    items at sorted positions start[q] .. stop[q] - 1 of row src[q], one at a time, each to the
+    item with the largest load per copy (value / copies, float64), ties to the earliest
+    position; with cap > 0 an item with cap copies takes no more. The copies are added to
+    row target[q] of the result, logcnt [num_targets, n] int64, which starts at one copy per
+    item. A binary heap over the run: O((run + extra) log run) per request.
+    """
+    num_items = value.shape[1]
+    logcnt = np.ones((num_targets, num_items), dtype=np.int64)
+    key, pos, count = np.empty(num_items), np.empty(num_items, dtype=np.int64), np.empty(num_items, dtype=np.int64)
+    for q in range(src.shape[0]):
+        if extra[q] <= 0:
+            continue
+        row, first = src[q], start[q]
+        # Loads fall with the position, so the run in position order is already a max-heap.
+        size = stop[q] - first if cap != 1 else 0
+        for k in range(stop[q] - first):
+            key[k], pos[k], count[k] = value[row, first + k], first + k, 1
+        for _ in range(extra[q]):
+            if size == 0:
+                break
+            top = pos[0] - first
+            count[top] += 1
+            if cap > 0 and count[top] >= cap:  # full: the last leaf takes the root's place
+                size -= 1
+                key[0], pos[0] = key[size], pos[size]
+            else:
+                key[0] = value[row, pos[0]] / count[top]
+            _sift_down(key, pos, size)
+        for k in range(stop[q] - first):
+            logcnt[target[q], item[row, first + k]] += count[k] - 1
+    return logcnt
+
+
+@_jit
+def _sift_down(key: np.ndarray, pos: np.ndarray, size: int) -> None:
+    """Restore the max-heap key[:size] (ties: lower pos first) after its root changed."""
+    at = 0
+    while True:
+        best, left = at, 2 * at + 1
+        for child in (left, left + 1):
+            if child < size and (key[child] > key[best] or (key[child] == key[best] and pos[child] < pos[best])):
+                best = child
+        if best == at:
+            return
+        key[at], key[best] = key[best], key[at]
+        pos[at], pos[best] = pos[best], pos[at]
+        at = best
+
+
+@_jit
 def fill_log2phy(phy2log: np.ndarray, log2phy: np.ndarray, logcnt: np.ndarray) -> None:
     """The reverse map of a placement, in place: phy2log [L, P] int64 -> log2phy [L, E, W] int64
     (filled with -1 by the caller) and logcnt [L, E] int64 (zeros); copy k of an expert is its
@@ -663,4 +719,6 @@ def warm_up() -> None:
     for dtype in (np.float32, np.float64):
         expand_copies(np.array([[0, 1]], dtype=np.int64), loads.astype(dtype), np.ones((1, 2), dtype=np.int64), 2)
     refine_rows(loads, np.ones((1, 2), dtype=np.int64), 1, 1, 1, 1, 1, 0.0, 1)
+    one = np.zeros(1, dtype=np.int64)
+    min_max_runs(loads, items, one, one, one + 2, one + 1, one, 1, 0)
     fill_log2phy(items, np.full((1, 2, 1), -1, dtype=np.int64), np.zeros((1, 2), dtype=np.int64))

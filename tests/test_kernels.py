@@ -194,6 +194,43 @@ def test_a_refine_step_dealing_every_move_keeps_the_best_of_them(num_items, num_
         assert np.array_equal(refined, counts)
 
 
+def min_max_by_description(value, extra, cap):
+    """Copies one at a time to the largest load per copy, ties to the earliest position, never
+    past cap (0: no cap): the extra copies of each position."""
+    counts = [1] * len(value)
+    for _ in range(extra):
+        open_ = [k for k in range(len(value)) if cap == 0 or counts[k] < cap]
+        if not open_:
+            break
+        best = max(open_, key=lambda k: (value[k] / counts[k], -k))
+        counts[best] += 1
+    return [c - 1 for c in counts]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=10), st.integers(0, 3), st.data())
+def test_min_max_runs_give_copies_one_at_a_time_to_the_largest_load_per_copy(loads, cap, data):
+    """Small integer loads make ties common: they go to the earliest position, exactly."""
+    value = np.array([sorted(loads, reverse=True)], dtype=np.float64) / 3  # thirds: ties in float64 too
+    num_items = value.shape[1]
+    item = np.array([data.draw(st.permutations(range(num_items)))], dtype=np.int64)
+    num_requests = data.draw(st.integers(1, 3))
+    requests = []
+    for _ in range(num_requests):
+        start = data.draw(st.integers(0, num_items - 1))
+        stop = data.draw(st.integers(start + 1, num_items))
+        room = (stop - start) * (cap - 1) if cap else 12
+        requests.append((start, stop, data.draw(st.integers(0, min(room, 12))), data.draw(st.integers(0, 1))))
+    start, stop, extra, target = (np.array(column, dtype=np.int64) for column in zip(*requests))
+    logcnt = kernels.min_max_runs(value, item, np.zeros(num_requests, np.int64), start, stop, extra, target, 2, cap)
+    expected = np.ones((2, num_items), dtype=np.int64)
+    for q in range(num_requests):
+        added = min_max_by_description(list(value[0, start[q]:stop[q]]), int(extra[q]), cap)
+        for k, more in enumerate(added):
+            expected[target[q], item[0, start[q] + k]] += more
+    assert np.array_equal(logcnt, expected)
+
+
 def test_warm_up_compiles_every_signature_the_library_calls():
     """After ``warm_up`` no call compiles again: the app's first page never waits for numba."""
     import torch
@@ -202,7 +239,7 @@ def test_warm_up_compiles_every_signature_the_library_calls():
 
     kernels.warm_up()
     loops = [kernels.deal_rows, kernels.swap_rows, kernels.pack_rows, kernels.expand_copies, kernels.refine_rows,
-             kernels.fill_log2phy]
+             kernels.fill_log2phy, kernels.min_max_runs]
     before = [len(loop.signatures) for loop in loops]
     for dtype in (torch.float32, torch.float64, torch.int64):
         weight = (torch.rand(3, 16, generator=torch.Generator().manual_seed(0)) * 100).to(dtype)

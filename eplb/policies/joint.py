@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from .. import kernels
-from ..sorting import argsort_rows, topk_rows
+from ..sorting import argsort_rows
 from . import hedge
 from .base import Policy, copies_from_counts, copy_counts
 
@@ -102,20 +102,6 @@ REFINE_TWO_STARTS = 256
 deals best: the two searches often end in different places, and with few slots both are cheap."""
 
 
-@lru_cache(maxsize=32)
-def harmonic_pairs(extra: int, ranks: int, device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (rank r, copy k) with (r + 1) * k <= extra, 0 <= r < ranks, k >= 1: two [K] tensors, K ~ extra * ln(extra).
-
-    The min-max greedy gives an item of weight rank r (0-based) at most extra / (r + 1)
-    extra copies (see ``top_marginal_counts``), so these pairs are the only marginals it
-    can take.
-    """
-    pairs = [(r, k) for r in range(min(extra, ranks)) for k in range(1, extra // (r + 1) + 1)]
-    rank, copy = zip(*pairs) if pairs else ((), ())
-    return (torch.tensor(rank, dtype=torch.int64, device=device),
-            torch.tensor(copy, dtype=torch.float64, device=device))
-
-
 def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start: torch.Tensor,
                stop: torch.Tensor, extra: torch.Tensor, target: torch.Tensor | None = None,
                num_targets: int | None = None, cap: int | None = None) -> torch.Tensor:
@@ -123,44 +109,18 @@ def run_counts(value: torch.Tensor, item: torch.Tensor, src: torch.Tensor, start
 
     value: [B, n] loads sorted heaviest first, item: [B, n] the item of each. Request q
     gives extra[q] extra copies to the items at sorted positions start[q] .. stop[q] - 1
-    of row src[q] (start < stop when extra > 0), minimising their largest load per copy,
-    and adds them to output row target[q] (default: q; T = num_targets, default Q), which
-    starts at one copy per item. src, start, stop, extra, target: [Q] int64. With ``cap``
-    no item gets more than cap copies (the caller makes sure the run has room:
-    (stop - start) * cap >= stop - start + extra).
-
-    Adding the (k+1)-th copy of an item lowers its load per copy from w / k, so the greedy
-    (one copy at a time to the largest load per copy) adds exactly the top ``extra``
-    marginals w / k. The item of rank r in the run (1-based) never needs the marginal
-    w_(r) / k with r * k > extra: the marginals w_(r') / m with r' <= r, m <= k are all at
-    least as large, and at least extra of them have r' * m <= extra (m = k for the
-    p = floor(extra / k) heaviest items, and floor(extra / (p + 1)) >= extra - p * k more
-    for item p + 1). So the top ``extra`` among ``harmonic_pairs`` is a valid greedy
-    outcome (ties may fall differently). The argument holds under a cap too, as all those
-    larger marginals have m <= k copies.
+    of row src[q] (start < stop when extra > 0), one at a time to the item with the
+    largest load per copy (ties to the heavier position), and adds them to output row
+    target[q] (default: q; T = num_targets, default Q), which starts at one copy per item.
+    src, start, stop, extra, target: [Q] int64. With ``cap`` no item gets more than cap
+    copies (the caller makes sure the run has room: (stop - start) * cap >= stop - start +
+    extra). Runs in the compiled ``kernels.min_max_runs``, on the host, in float64.
     """
-    num_items = value.shape[1]
     if target is None:
         target, num_targets = torch.arange(src.shape[0], device=value.device), src.shape[0]
-    logcnt = torch.ones(num_targets, num_items, dtype=torch.int64, device=value.device)
-    most = int(extra.max()) if extra.numel() else 0
-    if most == 0:
-        return logcnt
-    rank, copy = harmonic_pairs(most, min(most, num_items), value.device)
-    position = start.unsqueeze(1) + rank  # [Q, K]
-    inside = position < stop.unsqueeze(1)
-    if cap is not None:
-        inside &= copy < cap
-    position.clamp_(max=num_items - 1)
-    flat = position.add_(src.unsqueeze(1), alpha=num_items)  # into value.flatten(): take, not [row, position]
-    # float64 keeps the marginals exact, so ties order as a float64 greedy's would; runs
-    # shorter than the pairs need rank their missing items last.
-    marginal = torch.where(inside, value.take(flat).double() / copy, -1.0 - copy)
-    best = topk_rows(marginal, most)[1]  # [Q, most], best first
-    chosen = item.take(flat.gather(1, best)).add_(target.unsqueeze(1), alpha=num_items)
-    take = (torch.arange(most, device=value.device) < extra.unsqueeze(1)).long()
-    logcnt.view(-1).scatter_add_(0, chosen.flatten(), take.flatten())
-    return logcnt
+    host = [on_host(x, np.int64) for x in (item, src, start, stop, extra, target)]
+    logcnt = kernels.min_max_runs(on_host(value, np.float64), *host, num_targets, cap or 0)
+    return torch.from_numpy(logcnt).to(value.device)
 
 
 def sorted_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
