@@ -695,6 +695,32 @@ def _sift_down(key: np.ndarray, pos: np.ndarray, size: int) -> None:
 
 
 @_jit
+def scenario_peaks_rows(scenarios: np.ndarray, phy2log: np.ndarray, share: np.ndarray, num_gpus: int) -> np.ndarray:
+    """The heaviest GPU of every plan in every scenario: scenarios [L, E, K] float32 (each
+    expert's load in K scenarios, side by side), phy2log [C, L, P] int64 (C plans; GPU g
+    holds slots g * P / G ..), share [C, L, P] float32 (the part of its expert's load a copy
+    serves) -> [C, L, K] float32. Per plan, layer and GPU, each copy adds its expert's K
+    scenario loads times its share: O(C L P K), the scenarios innermost."""
+    num_plans, num_layers, num_slots = phy2log.shape
+    num_scenarios = scenarios.shape[2]
+    per_gpu = num_slots // num_gpus
+    peaks = np.zeros((num_plans, num_layers, num_scenarios), dtype=np.float32)
+    gpu = np.empty(num_scenarios, dtype=np.float32)
+    for c in range(num_plans):
+        for layer in range(num_layers):
+            peak = peaks[c, layer]
+            for g in range(num_gpus):
+                gpu[:] = 0.0
+                for slot in range(g * per_gpu, (g + 1) * per_gpu):
+                    load, part = scenarios[layer, phy2log[c, layer, slot]], share[c, layer, slot]
+                    for k in range(num_scenarios):
+                        gpu[k] += load[k] * part
+                for k in range(num_scenarios):
+                    peak[k] = max(peak[k], gpu[k])
+    return peaks
+
+
+@_jit
 def fill_log2phy(phy2log: np.ndarray, log2phy: np.ndarray, logcnt: np.ndarray) -> None:
     """The reverse map of a placement, in place: phy2log [L, P] int64 -> log2phy [L, E, W] int64
     (filled with -1 by the caller) and logcnt [L, E] int64 (zeros); copy k of an expert is its
@@ -721,4 +747,5 @@ def warm_up() -> None:
     refine_rows(loads, np.ones((1, 2), dtype=np.int64), 1, 1, 1, 1, 1, 0.0, 1)
     one = np.zeros(1, dtype=np.int64)
     min_max_runs(loads, items, one, one, one + 2, one + 1, one, 1, 0)
+    scenario_peaks_rows(np.ones((1, 2, 1), dtype=np.float32), items.reshape(1, 1, 2), np.ones((1, 1, 2), dtype=np.float32), 1)
     fill_log2phy(items, np.full((1, 2, 1), -1, dtype=np.int64), np.zeros((1, 2), dtype=np.int64))

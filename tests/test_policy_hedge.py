@@ -153,6 +153,20 @@ def test_scenario_peaks_of_several_plans_at_once_are_each_plans_own():
         assert torch.allclose(together[c], hedge.scenario_peaks(scenarios, plans[c], 32, 8))
 
 
+def test_scenario_peaks_summed_by_copy_equal_the_product_with_the_share_matrices():
+    """The CPU's compiled sum over each GPU's copies and the batched product other devices use
+    give the same peaks (float32 sums in another order), however the scenarios are laid out."""
+    weight = generate_load("zero", 5, 24, seed=2)
+    plans = torch.stack([eplb.rebalance_experts(weight * (1 + 0.5 * torch.rand(5, 24, generator=torch.Generator()
+                                                                                .manual_seed(c))), 36, 1, 1, 6)[0]
+                         for c in range(4)])
+    swing = torch.rand(5, 24, generator=torch.Generator().manual_seed(9), dtype=torch.float64) * 0.5
+    scenarios = hedge.next_window_scenarios(weight, swing, 33)
+    by_product = hedge.scenario_peaks_by_product(scenarios, plans, 24, 6)
+    assert torch.allclose(hedge.scenario_peaks(scenarios, plans, 24, 6), by_product, rtol=1e-5)
+    assert torch.allclose(hedge.scenario_peaks(scenarios.contiguous(), plans, 24, 6), by_product, rtol=1e-5)
+
+
 def test_the_next_window_load_is_the_scenarios_mean_scaled_to_the_window():
     """The load the hedged plans are counted and packed on: each layer sums to the window's
     load, a uniform load's deviations shrink toward the layer's mean, a skewed load stays as

@@ -27,8 +27,10 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 
+from .. import kernels
 from .base import copy_counts
 
 HEDGES = (0.5, 2.0, 4.0, 6.0)
@@ -83,7 +85,15 @@ def next_window_scenarios(total: torch.Tensor, swing: torch.Tensor, num_scenario
         return total.float().unsqueeze(1).expand(-1, num_scenarios, -1)
     log_level, spread = next_window_level(total, swing)
     draw = standard_draws(total.shape[0], num_scenarios, total.shape[1]).to(total.device)
-    return torch.exp(torch.addcmul(log_level.float().unsqueeze(1), spread.float().unsqueeze(1), draw))
+    # exp of -inf (an expert without load) takes a slow path on a CPU, several times the cost of
+    # the rest: such experts draw from log level 0 (their sigma is at most 1, so the draw stays
+    # finite) and are multiplied by 0 after. In place: one fresh [L, K, E] tensor, not two.
+    loaded = torch.isfinite(log_level)
+    level = torch.where(loaded, log_level, 0.0).float().unsqueeze(1)
+    scenarios = torch.addcmul(level, spread.float().unsqueeze(1), draw).exp_()
+    if not bool(loaded.all()):
+        scenarios.mul_(loaded.float().unsqueeze(1))
+    return scenarios
 
 
 def next_window_level(total: torch.Tensor, swing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,9 +144,11 @@ def next_window_load(total: torch.Tensor, swing: torch.Tensor) -> torch.Tensor:
 @lru_cache(maxsize=2)
 def standard_draws(num_layers: int, num_scenarios: int, num_experts: int) -> torch.Tensor:
     """The standard normal draws behind ``next_window_scenarios``: [L, K, E] float32 from seed 0,
-    drawn once per shape (a read-only tensor shared by every call)."""
+    drawn once per shape (a read-only tensor shared by every call). Laid out [L, E, K] in
+    memory, each expert's draws side by side, as ``scenario_peaks`` reads the scenarios on a CPU."""
     generator = torch.Generator().manual_seed(0)
-    return torch.randn((num_layers, num_scenarios, num_experts), generator=generator)
+    draws = torch.randn((num_layers, num_scenarios, num_experts), generator=generator)
+    return draws.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 def scenario_count(num_layers: int, num_experts: int) -> int:
@@ -145,22 +157,43 @@ def scenario_count(num_layers: int, num_experts: int) -> int:
 
 
 def scenario_peaks(scenarios: torch.Tensor, phy2log: torch.Tensor, num_experts: int, num_gpus: int) -> torch.Tensor:
-    """Each plan's heaviest GPU in each scenario: scenarios [L, K, E], phy2log [C, L, P] (C plans)
-    -> [C, L, K]; phy2log [L, P] (one plan) -> [L, K].
+    """Each plan's heaviest GPU in each scenario: scenarios [L, K, E] float32, phy2log [C, L, P]
+    (C plans) -> [C, L, K] float32; phy2log [L, P] (one plan) -> [L, K].
 
-    A GPU serves 1 / count of an expert per copy it holds, so the GPU loads of every plan in
-    every scenario are one batched product of the scenarios with the plans' share matrices
-    side by side, [L, E, C * G] (wider products run several times faster per entry than one
-    per plan), built a few layers at a time to bound memory (``SCENARIO_ELEMENTS``).
+    A GPU serves 1 / count of an expert per copy it holds. On a CPU the compiled
+    ``kernels.scenario_peaks_rows`` sums each GPU's copies over all scenarios at once (the
+    plans are sparse: P copies per layer, against E x G entries of a share matrix); on
+    other devices ``scenario_peaks_by_product`` multiplies by the share matrices.
     """
     if phy2log.dim() == 2:
         return scenario_peaks(scenarios, phy2log.unsqueeze(0), num_experts, num_gpus).squeeze(0)
+    if phy2log.device.type != "cpu":
+        return scenario_peaks_by_product(scenarios, phy2log, num_experts, num_gpus)
+    share_of_copy = copy_shares(phy2log, num_experts)
+    by_expert = np.ascontiguousarray(scenarios.transpose(1, 2).numpy(), dtype=np.float32)  # [L, E, K]
+    return torch.from_numpy(kernels.scenario_peaks_rows(by_expert, np.ascontiguousarray(phy2log.numpy(), np.int64),
+                                                        share_of_copy.numpy(), num_gpus))
+
+
+def copy_shares(phy2log: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """The part of its expert's load each copy serves, 1 / its copies: phy2log [C, L, P] -> [C, L, P] float32."""
+    num_plans, num_layers, _ = phy2log.shape
+    counts = copy_counts(phy2log.flatten(0, 1), num_experts).view(num_plans, num_layers, num_experts)
+    return 1 / counts.gather(2, phy2log).float()
+
+
+def scenario_peaks_by_product(scenarios: torch.Tensor, phy2log: torch.Tensor, num_experts: int, num_gpus: int
+                              ) -> torch.Tensor:
+    """``scenario_peaks`` for C plans [C, L, P] as one batched product of the scenarios with the
+    plans' share matrices side by side, [L, E, C * G] (wider products run several times faster
+    per entry than one per plan), built a few layers at a time to bound memory
+    (``SCENARIO_ELEMENTS``): quick on a GPU.
+    """
     num_plans, num_layers, num_replicas = phy2log.shape
     device = phy2log.device
     plan_gpu = (torch.arange(num_plans, device=device).view(-1, 1, 1) * num_gpus
                 + torch.arange(num_replicas, device=device) // (num_replicas // num_gpus))  # [C, 1, P]
-    counts = copy_counts(phy2log.flatten(0, 1), num_experts).view(num_plans, num_layers, num_experts)
-    share_of_copy = 1 / counts.gather(2, phy2log).float()  # [C, L, P]
+    share_of_copy = copy_shares(phy2log, num_experts)
     held = (phy2log * (num_plans * num_gpus) + plan_gpu).transpose(0, 1).flatten(1)  # [L, C * P]
     share_of_copy = share_of_copy.transpose(0, 1).flatten(1)
     chunk = max(1, SCENARIO_ELEMENTS // (num_experts * num_plans * num_gpus))
