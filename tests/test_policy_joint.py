@@ -380,7 +380,7 @@ def test_refined_counts_keep_the_slot_budget_and_never_deal_worse(num_experts, n
     if cap is not None:
         assert bool((refined <= cap).all())
     spread = cap is not None
-    peak = {name: dealt_bins(weight, c, num_bins, spread)[0].amax(-1) for name, c in (("start", start), ("refined", refined))}
+    peak = {name: dealt_bins(weight, c, num_bins, spread).amax(-1) for name, c in (("start", start), ("refined", refined))}
     assert bool((peak["refined"] <= peak["start"] + 1e-9).all())
 
 

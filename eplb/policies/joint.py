@@ -442,30 +442,13 @@ def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots:
     return torch.from_numpy(phy2item).to(weight.device), torch.from_numpy(loads).to(weight.device)
 
 
-def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deal every row's copies (``dealt_slots``, no bin holding two copies of an item when
-    ``spread``): (bin loads [R, M], the item in every slot [R, S], bin by bin).
-
-    weight, counts: [R, n]. With two slots per bin the dealing pairs the sorted copies
-    largest with smallest, the optimal packing for these counts.
+def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool) -> torch.Tensor:
+    """The bin loads [R, M] of every row's copies dealt (``dealt_slots``, no bin holding two
+    copies of an item when ``spread``): weight, counts [R, n]. With two slots per bin the
+    dealing pairs the sorted copies largest with smallest, the optimal packing for these counts.
     """
-    bin_load, phy2item, slot = dealt_copies(weight, counts, num_bins, spread)
-    return bin_load, slot_items(phy2item, slot)
-
-
-def dealt_copies(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``dealt_bins`` without laying the items out: (bin loads [R, M], the item of every copy,
-    heaviest first, and its slot, both [R, S]); ``slot_items`` lays them out."""
     phy2item, loads = copies_heaviest_first(weight, counts, int(counts[0].sum()))
-    slot, bin_load = dealt_slots(loads, num_bins, phy2item if spread else None)
-    return bin_load, phy2item, slot
-
-
-def slot_items(phy2item: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
-    """The item in every slot, bin by bin: phy2item, slot [R, S] (``dealt_copies``) -> [R, S]."""
-    return torch.empty_like(phy2item).scatter_(1, slot, phy2item)
+    return dealt_slots(loads, num_bins, phy2item if spread else None)[1]
 
 
 def refine_counts(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, cap: int | None = None) -> torch.Tensor:
@@ -594,7 +577,7 @@ class JointSearch(Policy):
         elif num_slots <= REFINE_SLOTS * num_bins and num_slots > num_items:
             # Refine the candidate that deals best and, with few slots, the min-max counts too.
             dealt = dealt_bins(weight.double().repeat_interleave(counts.shape[1], dim=0), counts.flatten(0, 1),
-                               num_bins, cap is not None)[0].amax(dim=-1).view(num_rows, -1)
+                               num_bins, cap is not None).amax(dim=-1).view(num_rows, -1)
             start = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items))
             if num_slots <= REFINE_TWO_STARTS:
                 start = torch.cat([counts[:, :1], start], dim=1)  # [B, 2, n]
