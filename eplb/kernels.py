@@ -430,7 +430,7 @@ def packing_floor_row(load: np.ndarray, num_bins: int, levels: int) -> float:
     first, s = S / M copies per bin): the mean bin load; for j < min(s, levels), the j + 1
     lightest of the j * M + 1 heaviest copies (some bin holds j + 1 of them, pigeonhole) plus
     the s - j - 1 lightest copies of all; with two copies per bin, the best pairing, largest
-    with smallest. ``eplb.policies.joint.packing_floor`` batched."""
+    with smallest (the proofs: ``eplb.policies.joint.packing_floor``)."""
     num_slots = load.shape[0]
     per_bin = num_slots // num_bins
     floor = load.sum() / num_bins
@@ -444,6 +444,15 @@ def packing_floor_row(load: np.ndarray, num_bins: int, levels: int) -> float:
     if per_bin == 2:
         for k in range(num_bins):
             floor = max(floor, load[k] + load[num_slots - 1 - k])
+    return floor
+
+
+@_jit
+def packing_floor_rows(loads: np.ndarray, num_bins: int, levels: int) -> np.ndarray:
+    """``packing_floor_row`` of every row: loads [R, S] float64, each row heaviest first -> [R]."""
+    floor = np.empty(loads.shape[0])
+    for r in range(loads.shape[0]):
+        floor[r] = packing_floor_row(loads[r], num_bins, levels)
     return floor
 
 
@@ -745,6 +754,7 @@ def warm_up() -> None:
     for dtype in (np.float32, np.float64):
         expand_copies(np.array([[0, 1]], dtype=np.int64), loads.astype(dtype), np.ones((1, 2), dtype=np.int64), 2)
     refine_rows(loads, np.ones((1, 2), dtype=np.int64), 1, 1, 1, 1, 1, 0.0, 1)
+    packing_floor_rows(loads, 1, 1)
     one = np.zeros(1, dtype=np.int64)
     min_max_runs(loads, items, one, one, one + 2, one + 1, one, 1, 0)
     scenario_peaks_rows(np.ones((1, 2, 1), dtype=np.float32), items.reshape(1, 1, 2), np.ones((1, 1, 2), dtype=np.float32), 1)

@@ -33,15 +33,3 @@ def argsort_rows(x: torch.Tensor, descending: bool = False) -> torch.Tensor:
         return x.argsort(dim=-1, descending=descending)
     values = x.detach().numpy()
     return torch.from_numpy(np.argsort(-values if descending else values, axis=-1)).long()
-
-
-def topk_rows(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k largest of each row, largest first: x [..., n] -> (values, indices), both [..., k].
-
-    torch's ``topk`` is quick on short rows and while k is a small part of the row;
-    beyond that a full numpy sort is quicker on a CPU.
-    """
-    if not _on_numpy(x) or x.shape[-1] < 32 or 6 * k <= x.shape[-1]:
-        return x.topk(k, dim=-1)
-    indices = argsort_rows(x, descending=True)[..., :k]
-    return x.gather(-1, indices), indices

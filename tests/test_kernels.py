@@ -141,19 +141,6 @@ def test_moved_copies_are_the_copies_sorted_anew(counts, seed, data):
     assert np.array_equal(out_loads, want_loads)
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.integers(1, 9), st.integers(1, 6), st.integers(0, 2**31 - 1))
-def test_packing_floor_row_is_the_batched_floor(num_bins, per_bin, seed):
-    import torch
-
-    from eplb.policies.joint import FLOOR_LEVELS, packing_floor
-
-    loads = np.sort(np.random.default_rng(seed).pareto(1.2, (3, num_bins * per_bin)), axis=1)[:, ::-1].copy()
-    batched = packing_floor(torch.from_numpy(loads), num_bins).numpy()
-    for r in range(3):
-        assert np.isclose(kernels.packing_floor_row(loads[r], num_bins, FLOOR_LEVELS), batched[r], rtol=1e-12)
-
-
 @settings(max_examples=80, deadline=None)
 @given(st.integers(3, 10), st.integers(2, 6), st.integers(2, 4), st.integers(0, 2**31 - 1))
 def test_a_refine_step_dealing_every_move_keeps_the_best_of_them(num_items, num_bins, per_bin, seed):
@@ -240,7 +227,7 @@ def test_warm_up_compiles_every_signature_the_library_calls():
     kernels.warm_up()
     loops = [kernels.deal_rows, kernels.swap_rows, kernels.pack_rows, kernels.expand_copies, kernels.refine_rows,
              kernels.fill_log2phy, kernels.min_max_runs,
-             kernels.scenario_peaks_rows]
+             kernels.scenario_peaks_rows, kernels.packing_floor_rows]
     before = [len(loop.signatures) for loop in loops]
     for dtype in (torch.float32, torch.float64, torch.int64):
         weight = (torch.rand(3, 16, generator=torch.Generator().manual_seed(0)) * 100).to(dtype)

@@ -6,7 +6,7 @@ than there are GPUs, so some GPU carries two. This policy instead packs several
 candidate count vectors per row and keeps, per row, the one whose packing has the
 lightest heaviest bin:
 
-* ``min-max``: DeepSeek's counts, the top marginal gains w_e / k (one small ``topk``);
+* ``min-max``: DeepSeek's counts, the top marginal gains w_e / k (a heap per row, ``kernels.min_max_runs``);
 * ``h heavy copies per GPU`` (h = 1, 2): experts heavier than the mean bin load / (h + 1)
   share exactly h copies per bin between them, the light experts take the other
   slots, so every bin gets h heavy copies and no bin more;
@@ -344,22 +344,10 @@ def swap_passes(num_bins: int) -> int:
 
 FLOOR_LEVELS = 16
 """Pigeonhole bounds j < FLOOR_LEVELS in ``packing_floor``: the later ones rarely bind, and
-fewer keep its matrix product linear in the number of slots."""
+fewer keep its cost linear in the number of slots (s copies summed per level)."""
 
 
 @lru_cache(maxsize=64)
-def floor_weights(num_bins: int, per_bin: int, device: torch.device) -> torch.Tensor:
-    """[S, J + 1] float64: column j < J = min(s, FLOOR_LEVELS) sums ``packing_floor``'s j-th
-    pigeonhole bound, column J is the mean bin load (every weight 1 / num_bins)."""
-    num_slots, levels = num_bins * per_bin, min(per_bin, FLOOR_LEVELS)
-    weights = torch.zeros(num_slots, levels + 1, dtype=torch.float64)
-    for j in range(levels):
-        weights[j * num_bins - j : j * num_bins + 1, j] = 1  # the j + 1 lightest of the top j * M + 1
-        weights[num_slots - (per_bin - 1 - j) :, j] = 1  # the s - j - 1 lightest of all
-    weights[:, levels] = 1 / num_bins
-    return weights.to(device)
-
-
 def packing_floor(loads: torch.Tensor, num_bins: int) -> torch.Tensor:
     """A proven lower bound on the heaviest bin of any packing of these copies: [R] float64.
 
@@ -370,17 +358,13 @@ def packing_floor(loads: torch.Tensor, num_bins: int) -> torch.Tensor:
     other s - j - 1 copies weigh at least the s - j - 1 lightest copies of all (never
     among the first, as (s - j) * num_bins > s - j - 1). j = 0 is the heaviest copy plus
     the s - 1 lightest; j = 1 shows that num_bins + 1 heavy copies force two onto one
-    bin. Every bound is a weighted sum of the copies, so one matrix product gives them all.
-    With two copies per bin the floor is the optimum itself, the largest pair of the sorted
-    copies paired largest with smallest (see ``two_slot_search``), so a packing that reaches
-    it stops at once instead of trading copies between bins tied at the peak.
+    bin. With two copies per bin the floor is the optimum itself, the largest pair of the
+    sorted copies paired largest with smallest (see ``two_slot_search``), so a packing that
+    reaches it stops at once instead of trading copies between bins tied at the peak.
+    Computed row by row on the host (``kernels.packing_floor_rows``, as the refinement does).
     """
-    per_bin = loads.shape[1] // num_bins
-    exact = loads.double()
-    floor = (exact @ floor_weights(num_bins, per_bin, loads.device)).amax(dim=-1)
-    if per_bin == 2:
-        floor = torch.maximum(floor, (exact[:, :num_bins] + exact[:, num_bins:].flip(-1)).amax(dim=-1))
-    return floor
+    floor = kernels.packing_floor_rows(on_host(loads, np.float64), num_bins, FLOOR_LEVELS)
+    return torch.from_numpy(floor).to(loads.device)
 
 
 def bin_loads(loads: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
