@@ -66,6 +66,16 @@ def test_deal_rows_deals_as_described_and_keeps_items_apart(case, spread):
 
 
 @settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 1.0, 1.5, 2.0, 9.0]), min_size=1, max_size=80), st.booleans())
+def test_ascending_orders_bins_lightest_first_ties_by_index(load, falling):
+    """Every path of the dealing's bin sort (falling loads, rank sort, merge sort above SHORT_SORT)."""
+    load = np.array(sorted(load, reverse=True) if falling else load)
+    order = np.empty(len(load), dtype=np.int64)
+    kernels._ascending(load, order)
+    assert order.tolist() == sorted(range(len(load)), key=lambda b: (load[b], b))
+
+
+@settings(max_examples=200, deadline=None)
 @given(st.integers(1, 9), st.data())
 def test_best_swap_finds_the_move_closest_to_half_the_gap(per_bin, data):
     values = st.floats(0, 100, allow_nan=False)
