@@ -563,19 +563,22 @@ def _move(weight: np.ndarray, counts: np.ndarray, giver: np.ndarray, taker: np.n
 
 @_jit
 def refine_rows(weight: np.ndarray, counts: np.ndarray, num_bins: int, cap: int, steps: int, takers: int,
-                tries: int, good_enough: float, levels: int) -> np.ndarray:
+                tries: int, good_enough: float) -> np.ndarray:
     """Local search over copy counts, judged by the dealt packing: weight [R, n] float64,
     counts [R, n] int64 (rows summing to S = num_bins * s) -> refined counts [R, n].
 
     Each step a row judges every move of ``_judge_moves`` on its dealt packing as it stands,
-    takes the ``tries`` judged best, deals them lowest ``packing_floor_row`` first (none
-    whose floor shows it cannot beat the best dealt so far) and keeps the one that lowers
-    its heaviest dealt bin most (of a tie, the first dealt). A row stops when no move does,
+    then goes through the ``tries`` judged best, judged best first, dealing each on the counts
+    as they are by then and keeping every one that lowers the heaviest dealt bin: a kept move
+    changes the packing the later ones are dealt on. Dealt outcomes hardly follow the judged
+    order (a move changes two counts, and every copy after them shifts to another bin), so a
+    step tries many; keeping each gain as it comes lets one step bank several moves, and the
+    lower heaviest bin lets later deals give up sooner. A row stops when a step keeps no move,
     when its heaviest bin is within ``good_enough`` of the mean bin load, or after ``steps``
-    steps. With
-    cap > 0 no count exceeds cap and no bin holds two copies of one item (``deal_rows``
-    with ``spread``); cap 0: no cap. A move changes two counts, so its sorted copies are
-    the row's merged with the two items' new ones (``_moved_copies``), not sorted anew.
+    steps. With cap > 0 no count exceeds cap and no bin holds two copies of one item
+    (``deal_rows`` with ``spread``); cap 0: no cap. A move's sorted copies are the row's merged
+    with the two items' new ones (``_moved_copies``), not sorted anew, and its deal resumes
+    from the first round the move changes.
     """
     num_rows, num_items = weight.shape
     out = counts.copy()
@@ -586,11 +589,10 @@ def refine_rows(weight: np.ndarray, counts: np.ndarray, num_bins: int, cap: int,
     spread = cap > 0
     scratch, flags = _deal_scratch(num_bins)
     item, load, slot = np.empty(num_slots, np.int64), np.empty(num_slots), np.empty(num_slots, np.int64)
-    bin_load = np.empty(num_bins)
-    try_slot, try_bin = np.empty(num_slots, np.int64), np.empty(num_bins)
-    best_slot, best_bin = np.empty(num_slots, np.int64), np.empty(num_bins)
-    record = np.empty((3, per_bin, 2 * num_bins))  # _deal_row's record of the row, a move, the best move
-    rounds, try_rounds, best_rounds = record[0], record[1], record[2]
+    try_item, try_load, try_slot = np.empty(num_slots, np.int64), np.empty(num_slots), np.empty(num_slots, np.int64)
+    bin_load, try_bin = np.empty(num_bins), np.empty(num_bins)
+    record = np.empty((2, per_bin, 2 * num_bins))  # _deal_row's record of the row and of a move
+    rounds, try_rounds = record[0], record[1]
     slot_item = np.empty(num_slots, np.int64)
     giver, taker = np.empty(per_bin, np.int64), np.empty(min(takers, num_items), np.int64)
     present = np.zeros((per_bin + taker.shape[0], num_bins), np.int64)
@@ -598,8 +600,6 @@ def refine_rows(weight: np.ndarray, counts: np.ndarray, num_bins: int, cap: int,
     after, who = np.empty(max(num_items, per_bin)), np.empty(num_items, np.int64)
     moved, moved_load, moved_count = np.empty(2, np.int64), np.empty(2), np.empty(2, np.int64)
     most = min(tries, judged.shape[0])  # moves dealt per step, at most
-    tried, tried_floor, by_floor = np.empty(most, np.int64), np.empty(most), np.empty(most, np.int64)
-    tried_item, tried_load = np.empty((most, num_slots), np.int64), np.empty((most, num_slots))
     for r in range(num_rows):
         w, c = weight[r], out[r]
         _sorted_copies(w / c, c, item, load)
@@ -612,50 +612,37 @@ def refine_rows(weight: np.ndarray, counts: np.ndarray, num_bins: int, cap: int,
             for k in range(num_slots):
                 slot_item[slot[k]] = item[k]
             _judge_moves(w, c, slot_item, bin_load, num_bins, cap, giver, taker, present, after, who, judged)
-            limit = peak * (1 - 1e-9)  # what a kept move must beat
-            # The judged best moves, each with its floor; dealt lowest floor first, so that
-            # once a floor reaches the best dealt peak (or the limit) no later move can win.
-            num_tried = 0
+            kept = False
             for _ in range(most):
                 move = np.argmin(judged)  # the next judged best, ties by move
                 if judged[move] == np.inf:
                     break
                 judged[move] = np.inf
-                _move(w, c, giver, taker, move, item, load, moved, moved_load, moved_count, tried_item[num_tried],
-                      tried_load[num_tried])
-                tried[num_tried] = move
-                tried_floor[num_tried] = packing_floor_row(tried_load[num_tried], num_bins, levels)
-                num_tried += 1
-            for k in range(num_tried):
-                by_floor[k] = k
-            _resort(tried_floor[:num_tried], by_floor[:num_tried], 1.0)
-            best, found = np.inf, -1
-            for k in by_floor[:num_tried]:
-                if tried_floor[k] * (1 - 1e-12) >= min(limit, best):
-                    break  # this one and every later one at best tie with the limit or the best so far
+                g, t = giver[move // taker.shape[0]], taker[move % taker.shape[0]]
+                if kept and (c[t] < 2 or (cap > 0 and c[g] >= cap)):
+                    continue  # a kept move took the room this one needs
+                _move(w, c, giver, taker, move, item, load, moved, moved_load, moved_count, try_item, try_load)
                 # The rounds before the first copy the move changes deal as the row's own did.
                 same = 0
-                while same < num_slots and tried_item[k, same] == item[same] and tried_load[k, same] == load[same]:
+                while same < num_slots and try_item[same] == item[same] and try_load[same] == load[same]:
                     same += 1
                 turn = same // num_bins
                 if turn > 0:
                     _resume_from(rounds, turn, try_bin, scratch[2])
                     try_slot[: turn * num_bins] = slot[: turn * num_bins]
                     try_rounds[:turn] = rounds[:turn]
-                if not _deal_row(tried_load[k], tried_item[k], num_bins, spread, try_slot, try_bin, scratch, flags,
-                                 min(limit, best), turn, try_rounds):
-                    continue  # some bin reached the limit or the best so far
-                dealt = try_bin.max()
-                if dealt < limit and dealt < best:
-                    best, found = dealt, k
-                    best_slot[:], best_bin[:], best_rounds[:] = try_slot, try_bin, try_rounds
-            if found < 0:
+                limit = peak * (1 - 1e-9)  # what a kept move must beat
+                if not _deal_row(try_load, try_item, num_bins, spread, try_slot, try_bin, scratch, flags, limit,
+                                 turn, try_rounds):
+                    continue  # some bin reached the limit
+                c[g] += 1
+                c[t] -= 1
+                item[:], load[:], slot[:], bin_load[:] = try_item, try_load, try_slot, try_bin
+                rounds[:] = try_rounds
+                peak = try_bin.max()
+                kept = True
+            if not kept:
                 break
-            c[giver[tried[found] // taker.shape[0]]] += 1
-            c[taker[tried[found] % taker.shape[0]]] -= 1
-            item[:], load[:], slot[:], bin_load[:] = tried_item[found], tried_load[found], best_slot, best_bin
-            rounds[:] = best_rounds
-            peak = best
     return out
 
 
@@ -765,7 +752,7 @@ def warm_up() -> None:
     pack_rows(loads, items, 2, 1, 1, 1, True, floor, floor, np.zeros(1, dtype=np.int64), 1)
     for dtype in (np.float32, np.float64):
         expand_copies(np.array([[0, 1]], dtype=np.int64), loads.astype(dtype), np.ones((1, 2), dtype=np.int64), 2)
-    refine_rows(loads, np.ones((1, 2), dtype=np.int64), 1, 1, 1, 1, 1, 0.0, 1)
+    refine_rows(loads, np.ones((1, 2), dtype=np.int64), 1, 1, 1, 1, 1, 0.0)
     packing_floor_rows(loads, 1, 1)
     one = np.zeros(1, dtype=np.int64)
     min_max_runs(loads, items, one, one, one + 2, one + 1, one, 1, 0)
