@@ -346,7 +346,6 @@ FLOOR_LEVELS = 16
 fewer keep its cost linear in the number of slots (s copies summed per level)."""
 
 
-@lru_cache(maxsize=64)
 def packing_floor(loads: torch.Tensor, num_bins: int) -> torch.Tensor:
     """A proven lower bound on the heaviest bin of any packing of these copies: [R] float64.
 
