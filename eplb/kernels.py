@@ -25,9 +25,10 @@ import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True)
 
-SHORT_SORT = 128
-"""Up to this many bins ``_rank_sort`` beats numba's merge sort, which allocates: 250 against
-670 ns at 32 bins, 3.6 against 4.5 us at 128 (random loads, the project's CPU)."""
+SHORT_SORT = 512
+"""Up to this many bins ``_rank_sort`` beats numba's merge sort, which allocates: 180 against
+730 ns at 32 bins, 1.7 against 4.5 us at 128, 22 against 25 us at 512, 33 against 32 at 640
+(random loads, the project's CPU)."""
 
 
 @_jit
@@ -59,13 +60,36 @@ def _rank_sort(load: np.ndarray, order: np.ndarray) -> None:
     """order[:] = the indices of load, lightest first, ties by index: each index goes to its rank,
     the number of loads below it plus the equal ones before it. O(M^2) comparisons without
     branches, which for a few dozen bins in no particular order beats an insertion sort's
-    O(M^2) moves."""
+    O(M^2) moves. Four indices are ranked per sweep over the loads (each load read once for
+    four comparisons, which the compiler keeps in vector registers): 170 against 250 ns
+    ranking one at a time at 32 bins, 1.7 against 3.6 us at 128."""
     size = load.shape[0]
-    for i in range(size):
-        rank = 0
+    i = 0
+    while i + 4 <= size:
+        v0, v1, v2, v3 = load[i], load[i + 1], load[i + 2], load[i + 3]
+        r0 = r1 = r2 = r3 = np.int64(0)
         for j in range(size):
-            rank += (load[j] < load[i]) | ((load[j] == load[i]) & (j < i))
-        order[rank] = i
+            x = load[j]
+            r0 += np.int64(x < v0)
+            r1 += np.int64(x < v1)
+            r2 += np.int64(x < v2)
+            r3 += np.int64(x < v3)
+        for j in range(i):  # equal loads before the four
+            x = load[j]
+            r0 += np.int64(x == v0)
+            r1 += np.int64(x == v1)
+            r2 += np.int64(x == v2)
+            r3 += np.int64(x == v3)
+        r1 += np.int64(v0 == v1)  # and among them
+        r2 += np.int64(v0 == v2) + np.int64(v1 == v2)
+        r3 += np.int64(v0 == v3) + np.int64(v1 == v3) + np.int64(v2 == v3)
+        order[r0], order[r1], order[r2], order[r3] = i, i + 1, i + 2, i + 3
+        i += 4
+    for k in range(i, size):
+        rank = np.int64(0)
+        for j in range(size):
+            rank += np.int64(load[j] < load[k]) + np.int64((load[j] == load[k]) & (j < k))
+        order[rank] = k
 
 
 @_jit

@@ -66,9 +66,13 @@ def test_deal_rows_deals_as_described_and_keeps_items_apart(case, spread):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from([0.0, 1.0, 1.5, 2.0, 9.0]), min_size=1, max_size=80), st.booleans())
+@given(st.one_of(st.lists(st.sampled_from([0.0, 1.0, 1.5, 2.0, 9.0]), min_size=1, max_size=40),
+                 st.lists(st.sampled_from([0.0, 1.0, 1.5, 2.0, 9.0]), min_size=kernels.SHORT_SORT - 5,
+                          max_size=kernels.SHORT_SORT + 5)),
+       st.booleans())
 def test_ascending_orders_bins_lightest_first_ties_by_index(load, falling):
-    """Every path of the dealing's bin sort (falling loads, rank sort, merge sort above SHORT_SORT)."""
+    """Every path of the dealing's bin sort (falling loads, rank sort four loads at a time and
+    the rest one by one, merge sort above SHORT_SORT), ties included."""
     load = np.array(sorted(load, reverse=True) if falling else load)
     order = np.empty(len(load), dtype=np.int64)
     kernels._ascending(load, order)
