@@ -111,7 +111,10 @@ class Policy(ABC):
 
         # Step 1: groups onto nodes.
         group_load = weight.view(num_layers, num_groups, group_size).sum(-1)  # [L, groups]
-        group_node = self.pack(group_load, num_nodes)
+        if num_nodes == 1:  # one pack takes everything (global mode): nothing to search
+            group_node = torch.zeros(group_load.shape, dtype=torch.int64, device=weight.device)
+        else:
+            group_node = self.pack(group_load, num_nodes)
         group_order = order_by_pack(group_node, group_load)  # [L, groups], node-major
         in_group = torch.arange(group_size, device=weight.device)
         mlog2log = (group_order.unsqueeze(-1) * group_size + in_group).flatten(1)  # [L, E]
