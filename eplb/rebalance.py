@@ -126,24 +126,24 @@ def validate_weight(weight, *, history: bool = False) -> torch.Tensor:
 
 
 HUGE_PAGE_BYTES = 32 * 2**20
-"""Tensors from this size on come from memory advised to use transparent huge pages (see ``filled_int64``)."""
+"""Tensors from this size on come from memory advised to use transparent huge pages (see ``host_int64``)."""
 
 
-def filled_int64(shape: tuple[int, ...], value: int, device: torch.device) -> torch.Tensor:
-    """A new int64 tensor of ``shape``, every entry ``value``.
+def host_int64(shape: tuple[int, ...]) -> torch.Tensor:
+    """A new int64 tensor of ``shape`` in host memory, uninitialised (the caller writes every entry).
 
     glibc serves an allocation above its largest mmap threshold (32 MiB) with a fresh
     mapping on every call, and the kernel then faults its pages in one 4 KiB page at a
-    time: most of the cost of filling a large log2phy. On Linux such a tensor lives in
+    time: most of the cost of writing a large log2phy. On Linux such a tensor lives in
     an anonymous mapping advised to use transparent huge pages (2 MiB per fault); the
     tensor keeps the mapping alive and unmaps it when freed.
     """
     numel = math.prod(shape)
-    if device.type != "cpu" or numel * 8 < HUGE_PAGE_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return torch.full(shape, value, dtype=torch.int64, device=device)
+    if numel * 8 < HUGE_PAGE_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.empty(shape, dtype=torch.int64)
     memory = mmap.mmap(-1, numel * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     memory.madvise(mmap.MADV_HUGEPAGE)
-    return torch.frombuffer(memory, dtype=torch.int64).view(shape).fill_(value)
+    return torch.frombuffer(memory, dtype=torch.int64).view(shape)
 
 
 def log2phy_from_phy2log(phy2log: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,12 +151,13 @@ def log2phy_from_phy2log(phy2log: torch.Tensor, num_experts: int) -> tuple[torch
 
     phy2log: [L, P] int64. Returns (log2phy [L, E, P - E + 1], logcnt [L, E]); copy k
     of an expert is its k-th lowest slot, unused columns hold -1. Built on the host in
-    one compiled pass over the slots (``kernels.fill_log2phy``), then moved to phy2log's device.
+    one compiled pass per layer (``kernels.fill_log2phy``, which writes every entry of both),
+    then moved to phy2log's device.
     """
     num_layers, num_replicas = phy2log.shape
     width = num_replicas - num_experts + 1
-    log2phy = filled_int64((num_layers, num_experts, width), -1, torch.device("cpu"))
-    logcnt = torch.zeros(num_layers, num_experts, dtype=torch.int64)
+    log2phy = host_int64((num_layers, num_experts, width))
+    logcnt = torch.empty(num_layers, num_experts, dtype=torch.int64)
     kernels.fill_log2phy(phy2log.cpu().long().contiguous().numpy(), log2phy.numpy(), logcnt.numpy())
     return log2phy.to(phy2log.device), logcnt.to(phy2log.device)
 
