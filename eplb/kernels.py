@@ -429,18 +429,24 @@ def _sorted_copies(per_copy: np.ndarray, counts: np.ndarray, item: np.ndarray, l
 
 @_jit
 def _moved_copies(item: np.ndarray, load: np.ndarray, moved: np.ndarray, moved_load: np.ndarray,
-                  moved_count: np.ndarray, out_item: np.ndarray, out_load: np.ndarray) -> None:
+                  moved_count: np.ndarray, out_item: np.ndarray, out_load: np.ndarray) -> int:
     """The sorted copies (``_sorted_copies``) after the two items ``moved`` [2] change their
-    load per copy and count to moved_load, moved_count [2]: one merge, O(S)."""
+    load per copy and count to moved_load, moved_count [2]: one merge, O(S). Returns a position
+    up to which the copies are unchanged (the first copy of a moved item, old or new)."""
     first = 0 if moved_load[0] > moved_load[1] or (moved_load[0] == moved_load[1] and moved[0] < moved[1]) else 1
     at, block = 0, 0
+    unchanged = -1
     for k in range(item.shape[0]):
         x = item[k]
         if x == moved[0] or x == moved[1]:
+            if unchanged < 0:
+                unchanged = at
             continue
         while block < 2:
             b = first if block == 0 else 1 - first
             if moved_load[b] > load[k] or (moved_load[b] == load[k] and moved[b] < x):
+                if unchanged < 0:
+                    unchanged = at
                 for _ in range(moved_count[b]):
                     out_item[at] = moved[b]
                     out_load[at] = moved_load[b]
@@ -453,11 +459,14 @@ def _moved_copies(item: np.ndarray, load: np.ndarray, moved: np.ndarray, moved_l
         at += 1
     while block < 2:
         b = first if block == 0 else 1 - first
+        if unchanged < 0:
+            unchanged = at
         for _ in range(moved_count[b]):
             out_item[at] = moved[b]
             out_load[at] = moved_load[b]
             at += 1
         block += 1
+    return unchanged
 
 
 @_jit
@@ -576,13 +585,14 @@ def _judge_moves(weight: np.ndarray, counts: np.ndarray, slot_item: np.ndarray, 
 @_jit
 def _move(weight: np.ndarray, counts: np.ndarray, giver: np.ndarray, taker: np.ndarray, move: int,
           item: np.ndarray, load: np.ndarray, moved: np.ndarray, moved_load: np.ndarray, moved_count: np.ndarray,
-          out_item: np.ndarray, out_load: np.ndarray) -> None:
+          out_item: np.ndarray, out_load: np.ndarray) -> int:
     """The sorted copies after move gi * K + ti of ``_judge_moves`` (one more copy for giver[gi],
-    one fewer for taker[ti]) into out_item, out_load [S]; moved* [2] are work arrays."""
+    one fewer for taker[ti]) into out_item, out_load [S]; moved* [2] are work arrays. Returns
+    a position up to which the copies are unchanged (``_moved_copies``)."""
     moved[0], moved[1] = giver[move // taker.shape[0]], taker[move % taker.shape[0]]
     moved_count[0], moved_count[1] = counts[moved[0]] + 1, counts[moved[1]] - 1
     moved_load[0], moved_load[1] = weight[moved[0]] / moved_count[0], weight[moved[1]] / moved_count[1]
-    _moved_copies(item, load, moved, moved_load, moved_count, out_item, out_load)
+    return _moved_copies(item, load, moved, moved_load, moved_count, out_item, out_load)
 
 
 @_jit
@@ -645,11 +655,8 @@ def refine_rows(weight: np.ndarray, counts: np.ndarray, num_bins: int, cap: int,
                 g, t = giver[move // taker.shape[0]], taker[move % taker.shape[0]]
                 if kept and (c[t] < 2 or (cap > 0 and c[g] >= cap)):
                     continue  # a kept move took the room this one needs
-                _move(w, c, giver, taker, move, item, load, moved, moved_load, moved_count, try_item, try_load)
+                same = _move(w, c, giver, taker, move, item, load, moved, moved_load, moved_count, try_item, try_load)
                 # The rounds before the first copy the move changes deal as the row's own did.
-                same = 0
-                while same < num_slots and try_item[same] == item[same] and try_load[same] == load[same]:
-                    same += 1
                 turn = same // num_bins
                 if turn > 0:
                     _resume_from(rounds, turn, try_bin, scratch[2])

@@ -149,10 +149,15 @@ def test_moved_copies_are_the_copies_sorted_anew(counts, seed, data):
     after[taker] -= 1
     moved = np.array([giver, taker])
     out_items, out_loads = np.empty(len(items) + 0, np.int64), np.empty(len(items))
-    kernels._moved_copies(items, loads, moved, weight[moved] / after[moved], after[moved], out_items, out_loads)
+    unchanged = kernels._moved_copies(items, loads, moved, weight[moved] / after[moved], after[moved],
+                                      out_items, out_loads)
     want_items, want_loads = sorted_copies((weight / after).tolist(), after.tolist())
     assert out_items.tolist() == want_items.tolist()
     assert np.array_equal(out_loads, want_loads)
+    # It names the first copy of a moved item in the old order or the new, and nothing before it moved.
+    first_moved = min(k for order in (items, want_items) for k, x in enumerate(order) if x in moved)
+    assert unchanged == first_moved
+    assert items[:unchanged].tolist() == want_items[:unchanged].tolist()
 
 
 @settings(max_examples=80, deadline=None)
