@@ -107,21 +107,53 @@ def _resort(load: np.ndarray, order: np.ndarray, sign: float) -> None:
 
 
 @_jit
-def expand_copies(order: np.ndarray, per_copy: np.ndarray, counts: np.ndarray, num_slots: int
+def expand_copies(by_weight: np.ndarray, per_copy: np.ndarray, counts: np.ndarray, num_slots: int
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Each item repeated by its count, in the given order: order [R, n] int64 (items heaviest
-    first), per_copy [R, n] (load per copy), counts [R, n] int64 (rows summing to num_slots)
-    -> (item of each copy [R, num_slots] int64, its load [R, num_slots], per_copy's dtype)."""
-    num_rows, num_items = order.shape
+    """Every copy heaviest first: by_weight [R, n] int64 (each row's items heaviest first),
+    per_copy [R, n] (load per copy), counts [R, n] int64 (rows summing to num_slots) -> (item
+    of each copy [R, num_slots] int64, its load [R, num_slots], per_copy's dtype).
+
+    The copies come sorted by load per copy, ties in by_weight order, items repeated by their
+    counts. An item of one copy carries its whole load, so those items are already in order
+    in by_weight; only the items of several copies (at most num_slots - n) are sorted, then
+    merged in: O(n + m log m) per row for m such items, rather than a sort of all n."""
+    num_rows, num_items = by_weight.shape
     items = np.empty((num_rows, num_slots), dtype=np.int64)
     loads = np.empty((num_rows, num_slots), dtype=per_copy.dtype)
+    shared = np.empty(num_items, dtype=np.int64)  # by_weight positions of the items of several copies
+    shared_load = np.empty(num_items, dtype=np.float64)
     for r in range(num_rows):
-        at = 0
+        num_shared = 0
         for k in range(num_items):
-            item = order[r, k]
-            for _ in range(counts[r, item]):
-                items[r, at] = item
-                loads[r, at] = per_copy[r, item]
+            item = by_weight[r, k]
+            if counts[r, item] > 1:
+                shared[num_shared] = k
+                shared_load[num_shared] = -per_copy[r, item]
+                num_shared += 1
+        rank = np.argsort(shared_load[:num_shared], kind="mergesort")  # stable: ties in by_weight order
+        at, next_shared = 0, 0
+        for k in range(num_items + 1):
+            single = -1
+            if k < num_items:
+                single = by_weight[r, k]
+                if counts[r, single] > 1:
+                    continue
+            # The shared items ahead of this single one: heavier per copy, or as heavy and
+            # earlier in by_weight (their by_weight position is below k).
+            while next_shared < num_shared:
+                position = shared[rank[next_shared]]
+                item = by_weight[r, position]
+                load = per_copy[r, item]
+                if single >= 0 and (load < per_copy[r, single] or (load == per_copy[r, single] and position > k)):
+                    break
+                for _ in range(counts[r, item]):
+                    items[r, at] = item
+                    loads[r, at] = load
+                    at += 1
+                next_shared += 1
+            if single >= 0:
+                items[r, at] = single
+                loads[r, at] = per_copy[r, single]
                 at += 1
     return items, loads
 

@@ -114,16 +114,31 @@ def test_swap_rows_keeps_bins_sorted_and_never_raises_the_peak(num_bins, per_bin
     assert np.all(by_bin.sum(-1).max(-1) <= before.max(-1) + 1e-9)
 
 
-def test_expand_copies_repeats_each_item_by_its_count_in_order():
-    rng = np.random.default_rng(0)
-    counts = rng.integers(1, 4, (3, 7))
-    per_copy = rng.random((3, 7))
-    order = np.argsort(-per_copy, axis=1)
-    counts[:, 0] += counts.sum(1).max() - counts.sum(1)  # equal row sums
-    items, loads = kernels.expand_copies(order, per_copy, counts, int(counts[0].sum()))
-    for r in range(3):
-        assert items[r].tolist() == np.repeat(order[r], counts[r][order[r]]).tolist()
-        assert np.array_equal(loads[r], per_copy[r][items[r]])
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_expand_copies_sorts_every_copy_by_load_per_copy_ties_in_weight_order(data):
+    """The merge of the single-copy items (in weight order) with the sorted shared ones is
+    a stable sort of the loads per copy in weight order; integer loads and counts make ties."""
+    num_rows, num_items = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 12))
+    spare = data.draw(st.integers(0, 2 * num_items))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    weight = np.array(data.draw(st.lists(st.lists(st.integers(0, 6), min_size=num_items, max_size=num_items),
+                                         min_size=num_rows, max_size=num_rows)), dtype=dtype)
+    counts = np.ones((num_rows, num_items), dtype=np.int64)
+    for r in range(num_rows):
+        for e in data.draw(st.lists(st.integers(0, num_items - 1), min_size=spare, max_size=spare)):
+            counts[r, e] += 1
+    by_weight = np.argsort(-weight, axis=1, kind="stable")
+    if data.draw(st.booleans()):  # any order of equal weights is a valid by_weight
+        by_weight = by_weight[:, ::-1].copy()
+        by_weight = np.take_along_axis(by_weight, np.argsort(-np.take_along_axis(weight, by_weight, 1), 1,
+                                                             kind="stable"), 1)
+    per_copy = weight / counts
+    items, loads = kernels.expand_copies(by_weight, per_copy, counts, num_items + spare)
+    for r in range(num_rows):
+        order = by_weight[r][np.argsort(-per_copy[r][by_weight[r]], kind="stable")]
+        assert items[r].tolist() == np.repeat(order, counts[r][order]).tolist()
+        assert loads.dtype == per_copy.dtype and np.array_equal(loads[r], per_copy[r][items[r]])
 
 
 def sorted_copies(per_copy, counts):

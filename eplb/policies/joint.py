@@ -412,24 +412,29 @@ def packed(loads: torch.Tensor, num_bins: int, stop_at: torch.Tensor, floor: tor
             torch.from_numpy(peak).to(device))
 
 
-def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots: int
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
+def copies_heaviest_first(weight: torch.Tensor, counts: torch.Tensor, num_slots: int,
+                          by_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Every copy, heaviest first: weight, counts [R, n] (rows summing to num_slots) ->
-    (item of each copy, load of each copy in weight's dtype), both [R, num_slots]. Sorts the
-    items once by load per copy, then repeats each by its count (``kernels.expand_copies``)."""
+    (item of each copy, load of each copy in weight's dtype), both [R, num_slots]; ties in
+    by_weight order. by_weight: [R, n] each row's items heaviest first (default: sorted here).
+    The items of one copy keep that order and those of several are merged in
+    (``kernels.expand_copies``), so rows that share a weight row share its sort."""
+    if by_weight is None:
+        by_weight = argsort_rows(weight, descending=True)  # [R, n]
     per_copy = weight / counts
-    order = argsort_rows(per_copy, descending=True)  # [R, n]
-    phy2item, loads = kernels.expand_copies(on_host(order, np.int64), on_host(per_copy, None),
+    phy2item, loads = kernels.expand_copies(on_host(by_weight, np.int64), on_host(per_copy, None),
                                             on_host(counts, np.int64), num_slots)
     return torch.from_numpy(phy2item).to(weight.device), torch.from_numpy(loads).to(weight.device)
 
 
-def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool) -> torch.Tensor:
+def dealt_bins(weight: torch.Tensor, counts: torch.Tensor, num_bins: int, spread: bool,
+               by_weight: torch.Tensor | None = None) -> torch.Tensor:
     """The bin loads [R, M] of every row's copies dealt (``dealt_slots``, no bin holding two
-    copies of an item when ``spread``): weight, counts [R, n]. With two slots per bin the
-    dealing pairs the sorted copies largest with smallest, the optimal packing for these counts.
+    copies of an item when ``spread``): weight, counts [R, n]; by_weight as for
+    ``copies_heaviest_first``. With two slots per bin the dealing pairs the sorted copies
+    largest with smallest, the optimal packing for these counts.
     """
-    phy2item, loads = copies_heaviest_first(weight, counts, int(counts[0].sum()))
+    phy2item, loads = copies_heaviest_first(weight, counts, int(counts[0].sum()), by_weight)
     return dealt_slots(loads, num_bins, phy2item if spread else None)[1]
 
 
@@ -521,15 +526,17 @@ class JointSearch(Policy):
     def replicate(self, weight: torch.Tensor, num_slots: int) -> torch.Tensor:
         return copies_from_counts(min_max_counts(weight, num_slots))
 
-    def candidate_counts(self, weight: torch.Tensor, num_slots: int, num_bins: int) -> torch.Tensor:
+    def candidate_counts(self, weight: torch.Tensor, num_slots: int, num_bins: int,
+                         ranked: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Count vectors to try per row: [B, C, n] int64, each row summing to num_slots.
 
         A candidate that is the min-max counts in every row is left out (C >= 1). Where
-        ``spread_copies`` allows, no item gets more than num_bins copies.
+        ``spread_copies`` allows, no item gets more than num_bins copies. ranked: weight's
+        ``sorted_rows`` where the caller has them.
         """
         num_rows, num_items = weight.shape
         cap = num_bins if spread_copies(num_items, num_slots, num_bins) else None
-        value, item = sorted_rows(weight)
+        value, item = ranked if ranked is not None else sorted_rows(weight)
         rows, first, everyone, spare = whole_runs(num_rows, num_items, num_slots, weight.device)
         # An item is heavy at level h when w * (h + 1) * bins > the row's load: none at the
         # top level means none at any level (a cheap test before the per-level work).
@@ -560,7 +567,8 @@ class JointSearch(Policy):
         elif num_slots <= REFINE_SLOTS * num_bins and num_slots > num_items:
             # Refine the candidate that deals best and, with few slots, the min-max counts too.
             dealt = dealt_bins(weight.double().repeat_interleave(counts.shape[1], dim=0), counts.flatten(0, 1),
-                               num_bins, cap is not None).amax(dim=-1).view(num_rows, -1)
+                               num_bins, cap is not None, item.repeat_interleave(counts.shape[1], dim=0)
+                               ).amax(dim=-1).view(num_rows, -1)
             start = counts.gather(1, dealt.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, num_items))
             if num_slots <= REFINE_TWO_STARTS:
                 start = torch.cat([counts[:, :1], start], dim=1)  # [B, 2, n]
@@ -690,9 +698,11 @@ class JointSearch(Policy):
         """``replicate_and_pack``'s work: weight [B, n] -> phy2log [B, num_slots]; counts [B, C, n]:
         the candidates to pack (default ``candidate_counts``)."""
         num_rows, num_items = weight.shape
+        ranked = sorted_rows(weight)  # one sort of the weight serves the counts and every candidate's copies
         if counts is None:
-            counts = self.candidate_counts(weight, num_slots, num_bins)  # [B, C, n]
+            counts = self.candidate_counts(weight, num_slots, num_bins, ranked)  # [B, C, n]
         num_candidates = counts.shape[1]
+        by_weight = ranked[1]
         if num_candidates == 1:
             row = None
             flat_counts, row_weight = counts[:, 0], weight
@@ -703,8 +713,8 @@ class JointSearch(Policy):
             which = (~repeat).view(-1).nonzero().squeeze(1)  # row * C + candidate, candidate 0 of each row first
             row = which // num_candidates
             flat_counts = counts.view(-1, num_items).index_select(0, which)  # [K, n]
-            row_weight = weight.index_select(0, row)
-        phy2item, loads = copies_heaviest_first(row_weight, flat_counts, num_slots)  # [K, S] each
+            row_weight, by_weight = weight.index_select(0, row), by_weight.index_select(0, row)
+        phy2item, loads = copies_heaviest_first(row_weight, flat_counts, num_slots, by_weight)  # [K, S] each
         spread = phy2item if spread_copies(num_items, num_slots, num_bins) else None
         floor = packing_floor(loads, num_bins)
         table, peak_of = packed(loads, num_bins, self._stop_at(floor, row, num_rows, rows_per_layer), floor,
