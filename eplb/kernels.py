@@ -107,6 +107,41 @@ def _resort(load: np.ndarray, order: np.ndarray, sign: float) -> None:
 
 
 @_jit
+def float32_sort_keys(x: np.ndarray, descending: bool) -> np.ndarray:
+    """Sort keys of float32 rows: x [R, n] -> uint64 [R, n], whose ascending order is x's
+    order (descending with ``descending``), ties by position: the value's bits made
+    order-preserving as an unsigned integer in the upper half, the position in the lower
+    (``key_positions`` reads it back). One 64-bit sort of these keys (numpy's, SIMD) is an
+    argsort, about 2x numpy's argsort of the floats on the project's CPU. -0.0 ties with 0.0."""
+    num_rows, num_items = x.shape
+    bits = x.view(np.uint32)
+    keys = np.empty((num_rows, num_items), dtype=np.uint64)
+    sign = np.uint32(0x80000000)
+    for r in range(num_rows):
+        for i in range(num_items):
+            u = bits[r, i]
+            if u == sign:  # -0.0
+                u = np.uint32(0)
+            ordered = ~u if u & sign else u | sign
+            if descending:
+                ordered = ~ordered
+            keys[r, i] = (np.uint64(ordered) << np.uint64(32)) | np.uint64(i)
+    return keys
+
+
+@_jit
+def key_positions(keys: np.ndarray) -> np.ndarray:
+    """The positions held in sorted ``float32_sort_keys``: uint64 [R, n] -> int64 [R, n]."""
+    num_rows, num_items = keys.shape
+    order = np.empty((num_rows, num_items), dtype=np.int64)
+    low = np.uint64(0xFFFFFFFF)
+    for r in range(num_rows):
+        for i in range(num_items):
+            order[r, i] = np.int64(keys[r, i] & low)
+    return order
+
+
+@_jit
 def expand_copies(by_weight: np.ndarray, per_copy: np.ndarray, counts: np.ndarray, num_slots: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Every copy heaviest first: by_weight [R, n] int64 (each row's items heaviest first),
@@ -829,5 +864,7 @@ def warm_up() -> None:
     packing_floor_rows(loads, 1, 1)
     one = np.zeros(1, dtype=np.int64)
     min_max_runs(loads, items, one, one, one + 2, one + 1, one, 1, 0)
+    for descending in (False, True):
+        key_positions(np.sort(float32_sort_keys(loads.astype(np.float32), descending), axis=-1))
     scenario_peaks_rows(np.ones((1, 2, 1), dtype=np.float32), items.reshape(1, 1, 2), np.ones((1, 1, 2), dtype=np.float32), 1)
     fill_log2phy(items, np.full((1, 2, 1), -1, dtype=np.int64), np.zeros((1, 2), dtype=np.int64))
