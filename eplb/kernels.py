@@ -755,7 +755,9 @@ def min_max_runs(value: np.ndarray, item: np.ndarray, src: np.ndarray, start: np
     item with the largest load per copy (value / copies, float64), ties to the earliest
     position; with cap > 0 an item with cap copies takes no more. The copies are added to
     row target[q] of the result, logcnt [num_targets, n] int64, which starts at one copy per
-    item. A binary heap over the run: O((run + extra) log run) per request.
+    item. The items that take copies are a prefix of the run (an item's first extra copy
+    needs every heavier one to have fallen to its load, ties to the earliest), of at most
+    extra of them: a binary heap over that prefix, O(extra log extra) per request.
     """
     num_items = value.shape[1]
     logcnt = np.ones((num_targets, num_items), dtype=np.int64)
@@ -764,9 +766,10 @@ def min_max_runs(value: np.ndarray, item: np.ndarray, src: np.ndarray, start: np
         if extra[q] <= 0:
             continue
         row, first = src[q], start[q]
+        span = min(stop[q] - first, extra[q])
         # Loads fall with the position, so the run in position order is already a max-heap.
-        size = stop[q] - first if cap != 1 else 0
-        for k in range(stop[q] - first):
+        size = span if cap != 1 else 0
+        for k in range(span):
             key[k], pos[k], count[k] = value[row, first + k], first + k, 1
         for _ in range(extra[q]):
             if size == 0:
@@ -779,7 +782,7 @@ def min_max_runs(value: np.ndarray, item: np.ndarray, src: np.ndarray, start: np
             else:
                 key[0] = value[row, pos[0]] / count[top]
             _sift_down(key, pos, size)
-        for k in range(stop[q] - first):
+        for k in range(span):
             logcnt[target[q], item[row, first + k]] += count[k] - 1
     return logcnt
 
