@@ -1,14 +1,17 @@
 """joint against the ADRS leaderboard's GEPA and LEVI programs on time, at the DeepSeek-V3 shape.
 
 58 layers x 256 experts, 288 slots, 8 groups, 4 nodes, 32 GPUs, one seeded load per
-workload family. Two calls are timed for each:
+workload family. Three calls are timed for each:
 
 * 2-D: a placement from one [layers, experts] load: ``rebalance_experts(weight, ...,
   policy="joint", mode="global")`` against each program's ``rebalance_experts(weight, ...)``
   (global placements);
-* window: a plan from a window of 20 steps of per-step loads [steps, layers, experts] of the
-  benchmark's drifting trace (15% noise): ``joint`` is handed the window (it plans for the
-  next one, ``eplb.policies.hedge``), the programs its sum, as the ADRS evaluator hands it.
+* window sum: the same on the sum of a window of 20 steps of per-step loads [steps, layers,
+  experts] of the benchmark's drifting trace (15% noise), as the ADRS evaluator hands it;
+* window plan: ``joint`` handed the window itself, from which it plans for the next window
+  (``eplb.policies.hedge``: the plan on the sum, hedged plans and their scoring on likely next
+  windows), against the programs on the sum. This is more work than theirs, for a better next
+  window (docs/benchmarks.md); its ratios are printed apart from the like-for-like goal.
 
 torch runs on one thread; the calls take turns (each timed call after an untimed one of
 the same function), and each figure is the median process CPU time of ``--repeats``
@@ -81,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
           "ratio: joint's time / the program's (goal: at most 1)")
     head = ["load", "call"] + [f"{n} ms" for n in names] + [f"joint / {n}" for n in programs]
     table = [head]
-    worst = {name: 0.0 for name in programs}
+    worst: dict[tuple[str, bool], float] = {}  # (program, window plan?) -> the largest ratio
     for family in families:
         weight = generate_load(family, SPEED_SHAPE.num_layers, SPEED_SHAPE.num_experts, seed=0)
         window = drift_windows(SPEED_SHAPE, family, 0.15)[0]
-        for call, ours, theirs in (("2-D", weight, weight), ("window", window, window.sum(0))):
+        total = window.sum(0)
+        for call, ours, theirs in (("2-D", weight, weight), ("window sum", total, total),
+                                   ("window plan", window, total)):
             calls = {"joint": lambda x=ours: rebalance_experts(x, *topology, policy="joint", mode="global")}
             calls.update({name: (lambda m=module, x=theirs: m.rebalance_experts(x, *topology))
                           for name, module in programs.items()})
@@ -94,13 +99,16 @@ def main(argv: list[str] | None = None) -> int:
                 ms = interleaved(calls, args.repeats)
             ratios = {name: ms["joint"] / ms[name] for name in programs}
             for name, ratio in ratios.items():
-                worst[name] = max(worst[name], ratio)
+                worst[name, call == "window plan"] = max(worst.get((name, call == "window plan"), 0.0), ratio)
             table.append([family, call] + [f"{ms[n]:.2f}" for n in names] + [f"{r:.2f}x" for r in ratios.values()])
     widths = [max(len(line[i]) for line in table) for i in range(len(head))]
     for line in table:
         print("  " + "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
-    for name, ratio in worst.items():
-        print(f"worst joint / {name}: {ratio:.2f}x (goal: at most 1)")
+    for (name, plan), ratio in sorted(worst.items()):
+        if plan:
+            print(f"worst joint window plan / {name} on the sum: {ratio:.2f}x (a different job: no goal)")
+        else:
+            print(f"worst joint / {name}, same input: {ratio:.2f}x (goal: at most 1)")
     return 0
 
 
