@@ -837,7 +837,7 @@ def fill_log2phy(phy2log: np.ndarray, log2phy: np.ndarray, logcnt: np.ndarray) -
     then the -1 tails, then the slots, so the layer's rows of log2phy are written once each,
     while they are in cache."""
     num_layers, num_replicas = phy2log.shape
-    num_experts, width = log2phy.shape[1], log2phy.shape[2]
+    num_experts = log2phy.shape[1]
     for layer in range(num_layers):
         count = logcnt[layer]
         count[:] = 0
