@@ -749,42 +749,115 @@ def min_max_runs(value: np.ndarray, item: np.ndarray, src: np.ndarray, start: np
                  extra: np.ndarray, target: np.ndarray, num_targets: int, cap: int) -> np.ndarray:
     """DeepSeek's min-max replication of runs of sorted items, one request at a time.
 
-    value: [B, n] float64 loads sorted heaviest first, item: [B, n] int64 the item of each.
+    value: [B, n] loads sorted heaviest first, item: [B, n] int64 the item of each.
     Request q (src, start, stop, extra, target: [Q] int64) gives extra[q] extra copies to the
     items at sorted positions start[q] .. stop[q] - 1 of row src[q], one at a time, each to the
     item with the largest load per copy (value / copies, float64), ties to the earliest
     position; with cap > 0 an item with cap copies takes no more. The copies are added to
     row target[q] of the result, logcnt [num_targets, n] int64, which starts at one copy per
-    item. The items that take copies are a prefix of the run (an item's first extra copy
-    needs every heavier one to have fallen to its load, ties to the earliest), of at most
-    extra of them: a binary heap over that prefix, O(extra log extra) per request.
+    item (``_min_max_run``).
     """
     num_items = value.shape[1]
     logcnt = np.ones((num_targets, num_items), dtype=np.int64)
-    key, pos, count = np.empty(num_items), np.empty(num_items, dtype=np.int64), np.empty(num_items, dtype=np.int64)
+    heap = _run_heap(num_items)
     for q in range(src.shape[0]):
-        if extra[q] <= 0:
-            continue
-        row, first = src[q], start[q]
-        span = min(stop[q] - first, extra[q])
-        # Loads fall with the position, so the run in position order is already a max-heap.
-        size = span if cap != 1 else 0
-        for k in range(span):
-            key[k], pos[k], count[k] = value[row, first + k], first + k, 1
-        for _ in range(extra[q]):
-            if size == 0:
-                break
-            top = pos[0] - first
-            count[top] += 1
-            if cap > 0 and count[top] >= cap:  # full: the last leaf takes the root's place
-                size -= 1
-                key[0], pos[0] = key[size], pos[size]
-            else:
-                key[0] = value[row, pos[0]] / count[top]
-            _sift_down(key, pos, size)
-        for k in range(span):
-            logcnt[target[q], item[row, first + k]] += count[k] - 1
+        _min_max_run(value[src[q]], item[src[q]], start[q], stop[q], extra[q], cap, logcnt[target[q]], heap)
     return logcnt
+
+
+@_jit
+def _run_heap(num_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Work arrays of ``_min_max_run``: key float64, position and copies int64, [n] each."""
+    return np.empty(num_items), np.empty(num_items, dtype=np.int64), np.empty(num_items, dtype=np.int64)
+
+
+@_jit
+def _min_max_run(value: np.ndarray, item: np.ndarray, first: int, stop: int, extra: int, cap: int,
+                 logcnt: np.ndarray, heap: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """One request of ``min_max_runs`` on one row: value, item [n] sorted heaviest first; adds
+    the extra copies of the run first .. stop - 1 to logcnt [n] (indexed by item).
+
+    The items that take copies are a prefix of the run (an item's first extra copy needs
+    every heavier one to have fallen to its load, ties to the earliest), of at most extra of
+    them: a binary heap over that prefix, O(extra log extra).
+    """
+    if extra <= 0:
+        return
+    key, pos, count = heap
+    span = min(stop - first, extra)
+    # Loads fall with the position, so the run in position order is already a max-heap.
+    size = span if cap != 1 else 0
+    for k in range(span):
+        key[k], pos[k], count[k] = value[first + k], first + k, 1
+    for _ in range(extra):
+        if size == 0:
+            break
+        top = pos[0] - first
+        count[top] += 1
+        if cap > 0 and count[top] >= cap:  # full: the last leaf takes the root's place
+            size -= 1
+            key[0], pos[0] = key[size], pos[size]
+        else:
+            key[0] = value[pos[0]] / count[top]
+        _sift_down(key, pos, size)
+    for k in range(span):
+        logcnt[item[first + k]] += count[k] - 1
+
+
+@_jit
+def candidate_runs(value: np.ndarray, item: np.ndarray, total: np.ndarray, num_slots: int, num_bins: int,
+                   levels: np.ndarray, scale: np.ndarray, cap: int) -> np.ndarray:
+    """``joint``'s first candidates, every row at once: value [B, n] loads sorted heaviest first
+    (float32 or float64), item [B, n] int64, total [B] each row's load (value's dtype) ->
+    counts [B, C, n] int64.
+
+    Candidate 0 is the min-max counts (``_min_max_run`` over the whole row). Then, for each
+    level h of levels [H] int64 where some row is feasible, the "h heavy copies per bin"
+    split: an item is heavy when value * (h + 1) * num_bins > total (products in value's
+    dtype, the order torch would take; scale [H + 1] holds each h + 1, then num_bins, in that
+    dtype), that is when h + 1 of its copies on one bin would overshoot the mean bin load.
+    The heavy items (a prefix) share exactly h * num_bins copies and the light ones the other
+    slots, each by min-max. A row is infeasible with no heavy item, more than h * num_bins,
+    no light one, or too few slots, and with cap > 0 (no bin may hold two copies of an item,
+    so no count exceeds cap) with fewer than h heavy items or too few light ones to fill the
+    other slots of a bin; it takes the min-max counts again.
+    """
+    num_rows, num_items = value.shape
+    spare = num_slots - num_items
+    num_levels = levels.shape[0]
+    num_heavy = np.zeros((num_levels, num_rows), dtype=np.int64)
+    heavy_extra = np.full((num_levels, num_rows), -1, dtype=np.int64)  # -1: infeasible
+    kept = np.zeros(num_levels, dtype=np.bool_)
+    for v in range(num_levels):
+        per_bin = levels[v]
+        heavy_copies = per_bin * num_bins
+        for r in range(num_rows):
+            heavy = 0
+            while heavy < num_items and value[r, heavy] * scale[v] * scale[num_levels] > total[r]:
+                heavy += 1
+            feasible = 1 <= heavy <= heavy_copies and heavy < num_items and heavy_copies - heavy + num_items <= num_slots
+            if cap > 0:  # at most num_bins copies each: per_bin heavy items at least, and room for the light ones
+                feasible = feasible and heavy >= per_bin and num_items - heavy >= num_slots // num_bins - per_bin
+            num_heavy[v, r] = heavy
+            if feasible:
+                heavy_extra[v, r] = heavy_copies - heavy
+                kept[v] = True
+    counts = np.ones((num_rows, 1 + kept.sum(), num_items), dtype=np.int64)
+    heap = _run_heap(num_items)
+    for r in range(num_rows):
+        _min_max_run(value[r], item[r], 0, num_items, spare, cap, counts[r, 0], heap)
+        c = 1
+        for v in range(num_levels):
+            if not kept[v]:
+                continue
+            if heavy_extra[v, r] < 0:
+                counts[r, c] = counts[r, 0]
+            else:
+                split = num_heavy[v, r]
+                _min_max_run(value[r], item[r], 0, split, heavy_extra[v, r], cap, counts[r, c], heap)
+                _min_max_run(value[r], item[r], split, num_items, spare - heavy_extra[v, r], cap, counts[r, c], heap)
+            c += 1
+    return counts
 
 
 @_jit
@@ -867,6 +940,9 @@ def warm_up() -> None:
     packing_floor_rows(loads, 1, 1)
     one = np.zeros(1, dtype=np.int64)
     min_max_runs(loads, items, one, one, one + 2, one + 1, one, 1, 0)
+    for dtype in (np.float32, np.float64):
+        candidate_runs(loads.astype(dtype), items, loads.sum(1).astype(dtype), 3, 1, one + 1,
+                       np.ones(2, dtype=dtype), 0)
     for descending in (False, True):
         key_positions(np.sort(float32_sort_keys(loads.astype(np.float32), descending), axis=-1))
     scenario_peaks_rows(np.ones((1, 2, 1), dtype=np.float32), items.reshape(1, 1, 2), np.ones((1, 1, 2), dtype=np.float32), 1)

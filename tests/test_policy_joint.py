@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import eplb
 from eplb.metrics import balancedness, duplicate_gpus, gpu_loads
 from eplb.policies.base import copy_counts
-from eplb.policies.joint import (GOOD_ENOUGH, bin_loads, dealt_bins, dealt_slots,
+from eplb.policies.joint import (GOOD_ENOUGH, HEAVY_LEVELS, REFINE_SLOTS, spread_copies, bin_loads, dealt_bins, dealt_slots,
                                  min_max_counts, packed, packing_floor, refine_counts, run_counts, sorted_rows,
                                  spread_pairs, two_slot_search)
 from eplb.workloads import FAMILIES, generate_load
@@ -111,6 +111,50 @@ def test_run_counts_match_one_copy_at_a_time(items, extra, data):
         greedy[0, int(per_copy.argmax())] += 1
     assert float(torch.where(in_run, loads / counts, 0).max()) == pytest.approx(
         float(torch.where(in_run, loads / greedy, 0).max()))
+
+
+def candidates_by_description(weight, num_slots, num_bins, cap):
+    """The min-max counts, then per level h of HEAVY_LEVELS that some row can take the "h heavy
+    copies per bin" split (docs/policy.md), in torch: [B, C, n]."""
+    value, item = sorted_rows(weight)
+    num_rows, num_items = weight.shape
+    rows = torch.arange(num_rows)
+    whole = (rows, torch.zeros_like(rows), torch.full_like(rows, num_items))
+    spare = torch.full_like(rows, num_slots - num_items)
+    counts = [run_counts(value, item, *whole, spare, cap=cap)]
+    for h in HEAVY_LEVELS:
+        heavy = (value * (h + 1) * num_bins > value.sum(-1, keepdim=True)).sum(-1)
+        ok = (heavy >= 1) & (heavy <= h * num_bins) & (heavy < num_items) & (h * num_bins - heavy + num_items <= num_slots)
+        if cap is not None:
+            ok &= (heavy >= h) & (num_items - heavy >= num_slots // num_bins - h)
+        if not bool(ok.any()):
+            continue
+        extra = torch.where(ok, h * num_bins - heavy, 0)
+        level = run_counts(value, item, rows, torch.zeros_like(rows), torch.where(ok, heavy, num_items),
+                           torch.where(ok, extra, spare), cap=cap)
+        level += run_counts(value, item, rows, heavy, torch.full_like(rows, num_items),
+                            torch.where(ok, spare - extra, 0), cap=cap) - 1
+        counts.append(level)
+    return torch.stack(counts, dim=1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_candidate_counts_are_the_min_max_and_heavy_split_runs(data):
+    """The compiled candidates (kernels.candidate_runs) against the description, on float32 and
+    float64 loads with hot experts and ties, with and without the spread cap."""
+    num_bins = data.draw(st.sampled_from([2, 4, 8]))
+    num_items = num_bins * data.draw(st.integers(1, 4))
+    num_slots = num_items + num_bins * data.draw(st.integers(0, 3))
+    dtype = data.draw(st.sampled_from([torch.float32, torch.float64]))
+    weight = torch.tensor(data.draw(st.lists(st.lists(st.sampled_from([0, 1, 2, 3, 50, 400, 1e-3, 7.25]),
+                                                      min_size=num_items, max_size=num_items),
+                                             min_size=1, max_size=4)), dtype=dtype)
+    cap = num_bins if spread_copies(num_items, num_slots, num_bins) else None
+    expected = candidates_by_description(weight, num_slots, num_bins, cap)
+    got = eplb.POLICIES["joint"].candidate_counts(weight, num_slots, num_bins)
+    searched = num_slots == 2 * num_bins or num_items < num_slots <= REFINE_SLOTS * num_bins
+    assert torch.equal(got[:, :expected.shape[1]] if searched else got, expected)  # then exact or refined ones follow
 
 
 def test_heavy_share_candidate_gives_hot_experts_two_copies_per_gpu():

@@ -142,27 +142,6 @@ def min_max_counts(weight: torch.Tensor, num_slots: int, cap: int | None = None)
     return run_counts(value, item, *whole_runs(*weight.shape, num_slots, weight.device), cap=cap)
 
 
-def heavy_split(value: torch.Tensor, num_slots: int, num_bins: int, per_bin: int, capped: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The "per_bin heavy copies per bin" candidate's runs: (feasible, num_heavy, heavy_extra), each [B].
-
-    value: [B, n] loads sorted heaviest first. Heavy: load above the mean bin load /
-    (per_bin + 1), so per_bin + 1 heavy copies on one bin would overshoot the mean; the
-    heavy items are the first num_heavy. They share per_bin * num_bins copies
-    (heavy_extra of them extra), the light items take the other slots. Infeasible rows
-    (no heavy item, too many, too few slots, no light item; with ``capped``, counts that
-    would need more than num_bins copies of an item) get no extra copies.
-    """
-    num_items = value.shape[1]
-    heavy_copies = per_bin * num_bins
-    num_heavy = (value * (per_bin + 1) * num_bins > value.sum(-1, keepdim=True)).sum(-1)
-    feasible = (num_heavy >= 1) & (num_heavy <= heavy_copies) & (num_heavy < num_items)
-    feasible &= heavy_copies - num_heavy + num_items <= num_slots
-    if capped:  # at most num_bins copies each: per_bin heavy items at least, and room for the light ones
-        feasible &= (num_heavy >= per_bin) & (num_items - num_heavy >= num_slots // num_bins - per_bin)
-    return feasible, num_heavy, torch.where(feasible, heavy_copies - num_heavy, 0)
-
-
 @lru_cache(maxsize=16)
 def compositions(total: int, parts: int) -> torch.Tensor | None:
     """Every vector of `parts` positive integers summing to `total`: [K, parts] int64.
@@ -537,30 +516,13 @@ class JointSearch(Policy):
         num_rows, num_items = weight.shape
         cap = num_bins if spread_copies(num_items, num_slots, num_bins) else None
         value, item = ranked if ranked is not None else sorted_rows(weight)
-        rows, first, everyone, spare = whole_runs(num_rows, num_items, num_slots, weight.device)
-        # An item is heavy at level h when w * (h + 1) * bins > the row's load: none at the
-        # top level means none at any level (a cheap test before the per-level work).
-        splits = []
-        if bool((value[:, 0] * (max(HEAVY_LEVELS) + 1) * num_bins > value.sum(dim=-1)).any()):
-            splits = [heavy_split(value, num_slots, num_bins, h, cap is not None) for h in HEAVY_LEVELS]
-            splits = [split for split in splits if bool(split[0].any())]
-        # Runs of sorted items to replicate: all of them for the min-max counts (candidate 0);
-        # for level h's candidate (h = 1, 2, ...) a heavy and a light run where feasible, else
-        # the min-max run again.
-        starts, stops, extras = [first], [everyone], [spare]
-        for feasible, num_heavy, heavy_extra in splits:
-            starts += [first, num_heavy]
-            stops += [torch.where(feasible, num_heavy, num_items), everyone]
-            extras += [torch.where(feasible, heavy_extra, spare), torch.where(feasible, spare - heavy_extra, 0)]
-        num_candidates = 1 + len(splits)
-        if splits:
-            candidate = torch.arange(num_candidates, device=weight.device).repeat_interleave(2)[1:]
-            target = (rows * num_candidates).repeat(len(starts)).add_(candidate.repeat_interleave(num_rows))
-            counts = run_counts(value, item, rows.repeat(len(starts)), torch.cat(starts), torch.cat(stops),
-                                torch.cat(extras), target, num_rows * num_candidates, cap)
-        else:
-            counts = run_counts(value, item, rows, first, everyone, spare, cap=cap)
-        counts = counts.view(num_rows, num_candidates, num_items)
+        # The min-max counts, then one "h heavy copies per bin" split per level that some row
+        # can take, in one compiled pass (``kernels.candidate_runs``).
+        host_value = on_host(value, None)
+        scale = np.array([h + 1 for h in HEAVY_LEVELS] + [num_bins], dtype=host_value.dtype)
+        counts = torch.from_numpy(kernels.candidate_runs(
+            host_value, on_host(item, np.int64), on_host(value.sum(dim=-1), None), num_slots, num_bins,
+            np.array(HEAVY_LEVELS, dtype=np.int64), scale, cap or 0)).to(weight.device)
         exact = two_slot_search(weight, num_bins, cap) if num_slots == 2 * num_bins else None
         if exact is not None:
             counts = torch.cat([counts, exact[1].unsqueeze(1)], dim=1)
