@@ -483,6 +483,53 @@ def pack_rows(loads: np.ndarray, items: np.ndarray, num_bins: int, pairs: int, p
 
 
 @_jit
+def distinct_candidates(counts: np.ndarray) -> np.ndarray:
+    """The candidates to pack: counts [B, C, n] int64 -> which [K] int64, the flat indices
+    row * C + c, in order, of every count vector not equal to an earlier one of its row
+    (candidate 0 of every row among them). Packing is deterministic and each row's apart, so
+    a repeat would pack the same way."""
+    num_rows, num_candidates, num_items = counts.shape
+    which = np.empty(num_rows * num_candidates, dtype=np.int64)
+    size = 0
+    for r in range(num_rows):
+        for c in range(num_candidates):
+            repeat = False
+            for earlier in range(c):
+                repeat = True
+                for e in range(num_items):
+                    if counts[r, c, e] != counts[r, earlier, e]:
+                        repeat = False
+                        break
+                if repeat:
+                    break
+            if not repeat:
+                which[size] = r * num_candidates + c
+                size += 1
+    return which[:size]
+
+
+@_jit
+def best_packings(phy2item: np.ndarray, table: np.ndarray, peak: np.ndarray, row: np.ndarray, num_rows: int
+                  ) -> np.ndarray:
+    """Each row's lightest packing, laid out: phy2item [K, S] int64 (the item of each copy),
+    table [K, S] int64 (the copy in each slot, bin by bin), peak [K] float64 (its heaviest bin),
+    row [K] int64 (ascending: a row's packings in candidate order) -> phy2log [B, S] int64, the
+    item in each slot of the packing with the lowest peak, the earliest among ties."""
+    num_slots = phy2item.shape[1]
+    best = np.full(num_rows, -1, dtype=np.int64)
+    for k in range(peak.shape[0]):
+        r = row[k]
+        if best[r] < 0 or peak[k] < peak[best[r]]:
+            best[r] = k
+    out = np.empty((num_rows, num_slots), dtype=np.int64)
+    for r in range(num_rows):
+        k = best[r]
+        for s in range(num_slots):
+            out[r, s] = phy2item[k, table[k, s]]
+    return out
+
+
+@_jit
 def _sorted_copies(per_copy: np.ndarray, counts: np.ndarray, item: np.ndarray, load: np.ndarray) -> None:
     """Every copy heaviest first, ties by item (the order ``_moved_copies`` keeps): per_copy,
     counts [n] -> item, load [S], written in place."""
@@ -940,6 +987,8 @@ def warm_up() -> None:
     packing_floor_rows(loads, 1, 1)
     one = np.zeros(1, dtype=np.int64)
     min_max_runs(loads, items, one, one, one + 2, one + 1, one, 1, 0)
+    which = distinct_candidates(np.ones((1, 2, 2), dtype=np.int64))
+    best_packings(items, items, floor, which, 1)
     for dtype in (np.float32, np.float64):
         candidate_runs(loads.astype(dtype), items, loads.sum(1).astype(dtype), 3, 1, one + 1,
                        np.ones(2, dtype=dtype), 0)

@@ -670,9 +670,7 @@ class JointSearch(Policy):
             flat_counts, row_weight = counts[:, 0], weight
         else:
             # Pack the first candidate everywhere, the others only where they differ from the earlier ones.
-            same = (counts.unsqueeze(2) == counts.unsqueeze(1)).all(dim=-1)  # [B, C, C]
-            repeat = (same & earlier_candidates(num_candidates, weight.device)).any(dim=-1)  # [B, C]
-            which = (~repeat).view(-1).nonzero().squeeze(1)  # row * C + candidate, candidate 0 of each row first
+            which = torch.from_numpy(kernels.distinct_candidates(on_host(counts, np.int64))).to(weight.device)  # row * C + c
             row = which // num_candidates
             flat_counts = counts.view(-1, num_items).index_select(0, which)  # [K, n]
             row_weight, by_weight = weight.index_select(0, row), by_weight.index_select(0, row)
@@ -683,11 +681,6 @@ class JointSearch(Policy):
                                 row, num_rows, spread)
         if row is None:
             return phy2item.gather(-1, table.flatten(1))
-        peak = torch.full((num_rows * num_candidates,), torch.inf, dtype=torch.float64, device=weight.device)
-        peak.index_copy_(0, which, peak_of)
-        best = peak.view(num_rows, num_candidates).argmin(dim=-1)  # the first candidate among ties
-        packed_row = torch.zeros(num_rows * num_candidates, dtype=torch.int64, device=weight.device)
-        packed_row.index_copy_(0, which, torch.arange(which.numel(), device=weight.device))
-        chosen = packed_row.index_select(0, best.add_(torch.arange(num_rows, device=weight.device),
-                                                      alpha=num_candidates))
-        return phy2item.index_select(0, chosen).gather(-1, table.index_select(0, chosen).flatten(1))
+        return torch.from_numpy(kernels.best_packings(on_host(phy2item, np.int64), on_host(table.flatten(1), np.int64),
+                                                      on_host(peak_of, np.float64), on_host(row, np.int64), num_rows)
+                                ).to(weight.device)
