@@ -108,6 +108,16 @@ class Policy(ABC):
         num_layers, num_experts = weight.shape
         group_size = num_experts // num_groups
         experts_per_node = num_experts // num_nodes
+        if num_groups == 1 and num_nodes == 1:  # global mode: every map in step 1 is the identity
+            node_phy2mlog = self.replicate_and_pack(weight, num_replicas, num_gpus)
+            return PlacementSteps(
+                group_load=weight.sum(-1, keepdim=True),
+                group_node=torch.zeros(num_layers, 1, dtype=torch.int64, device=weight.device),
+                mlog2log=torch.arange(num_experts, device=weight.device).repeat(num_layers, 1),
+                node_weight=weight.view(num_layers, 1, num_experts),
+                node_phy2mlog=node_phy2mlog.view(num_layers, 1, -1),
+                phy2log=node_phy2mlog,
+            )
 
         # Step 1: groups onto nodes.
         group_load = weight.view(num_layers, num_groups, group_size).sum(-1)  # [L, groups]
