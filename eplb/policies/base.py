@@ -113,7 +113,7 @@ class Policy(ABC):
             return PlacementSteps(
                 group_load=weight.sum(-1, keepdim=True),
                 group_node=torch.zeros(num_layers, 1, dtype=torch.int64, device=weight.device),
-                mlog2log=torch.arange(num_experts, device=weight.device).repeat(num_layers, 1),
+                mlog2log=torch.arange(num_experts, device=weight.device).expand(num_layers, -1),
                 node_weight=weight.view(num_layers, 1, num_experts),
                 node_phy2mlog=node_phy2mlog.view(num_layers, 1, -1),
                 phy2log=node_phy2mlog,

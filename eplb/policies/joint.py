@@ -294,7 +294,9 @@ def on_host(tensor: torch.Tensor | None, dtype) -> np.ndarray:
     tensor's); None, an absent argument, as an empty [0, 0] array."""
     if tensor is None:
         return np.zeros((0, 0), dtype=dtype)
-    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=dtype)
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    return np.ascontiguousarray(tensor.detach().numpy(), dtype=dtype)
 
 
 def dealt_slots(loads: torch.Tensor, num_bins: int, items: torch.Tensor | None = None
