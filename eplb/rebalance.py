@@ -180,7 +180,9 @@ def rebalance_experts(
         weight: [layers, num_logical_experts] load (token counts) per expert, or a
             window of per-step loads [steps, layers, num_logical_experts] (as SGLang's
             ``deepseek_vec`` takes), which a policy may use to plan for the next window
-            (``Policy.place_window``); any real dtype, CPU or CUDA. Never modified.
+            (``Policy.place_window``); any real dtype, CPU or CUDA. Never modified. The
+            policies plan in float32, the same counts in any dtype giving the same placement,
+            except float64 loads that float32 would round, which keep their precision.
         num_replicas: physical expert slots P, a multiple of num_gpus and >= num_logical_experts.
         num_groups: expert groups; num_logical_experts must be a multiple.
         num_nodes: server nodes; num_gpus must be a multiple.
@@ -255,7 +257,9 @@ def _place(weight, num_replicas: int, num_groups: int, num_nodes: int, num_gpus:
     num_experts = weight.shape[-1]
     topology = Topology(num_replicas, num_groups, num_nodes, num_gpus)
     resolved = topology.validate(num_experts, mode)
-    load = weight.to(torch.float64 if weight.dtype == torch.float64 else torch.float32)
+    load = weight.to(torch.float32)
+    if weight.dtype == torch.float64 and not bool((load == weight).all()):
+        load = weight  # float64 precision is kept where float32 would round; token counts plan as float32 ones do
     if resolved == "global":
         num_groups, num_nodes = 1, 1
     chosen = POLICIES[name]

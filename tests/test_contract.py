@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import eplb
 from eplb.presets import DEEPSEEK_README_WEIGHT
+from eplb.workloads import generate_load
 
 README_PHY2LOG = [
     [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
@@ -130,6 +131,21 @@ def test_any_real_dtype(dtype):
     weight = torch.tensor(DEEPSEEK_README_WEIGHT).to(dtype)
     phy2log, _, _ = eplb.rebalance_experts(weight, 16, 4, 2, 8, policy="deepseek")
     assert phy2log.shape == (2, 16)
+
+
+@pytest.mark.parametrize("policy", sorted(eplb.POLICIES))
+def test_token_counts_plan_the_same_in_every_dtype(policy):
+    """The same counts as int64, float32 or float64 (an .npy of floats, a CSV of ints) get the
+    same placement, ties included; float64 loads that float32 would round keep their precision."""
+    weight = generate_load("zipf", 8, 64, seed=1)  # many tied counts
+    for topology, mode in (((96, 8, 4, 32), "hierarchical"), ((80, 1, 1, 16), "global")):
+        plans = [eplb.rebalance_experts(weight.to(dtype), *topology, policy=policy, mode=mode)
+                 for dtype in (torch.float32, torch.float64, torch.int64)]
+        for plan in plans[1:]:
+            assert all(torch.equal(a, b) for a, b in zip(plan, plans[0]))
+    fine = torch.tensor([[1.0, 1.0 + 1e-9, 1.0, 1.0]], dtype=torch.float64)  # equal once cast to float32
+    if policy != "deepseek":  # DeepSeek's published code casts to float32 itself
+        assert eplb.rebalance_experts(fine, 5, 1, 1, 1, policy=policy)[2].tolist() == [[1, 2, 1, 1]]
 
 
 @pytest.mark.parametrize("policy", sorted(eplb.POLICIES))
