@@ -233,9 +233,13 @@ def _deal_row(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool,
               bin_load: np.ndarray, scratch: np.ndarray, flags: np.ndarray, give_up_at: float, first_turn: int,
               rounds: np.ndarray) -> bool:
     """One row of ``deal_rows``: loads, items [S] -> slot [S] and bin_load [M], written in place
-    (scratch, flags: ``_deal_scratch``). Bins only grow as copies are dealt, so once one
-    reaches give_up_at (inf: never) the dealing stops (slot and bin_load then incomplete) and returns
-    False; True when every copy was dealt.
+    (scratch, flags: ``_deal_scratch``). Every bin takes one copy per round, at least the round's
+    lightest (its last), so once the heaviest bin plus the lightest copy of every round still
+    to deal reaches give_up_at (inf: never), some bin will, and the dealing stops (slot and
+    bin_load then incomplete) and returns False; True when every copy was dealt. (The test
+    allows for rounding: it gives up only where the sum exceeds give_up_at by a relative
+    1e-12, far above the error of adding s loads, and otherwise deals on; the result is that
+    of dealing every copy and comparing the bins with give_up_at.)
 
     rounds: float64 [s, M + M] or [0, 0]; when given, row r receives the bin loads and then
     the bins of the round's positions (``scratch[2]``) as round r leaves them. first_turn > 0
@@ -246,8 +250,13 @@ def _deal_row(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool,
     order, chosen, last = scratch[0], scratch[1], scratch[2]
     held, used = flags[0], flags[1]
     record = rounds.shape[0] > 0
+    give_up = give_up_at * (1 + 1e-12)
+    ahead = 0.0  # the lightest copy of every round from first_turn on
+    if give_up < np.inf:
+        for turn in range(max(first_turn, 1), per_bin):
+            ahead += loads[(turn + 1) * num_bins - 1]
     if first_turn == 0:
-        if loads[0] >= give_up_at:
+        if loads[0] + ahead >= give_up or loads[0] >= give_up_at:
             return False
         for k in range(num_bins):
             bin_load[k] = loads[k]
@@ -256,8 +265,10 @@ def _deal_row(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool,
         if record:
             _record_round(rounds[0], bin_load, last)
         first_turn = 1
-    elif bin_load.max() >= give_up_at:
-        return False
+    else:
+        heaviest = bin_load.max()
+        if heaviest + ahead >= give_up or heaviest >= give_up_at:
+            return False
     for turn in range(first_turn, per_bin):
         start = turn * num_bins
         _ascending(bin_load, order)  # lightest first, ties by bin index
@@ -287,15 +298,17 @@ def _deal_row(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool,
         else:
             for k in range(num_bins):
                 chosen[k] = order[k]
-        over = False
+        heaviest = -np.inf
         for k in range(num_bins):
             b = chosen[k]
             bin_load[b] += loads[start + k]
             slot[start + k] = b * per_bin + turn
             last[k] = b
-            over = over or bin_load[b] >= give_up_at
-        if over:
-            return False
+            heaviest = max(heaviest, bin_load[b])
+        if give_up < np.inf:
+            ahead = ahead - loads[(turn + 1) * num_bins - 1] if turn + 1 < per_bin else 0.0
+            if heaviest + max(ahead, 0.0) >= give_up or heaviest >= give_up_at:
+                return False
         if record:
             _record_round(rounds[turn], bin_load, last)
     return True

@@ -66,6 +66,33 @@ def test_deal_rows_deals_as_described_and_keeps_items_apart(case, spread):
 
 
 @settings(max_examples=200, deadline=None)
+@given(dealing_cases(), st.booleans(), st.data())
+def test_a_deal_gives_up_exactly_when_its_heaviest_bin_would_reach_the_limit(case, spread, data):
+    """With a limit, ``_deal_row`` (from round 0, or resumed from a recorded round) returns False
+    exactly when dealing every copy leaves some bin at or above the limit, and otherwise deals
+    as without one; limits at, just below and just above the dealt bins' loads are drawn."""
+    loads, items, num_bins = case
+    per_bin = len(loads) // num_bins
+    scratch, flags = kernels._deal_scratch(num_bins)
+    full_slot, full_bins = np.empty(len(loads), np.int64), np.empty(num_bins)
+    record = np.empty((per_bin, 2 * num_bins))
+    assert kernels._deal_row(loads, items, num_bins, spread, full_slot, full_bins, scratch, flags, np.inf, 0, record)
+    peak = full_bins.max()
+    limit = data.draw(st.sampled_from([peak, np.nextafter(peak, np.inf), np.nextafter(peak, -np.inf), peak * 0.9,
+                                       peak * 1.1, *full_bins.tolist(), *loads.tolist()]))
+    turn = data.draw(st.integers(0, per_bin - 1))
+    slot, bins = np.empty(len(loads), np.int64), np.empty(num_bins)
+    if turn > 0:  # resume as refine_rows does, from the record of the rounds before
+        kernels._resume_from(record, turn, bins, scratch[2])
+        slot[: turn * num_bins] = full_slot[: turn * num_bins]
+    dealt = kernels._deal_row(loads, items, num_bins, spread, slot, bins, scratch, flags, limit, turn,
+                              np.empty((per_bin, 2 * num_bins)))
+    assert dealt == (peak < limit)
+    if dealt:
+        assert slot.tolist() == full_slot.tolist() and bins.tolist() == full_bins.tolist()
+
+
+@settings(max_examples=200, deadline=None)
 @given(st.one_of(st.lists(st.sampled_from([0.0, 1.0, 1.5, 2.0, 9.0]), min_size=1, max_size=40),
                  st.lists(st.sampled_from([0.0, 1.0, 1.5, 2.0, 9.0]), min_size=kernels.SHORT_SORT - 5,
                           max_size=kernels.SHORT_SORT + 5)),
