@@ -229,6 +229,14 @@ def _deal_scratch(num_bins: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @_jit
+def _out_of_reach(heaviest: float, ahead: float, give_up_at: float) -> bool:
+    """Whether a deal whose heaviest bin is at heaviest, with ahead the lightest copy of every
+    round still to deal, must end with a bin at or above give_up_at (``_deal_row``); the sum
+    is allowed a relative 1e-12 for its rounding."""
+    return heaviest >= give_up_at or heaviest + ahead >= give_up_at * (1 + 1e-12)
+
+
+@_jit
 def _deal_row(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool, slot: np.ndarray,
               bin_load: np.ndarray, scratch: np.ndarray, flags: np.ndarray, give_up_at: float, first_turn: int,
               rounds: np.ndarray) -> bool:
@@ -236,10 +244,9 @@ def _deal_row(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool,
     (scratch, flags: ``_deal_scratch``). Every bin takes one copy per round, at least the round's
     lightest (its last), so once the heaviest bin plus the lightest copy of every round still
     to deal reaches give_up_at (inf: never), some bin will, and the dealing stops (slot and
-    bin_load then incomplete) and returns False; True when every copy was dealt. (The test
-    allows for rounding: it gives up only where the sum exceeds give_up_at by a relative
-    1e-12, far above the error of adding s loads, and otherwise deals on; the result is that
-    of dealing every copy and comparing the bins with give_up_at.)
+    bin_load then incomplete) and returns False; True when every copy was dealt (``_out_of_reach``
+    allows the sum a relative 1e-12, far above the error of adding s loads, so the result is that
+    of dealing every copy and comparing the bins with give_up_at).
 
     rounds: float64 [s, M + M] or [0, 0]; when given, row r receives the bin loads and then
     the bins of the round's positions (``scratch[2]``) as round r leaves them. first_turn > 0
@@ -250,13 +257,13 @@ def _deal_row(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool,
     order, chosen, last = scratch[0], scratch[1], scratch[2]
     held, used = flags[0], flags[1]
     record = rounds.shape[0] > 0
-    give_up = give_up_at * (1 + 1e-12)
-    ahead = 0.0  # the lightest copy of every round from first_turn on
-    if give_up < np.inf:
+    limited = give_up_at < np.inf
+    ahead = 0.0  # the lightest copy of every round still to deal after the first_turn - 1 ones dealt
+    if limited:
         for turn in range(max(first_turn, 1), per_bin):
             ahead += loads[(turn + 1) * num_bins - 1]
     if first_turn == 0:
-        if loads[0] + ahead >= give_up or loads[0] >= give_up_at:
+        if _out_of_reach(loads[0], ahead, give_up_at):
             return False
         for k in range(num_bins):
             bin_load[k] = loads[k]
@@ -265,10 +272,8 @@ def _deal_row(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool,
         if record:
             _record_round(rounds[0], bin_load, last)
         first_turn = 1
-    else:
-        heaviest = bin_load.max()
-        if heaviest + ahead >= give_up or heaviest >= give_up_at:
-            return False
+    elif _out_of_reach(bin_load.max(), ahead, give_up_at):
+        return False
     for turn in range(first_turn, per_bin):
         start = turn * num_bins
         _ascending(bin_load, order)  # lightest first, ties by bin index
@@ -305,9 +310,9 @@ def _deal_row(loads: np.ndarray, items: np.ndarray, num_bins: int, spread: bool,
             slot[start + k] = b * per_bin + turn
             last[k] = b
             heaviest = max(heaviest, bin_load[b])
-        if give_up < np.inf:
-            ahead = ahead - loads[(turn + 1) * num_bins - 1] if turn + 1 < per_bin else 0.0
-            if heaviest + max(ahead, 0.0) >= give_up or heaviest >= give_up_at:
+        if limited:
+            ahead = max(ahead - loads[(turn + 1) * num_bins - 1], 0.0) if turn + 1 < per_bin else 0.0
+            if _out_of_reach(heaviest, ahead, give_up_at):
                 return False
         if record:
             _record_round(rounds[turn], bin_load, last)
@@ -967,8 +972,8 @@ def fill_log2phy(phy2log: np.ndarray, log2phy: np.ndarray, logcnt: np.ndarray) -
     """The reverse map of a placement, in place: phy2log [L, P] int64 -> log2phy [L, E, W] int64
     and logcnt [L, E] int64, both written whole (they may come uninitialised); copy k of an
     expert is its k-th lowest slot, the columns past its copies hold -1. Per layer: the
-    layer's block of log2phy set to -1 as one flat run (a loop the compiler vectorises, 10-25%
-    faster than a short run per expert), then the slots and counts, while the block is in cache."""
+    layer's block of log2phy set to -1 as one flat run (a loop the compiler vectorises, faster
+    than a short run per expert), then the slots and counts, while the block is in cache."""
     num_layers, num_replicas = phy2log.shape
     for layer in range(num_layers):
         block = log2phy[layer].reshape(-1)
